@@ -463,13 +463,9 @@ class Levit(nn.Module):
         self.num_classes = cfg.num_classes
         self.num_features = cfg.embed_dim[-1]
         self.stem = Stem16(cfg.in_chans, cfg.embed_dim[0])
-        # one stochastic-depth rate per residual MLP/block, increasing along the network
-        total = sum(cfg.depth) + len(cfg.depth) - 1
-        rates = iter(torch.linspace(0, cfg.drop_path_rate, total).tolist())
-        stages = []
-        for i, d in enumerate(cfg.depth):
-            down = next(rates) if i > 0 else 0.0
-            stages.append(LevitStage(i, cfg, down, [next(rates) for _ in range(d)]))
+        # the official code uses one stochastic-depth rate for every residual branch
+        dp = cfg.drop_path_rate
+        stages = [LevitStage(i, cfg, dp, [dp] * d) for i, d in enumerate(cfg.depth)]
         self.stages = nn.Sequential(*stages)
         self.head = NormLinear(self.num_features, cfg.num_classes) if cfg.num_classes else nn.Identity()
         self.head_dist = (
