@@ -1,0 +1,120 @@
+"""The one interface every runtime implements, the settings it receives, and what it returns.
+
+A backend turns a (fused) eager model into a :class:`Runner`.  The harness never sees the runtime:
+it asks the runner to ``bind`` an input once, then calls the returned zero-argument function in its
+timed loop.  Parity checks call the runner with a tensor and get float32 logits back.
+"""
+from __future__ import annotations
+
+import platform
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .cache import ExportCache
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a backend needs to know to prepare a runner; recorded with every result."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int | None = None
+    batch_size: int = 16
+    half_mode: str = "cast"  # torch fp16/bf16: "cast" the weights, or "autocast"
+    channels_last: bool = False
+    compile_mode: str = "default"  # torch-compile: default, reduce-overhead, max-autotune, ...
+    cuda_graphs: bool = False  # torch-compile on CUDA: replay CUDA graphs (mode reduce-overhead)
+    openvino_mode: str = "sync"  # sync (latency hint) or async (throughput hint, AsyncInferQueue)
+
+
+class BackendUnavailable(Exception):
+    """Raised by ``prepare`` when the runtime cannot run here; the message is the one-line reason."""
+
+
+@dataclass
+class Prepared:
+    """A ready runner and what preparing it cost."""
+
+    runner: Runner
+    export_s: float = 0.0
+    artifact: str | None = None
+    artifact_bytes: int | None = None
+    reused: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class Runner(ABC):
+    """A prepared model in one runtime."""
+
+    #: how many batches one bound call processes (more than one only for asynchronous queues)
+    batches_per_call: int = 1
+
+    @abstractmethod
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        """Convert/copy ``x`` once and return a zero-argument call that runs one batch on it."""
+
+    @abstractmethod
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for ``x`` as a float32 CPU tensor (used for parity, not timed)."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (CUDA); a no-op for synchronous runtimes."""
+
+    def close(self) -> None:
+        """Release sessions/requests early; garbage collection does it otherwise."""
+
+
+class Backend(ABC):
+    """A runtime: a name, where it runs, why it can't, and how to prepare a runner."""
+
+    name: str = ""
+    devices: tuple[str, ...] = ("cpu",)
+    precisions: tuple[str, ...] = ("fp32",)
+
+    def unavailable_reason(self, settings: Settings) -> str | None:
+        """One line saying why this backend cannot run with ``settings`` here, or None."""
+        if settings.device not in self.devices:
+            return f"{self.name} does not run on {settings.device}"
+        if settings.precision not in self.precisions:
+            return f"{self.name} does not support {settings.precision} here (supports {', '.join(self.precisions)})"
+        if settings.device == "cuda" and not torch.cuda.is_available():
+            return "no CUDA device"
+        return self.runtime_missing()
+
+    def runtime_missing(self) -> str | None:
+        """Reason the runtime's package is missing, or None."""
+        return None
+
+    @abstractmethod
+    def prepare(self, model: nn.Module, example: torch.Tensor, settings: Settings, cache: ExportCache) -> Prepared:
+        """Export/compile ``model`` (already fused, eval, fp32, on CPU) for ``settings``."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions that go into the cache key and the results."""
+        return {"torch": torch.__version__}
+
+
+def missing_package(module: str, pip_name: str) -> str | None:
+    """``None`` if ``module`` imports, else the one-line reason with the install hint."""
+    try:
+        __import__(module)
+    except ImportError:
+        return f"{module} is not installed (pip install {pip_name})"
+    return None
+
+
+def is_arm() -> bool:
+    return platform.machine().lower() in ("aarch64", "arm64")
+
+
+def model_name(model: nn.Module) -> str:
+    return getattr(model, "levit_bench_name", type(model).__name__)

@@ -1,0 +1,74 @@
+"""One ONNX export per (model, weights, input shape), shared by ONNX Runtime and OpenVINO.
+
+Exported with ``torch.onnx.export`` (the dynamo exporter, opset 18) from the fused fp32 model with
+a dynamic batch axis; the TorchScript-based exporter (opset 17) is the fallback when the dynamo
+exporter fails, and the artifact's notes say which one made it.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .base import model_name
+from .cache import ExportCache, weights_hash
+
+OPSET = 18
+FALLBACK_OPSET = 17
+
+
+def _export(model: nn.Module, example: torch.Tensor, path: Path) -> str:
+    """Write ``model`` as ONNX to ``path``; returns which exporter made it."""
+    errors = []
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        warnings.simplefilter("ignore")
+        try:
+            batch = torch.export.Dim("batch", min=1, max=65536)
+            torch.onnx.export(
+                model, (example,), str(path), dynamo=True, opset_version=OPSET, external_data=False,
+                input_names=["input"], output_names=["logits"], dynamic_shapes=({0: batch},), optimize=True,
+            )
+            return f"dynamo exporter, opset {OPSET}"
+        except Exception as exc:  # noqa: BLE001 - fall back, then report the first error line
+            errors.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        try:
+            torch.onnx.export(
+                model, (example,), str(path), dynamo=False, opset_version=FALLBACK_OPSET,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
+            return f"torchscript exporter, opset {FALLBACK_OPSET} (dynamo exporter failed: {errors[0]})"
+        except Exception as exc:  # noqa: BLE001
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeError(f"ONNX export failed: {first}") from exc
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, cache: ExportCache) -> tuple[Path, bool, float, str]:
+    """(path, reused, export seconds, exporter note) of the ONNX artifact for this model and shape."""
+    import onnx
+
+    name = model_name(model)
+    key = cache.key(
+        artifact="onnx", model=name, weights=weights_hash(model), shape=tuple(example.shape[1:]),
+        torch=torch.__version__, onnx=onnx.__version__,
+    )
+    folder = cache.entry("onnx", name, key)
+    note = {"exporter": ""}
+
+    def build(tmp: Path) -> None:
+        two = torch.cat([example[:1]] * 2).float().cpu()  # batch 2, so the batch axis stays symbolic
+        note["exporter"] = _export(model, two, tmp)
+        onnx.checker.check_model(str(tmp))
+
+    start = time.perf_counter()
+    path, reused = cache.get_or_build(folder, "model.onnx", build, lambda: {"model": name, "exporter": note["exporter"]})
+    if reused:
+        note["exporter"] = json.loads((folder / "meta.json").read_text()).get("exporter", "")
+    return path, reused, (0.0 if reused else time.perf_counter() - start), note["exporter"]

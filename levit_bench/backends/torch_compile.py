@@ -1,0 +1,40 @@
+"""``torch.compile`` (inductor) on CPU or CUDA; on CUDA, optionally with CUDA-graph replay."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import torch
+from torch import nn
+
+from .base import Backend, Prepared, Settings
+from .cache import ExportCache
+from .torch_eager import TorchRunner, place
+
+
+class TorchCompileBackend(Backend):
+    name = "torch-compile"
+    devices = ("cpu", "cuda")
+    precisions = ("fp32", "fp16", "bf16")
+
+    def runtime_missing(self) -> str | None:
+        if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+            return "torch.compile needs a C++ compiler (g++), none found"
+        return None
+
+    def prepare(self, model: nn.Module, example: torch.Tensor, settings: Settings, cache: ExportCache) -> Prepared:
+        # inductor keeps its own compiled-kernel cache; keep it beside our exports
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache.root / "inductor"))
+        placed, dtype = place(model, settings)
+        mode = settings.compile_mode
+        if settings.device == "cuda" and settings.cuda_graphs and mode == "default":
+            mode = "reduce-overhead"
+        compiled = torch.compile(placed, mode=None if mode == "default" else mode, dynamic=False)
+        runner = TorchRunner(compiled, settings, dtype)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            runner.bind(example)()  # compilation happens on the first call
+        runner.synchronize()
+        notes = [f"mode={mode}"] + (["cuda graphs"] if mode in ("reduce-overhead", "max-autotune") and settings.device == "cuda" else [])
+        return Prepared(runner, export_s=time.perf_counter() - start, notes=notes)

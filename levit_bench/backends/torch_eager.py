@@ -1,0 +1,79 @@
+"""Eager PyTorch on CPU or CUDA: fp32, or fp16/bf16 by casting the weights or by autocast."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .base import DTYPES, Backend, Prepared, Runner, Settings
+from .cache import ExportCache
+
+
+class TorchRunner(Runner):
+    """Calls a torch module (eager, compiled or scripted) under ``inference_mode``."""
+
+    def __init__(self, module: Callable[[torch.Tensor], torch.Tensor], settings: Settings, input_dtype: torch.dtype):
+        self.module = module
+        self.device = torch.device(settings.device)
+        self.input_dtype = input_dtype
+        self.channels_last = settings.channels_last
+        self.autocast = settings.precision != "fp32" and settings.half_mode == "autocast"
+        self.autocast_dtype = DTYPES[settings.precision]
+
+    def _convert(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, self.input_dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+    def _context(self) -> contextlib.AbstractContextManager:
+        if self.autocast:
+            return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return contextlib.nullcontext()
+
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        x = self._convert(x)
+        if not self.autocast:
+            return functools.partial(self.module, x)
+
+        def call() -> Any:
+            with self._context():
+                return self.module(x)
+
+        return call
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with self._context():
+            out = self.module(self._convert(x))
+        return out.float().cpu()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def place(model: nn.Module, settings: Settings) -> tuple[nn.Module, torch.dtype]:
+    """A copy of ``model`` on the settings' device, cast when precision says so; and the input dtype."""
+    model = copy.deepcopy(model).eval().to(settings.device)
+    dtype = torch.float32
+    if settings.precision != "fp32" and settings.half_mode == "cast":
+        dtype = DTYPES[settings.precision]
+        model = model.to(dtype)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, dtype
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    devices = ("cpu", "cuda")
+    precisions = ("fp32", "fp16", "bf16")
+
+    def prepare(self, model: nn.Module, example: torch.Tensor, settings: Settings, cache: ExportCache) -> Prepared:
+        placed, dtype = place(model, settings)
+        mode = "" if settings.precision == "fp32" else f"{settings.precision} by {settings.half_mode}"
+        return Prepared(TorchRunner(placed, settings, dtype), notes=[mode] if mode else [])
