@@ -53,7 +53,7 @@ class TorchScriptBackend(Backend):
                 warnings.simplefilter("ignore")
                 traced = torch.jit.trace(placed, x, check_trace=False)
                 frozen = torch.jit.freeze(traced.eval())
-            torch.jit.save(frozen, str(tmp))  # optimized graphs don't serialise; optimise after loading
+                torch.jit.save(frozen, str(tmp))  # optimized graphs don't serialise; optimise after loading
 
         start = time.perf_counter()
         path, reused = cache.get_or_build(folder, "model.pt", build, lambda: {"model": model_name(model)})

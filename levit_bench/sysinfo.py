@@ -1,0 +1,103 @@
+"""Facts about the machine and the libraries a measurement ran on (psutil, py-cpuinfo, torch.cuda)."""
+from __future__ import annotations
+
+import functools
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+LIBRARIES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "numpy", "levit-bench")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout this package runs from (None when installed elsewhere)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists() or not shutil.which("git"):
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _gpu() -> dict[str, Any] | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    driver = None
+    if shutil.which("nvidia-smi"):
+        try:
+            driver = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout.strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired, IndexError):
+            driver = None
+    return {
+        "name": props.name,
+        "count": torch.cuda.device_count(),
+        "memory_bytes": int(props.total_memory),
+        "capability": f"{props.major}.{props.minor}",
+        "driver": driver,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_info() -> dict[str, Any]:
+    try:
+        import cpuinfo
+
+        return cpuinfo.get_cpu_info()
+    except Exception:  # noqa: BLE001 - py-cpuinfo probes many sources; any failure means "unknown"
+        return {}
+
+
+def collect() -> dict[str, Any]:
+    """Everything a reader needs to know where a number came from."""
+    info = _cpu_info()
+    freq = psutil.cpu_freq()
+    flags = set(info.get("flags", []))
+    return {
+        "cpu": info.get("brand_raw") or platform.processor() or "unknown",
+        "arch": platform.machine(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "avx512_fp16"}),
+        "frequency_mhz": {"current": freq.current, "max": freq.max} if freq else None,
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "memory_bytes": psutil.virtual_memory().total,
+        "os": platform.platform(),
+        "hostname": platform.node(),
+        "python": platform.python_version(),
+        "versions": {lib: _version(lib) for lib in LIBRARIES},
+        "git_commit": _git_commit(),
+        "gpu": _gpu(),
+    }
