@@ -354,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("levit-bench: interrupted\n")
         return EXIT_INTERRUPTED
+    except SystemExit as exc:  # argparse: --help, --version, bad arguments
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

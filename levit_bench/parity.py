@@ -12,12 +12,15 @@ from dataclasses import asdict, dataclass
 import torch
 
 # One table of tolerances.  fp32 exports reorder floating-point sums (~1e-6 relative); fp16 and
-# bf16 keep 11 and 8 significant bits.  Top-1 of randomly initialised models has near-ties, so the
-# half-precision top-1 floor is loose; with trained weights it is far above it.
+# bf16 keep 11 and 8 significant bits.  ``resolvable``: the centered cosine is gated only when the
+# reference's input-dependent part is at least this fraction of its largest logit; below that,
+# rounding at this precision outweighs it (randomly initialised models in bf16, say) and the
+# cosine is reported but not gated.  Top-1 of random weights has near-ties, so the half-precision
+# top-1 floor is loose; with trained weights it is far above it.
 TOLERANCES: dict[str, dict[str, float]] = {
-    "fp32": {"max_rel_diff": 1e-3, "min_cosine": 0.9999, "min_top1": 0.9},
-    "fp16": {"max_rel_diff": 5e-2, "min_cosine": 0.99, "min_top1": 0.5},
-    "bf16": {"max_rel_diff": 1e-1, "min_cosine": 0.98, "min_top1": 0.5},
+    "fp32": {"max_rel_diff": 1e-3, "min_cosine": 0.9999, "resolvable": 1e-4, "min_top1": 0.9},
+    "fp16": {"max_rel_diff": 5e-2, "min_cosine": 0.99, "resolvable": 2e-2, "min_top1": 0.5},
+    "bf16": {"max_rel_diff": 1e-1, "min_cosine": 0.98, "resolvable": 1e-1, "min_top1": 0.5},
 }
 
 
@@ -29,6 +32,7 @@ class ParityResult:
     top1_agreement: float
     ok: bool
     reason: str = ""
+    cosine_gated: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,15 +55,16 @@ def compare_logits(out: torch.Tensor, ref: torch.Tensor, precision: str = "fp32"
     cosine = torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0, eps=1e-30).item()
     top1 = (out.argmax(1) == ref.argmax(1)).double().mean().item()
     tol = TOLERANCES[precision]
+    gated = b.abs().max().item() >= tol["resolvable"] * max(ref.abs().max().item(), 1e-30)
     failures = []
     if rel > tol["max_rel_diff"]:
         failures.append(f"max diff {diff:.3g} ({rel:.2g} of max logit) > {tol['max_rel_diff']:g}")
-    if cosine < tol["min_cosine"]:
+    if gated and cosine < tol["min_cosine"]:
         failures.append(f"cosine {cosine:.6f} < {tol['min_cosine']}")
     if top1 < tol["min_top1"]:
         failures.append(f"top-1 agreement {top1:.2f} < {tol['min_top1']}")
     reason = ("parity failed: " + "; ".join(failures)) if failures else ""
-    return ParityResult(diff, rel, cosine, top1, not failures, reason)
+    return ParityResult(diff, rel, cosine, top1, not failures, reason, gated)
 
 
 def parity_input(batch: int, img_size: int, seed: int = 0) -> torch.Tensor:

@@ -14,7 +14,11 @@ BASELINE_BACKEND = "torch"
 
 
 def console(stderr: bool = False, quiet: bool = False) -> Console:
-    return Console(stderr=stderr, quiet=quiet, highlight=False)
+    """A rich console; when writing to a file or pipe, wide enough that tables are not truncated."""
+    con = Console(stderr=stderr, quiet=quiet, highlight=False)
+    if not con.is_terminal:
+        con = Console(stderr=stderr, quiet=quiet, highlight=False, width=max(con.width, 160))
+    return con
 
 
 def progress(con: Console) -> Progress:

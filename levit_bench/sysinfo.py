@@ -15,6 +15,10 @@ LIBRARIES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxruntime
 
 
 def _version(dist: str) -> str | None:
+    if dist == "torch":
+        import torch
+
+        return torch.__version__  # with its build tag (+cu130, +cpu)
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:

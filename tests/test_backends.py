@@ -1,0 +1,202 @@
+"""Every CPU backend prepares, passes parity against eager fp32, and is reused from the cache."""
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+
+import pytest
+import torch
+
+import levit_bench as lb
+from levit_bench.backends import BACKENDS, ExportCache, Settings, default_backends
+from levit_bench.backends import onnx_export
+from levit_bench.backends.base import Backend, Prepared, Runner
+from levit_bench.bench import Plan, execute
+from levit_bench.harness import TimingOptions
+from levit_bench.parity import TOLERANCES, compare_logits, parity_input
+
+from .conftest import randomize_norms
+
+MODELS = ["levit_128s", "levit_128s_conv", "deit_tiny", "efficientnet_b0", "graft_r50s2_deits6"]
+CPU_BACKENDS = ["torch", "torchscript", "onnxruntime", "openvino"]
+BATCH = 2
+FAST = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=3)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> ExportCache:
+    return ExportCache(tmp_path_factory.mktemp("export-cache"))
+
+
+@pytest.fixture(scope="module")
+def models():
+    """name -> (reference, fused, input, reference logits), with randomized norms."""
+    out = {}
+    for name in MODELS:
+        ref = randomize_norms(lb.create_model(name))
+        fused = lb.fuse(ref)
+        fused.levit_bench_name = name
+        x = parity_input(BATCH, lb.model_spec(name).img_size)
+        with torch.no_grad():
+            out[name] = (ref, fused, x, ref(x))
+    return out
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_prepares_passes_parity_and_reuses_cache(name, backend, models, cache, monkeypatch):
+    _, fused, x, want = models[name]
+    settings = Settings(batch_size=BATCH, threads=2)
+    first = BACKENDS[backend].prepare(fused, x, settings, cache)
+    result = compare_logits(first.runner(x), want, "fp32")
+    assert result.ok, result.reason
+    first.runner.bind(x)()  # the timed call runs
+    if backend == "torch":
+        return
+    assert first.artifact and Path(first.artifact).is_file()
+
+    def no_export(*_a, **_k):
+        raise AssertionError("exported again although the cache holds the artifact")
+
+    monkeypatch.setattr(onnx_export, "_export", no_export)
+    monkeypatch.setattr(torch.jit, "trace", no_export)
+    second = BACKENDS[backend].prepare(fused, x, settings, cache)
+    assert second.reused and second.export_s == 0.0 and second.artifact == first.artifact
+    assert compare_logits(second.runner(x), want, "fp32").ok
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torchscript"])
+def test_corrupt_artifact_is_rebuilt(backend, models, tmp_path):
+    _, fused, x, want = models["levit_128s"]
+    cache = ExportCache(tmp_path)
+    settings = Settings(batch_size=BATCH, threads=2)
+    artifact = Path(BACKENDS[backend].prepare(fused, x, settings, cache).artifact)
+    data = artifact.read_bytes()
+    artifact.write_bytes(data[: len(data) // 2])  # truncated, as by an interrupted copy
+    again = BACKENDS[backend].prepare(fused, x, settings, cache)
+    assert not again.reused
+    assert Path(again.artifact).read_bytes() == data or Path(again.artifact).stat().st_size > len(data) // 2
+    assert compare_logits(again.runner(x), want, "fp32").ok
+
+
+def test_interrupted_export_leaves_nothing_used(tmp_path, models, monkeypatch):
+    _, fused, x, _ = models["levit_128s"]
+    cache = ExportCache(tmp_path)
+
+    def broken(model, example, path):
+        Path(path).write_bytes(b"half an onnx file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_export, "_export", broken)
+    with pytest.raises(KeyboardInterrupt):
+        onnx_export.export_onnx(fused, x, cache)
+    assert not list(tmp_path.rglob("model.onnx"))
+
+
+def test_cache_key_changes_with_weights(models, tmp_path):
+    _, fused, x, _ = models["levit_128s"]
+    cache = ExportCache(tmp_path)
+    a = onnx_export.export_onnx(fused, x, cache)[0]
+    changed = lb.fuse(randomize_norms(lb.create_model("levit_128s"), seed=5))
+    changed.levit_bench_name = "levit_128s"
+    b = onnx_export.export_onnx(changed, x, cache)[0]
+    assert a != b
+
+
+def test_cache_root_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LEVIT_BENCH_CACHE", str(tmp_path / "c"))
+    assert ExportCache().root == tmp_path / "c"
+
+
+def test_missing_package_is_skipped_with_reason(monkeypatch, tmp_path):
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    assert BACKENDS["openvino"].unavailable_reason(Settings()) == "openvino is not installed (pip install openvino)"
+    plan = Plan(["levit_128s"], ["openvino", "torch"], [1], Settings(threads=1), FAST, cache_dir=str(tmp_path))
+    entries = execute(plan)
+    assert [e.status for e in entries] == ["skipped", "ok"]
+    assert entries[0].reason == "openvino is not installed (pip install openvino)"
+
+
+def test_cuda_backends_skip_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert BACKENDS["torch"].unavailable_reason(Settings(device="cuda")) == "no CUDA device"
+    assert BACKENDS["openvino"].unavailable_reason(Settings(device="cuda")) == "openvino does not run on cuda"
+
+
+class _WrongRunner(Runner):
+    def bind(self, x):
+        return lambda: None
+
+    def __call__(self, x):
+        return torch.randn(x.shape[0], 1000)
+
+
+class _WrongBackend(Backend):
+    name = "wrong"
+
+    def prepare(self, model, example, settings, cache):
+        return Prepared(_WrongRunner())
+
+
+def test_parity_failure_is_not_timed(monkeypatch, tmp_path):
+    monkeypatch.setitem(BACKENDS, "wrong", _WrongBackend())
+    plan = Plan(["levit_128s"], ["wrong"], [2], Settings(threads=1), FAST, cache_dir=str(tmp_path))
+    (entry,) = execute(plan)
+    assert entry.status == "failed" and entry.reason.startswith("parity failed")
+    assert entry.samples_s == [] and entry.parity["cosine"] < TOLERANCES["fp32"]["min_cosine"]
+
+
+class _ExplodingBackend(Backend):
+    name = "exploding"
+
+    def prepare(self, model, example, settings, cache):
+        raise RuntimeError("exporter said no\nand a long second line")
+
+
+def test_export_failure_gives_first_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(BACKENDS, "exploding", _ExplodingBackend())
+    plan = Plan(["levit_128s"], ["exploding", "torch"], [1], Settings(threads=1), FAST, cache_dir=str(tmp_path))
+    entries = execute(plan)
+    assert (entries[0].status, entries[0].reason) == ("failed", "exporter said no")
+    assert entries[1].status == "ok"
+
+
+def test_bf16_is_caught_by_fp32_parity(models, cache):
+    """OpenVINO computing in bf16 where f32 was asked would be caught: the bf16 result fails fp32 tolerances."""
+    _, fused, x, want = models["levit_128s"]
+    bf16 = BACKENDS["openvino"].prepare(fused, x, Settings(batch_size=BATCH, threads=2, precision="bf16"), cache)
+    out = bf16.runner(x)
+    assert compare_logits(out, want, "bf16").ok
+    f32 = BACKENDS["openvino"].prepare(fused, x, Settings(batch_size=BATCH, threads=2), cache)
+    assert compare_logits(f32.runner(x), want, "fp32").max_rel_diff < compare_logits(out, want, "fp32").max_rel_diff
+
+
+def test_default_backends():
+    assert default_backends("cpu")[0] in ("torch", "torchscript")
+    assert set(default_backends("cpu")) == {"torch", "torchscript", "onnxruntime", "openvino"}
+    assert default_backends("cuda")[:2] == ["torch", "torch-compile"]
+
+
+@pytest.mark.slow
+def test_torch_compile_cpu(models, cache):
+    _, fused, x, want = models["levit_128s"]
+    prepared = BACKENDS["torch-compile"].prepare(fused, x, Settings(batch_size=BATCH, threads=2), cache)
+    assert prepared.export_s > 0
+    assert compare_logits(prepared.runner(x), want, "fp32").ok
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_torch_cuda(models, cache, precision):
+    _, fused, x, want = models["levit_128s"]
+    prepared = BACKENDS["torch"].prepare(fused, x, Settings(device="cuda", batch_size=BATCH, precision=precision), cache)
+    assert compare_logits(prepared.runner(x), want, precision).ok
