@@ -192,6 +192,7 @@ class _BiasedAttention(nn.Module):
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, resolution * resolution))
         self.register_buffer("attention_bias_idxs", bias_index(resolution, stride), persistent=False)
         self.fused = False
+        self.sdpa = False  # token layout: F.scaled_dot_product_attention with the bias as additive mask
 
     def attention_bias(self) -> torch.Tensor:
         """(heads, Nq, Nk) bias; gathered afresh unless fused, so loaded weights always apply."""
@@ -201,6 +202,9 @@ class _BiasedAttention(nn.Module):
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """softmax(q k^T * scale + bias) v for q,k,v of shape (B, h, N, d) / (B, h, d, N) in conv."""
+        if self.sdpa and self.layout == "token":
+            bias = self.attention_bias().to(q.dtype)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0 if self.fused else self.scale)
         if self.layout == "token":
             attn = q @ k.transpose(-2, -1)
         else:
@@ -531,6 +535,14 @@ def fuse_levit(model: Levit) -> Levit:
     return fused
 
 
+def use_sdpa(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every LeViT attention (token layout) to ``F.scaled_dot_product_attention``; same function."""
+    for m in model.modules():
+        if isinstance(m, _BiasedAttention):
+            m.sdpa = enabled
+    return model
+
+
 def build_levit(name: str, *, num_classes: int = 1000, img_size: int | None = None, **overrides) -> Levit:
     """Build a paper variant by name (``levit_256``, ``levit_256_conv``) with optional overrides."""
     base = name.removesuffix("_conv")
@@ -546,4 +558,4 @@ def build_levit(name: str, *, num_classes: int = 1000, img_size: int | None = No
     return Levit(cfg)
 
 
-__all__ = ["Levit", "LevitConfig", "LEVIT_CONFIGS", "build_levit", "fuse_levit", "bias_index"]
+__all__ = ["Levit", "LevitConfig", "LEVIT_CONFIGS", "build_levit", "fuse_levit", "bias_index", "use_sdpa"]

@@ -1,0 +1,192 @@
+"""Our LeViT against timm's, side by side, on the same backend, interleaved, in one process.
+
+Both get the same (timm-initialised, norms randomised) weights, so they compute the same function:
+every candidate is checked against timm's eager fp32 logits before it is timed.  Candidates:
+
+* ours: fused, token layout and conv layout (and SDPA attention on CUDA);
+* timm: the model as a user builds it, and after timm's own ``reparameterize_model``.
+
+Timed runs alternate between candidates in rounds, so drift on a shared machine hits all alike.
+The table gives each side's best candidate and the ratio of medians with a bootstrap 95% CI
+(``levit_bench.stats.compare_samples``).  Usage::
+
+    python benchmarks/levit_vs_reference.py --device cpu --threads 1 --batch-size 16
+    python benchmarks/levit_vs_reference.py --device cuda --backend torch --batch-size 256,2048 --precision fp16
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import levit_bench as lb  # noqa: E402
+from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
+from levit_bench.harness import TimingOptions, apply_threads, measure, physical_cores  # noqa: E402
+from levit_bench.models.levit import use_sdpa  # noqa: E402
+from levit_bench.parity import compare_logits, parity_input  # noqa: E402
+from levit_bench.stats import compare_samples, summarize  # noqa: E402
+
+
+@dataclass
+class Candidate:
+    side: str  # ours / timm
+    variant: str
+    model: torch.nn.Module
+    samples: list[float] = field(default_factory=list)
+    call: object = None
+    runner: object = None
+    parity: dict | None = None
+    error: str = ""
+
+
+def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random BN statistics/affines and attention biases: defaults hide wiring errors."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var") or name.endswith("bn.weight"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif name.endswith("running_mean") or name.endswith("bn.bias") or "attention_biases" in name:
+                t.copy_(torch.randn(t.shape, generator=g) * 0.2)
+    return model
+
+
+def candidates(name: str, device: str, with_sdpa: bool) -> tuple[list[Candidate], torch.nn.Module]:
+    import timm
+    from timm.utils.model import reparameterize_model
+
+    ref = randomized(timm.create_model(name, pretrained=False)).eval()
+    state = ref.state_dict()
+    out = [Candidate("timm", "as built", ref), Candidate("timm", "reparameterize_model", reparameterize_model(ref))]
+    for layout in ("token", "conv"):
+        ours = lb.create_model(name + ("_conv" if layout == "conv" else ""))
+        ours.load_state_dict({k: v.reshape(ours.state_dict()[k].shape) for k, v in state.items()})
+        fused = lb.fuse(ours)
+        out.append(Candidate("ours", f"fused {layout}", fused))
+        if layout == "token" and with_sdpa:
+            out.append(Candidate("ours", "fused token sdpa", use_sdpa(lb.fuse(ours))))
+    for c in out:
+        c.model.levit_bench_name = f"{name}-{c.side}-{c.variant.replace(' ', '_')}"
+    return out, ref
+
+
+def run_case(name, backend, settings, rounds, round_s, cache, with_sdpa) -> dict:
+    cands, ref = candidates(name, settings.device, with_sdpa)
+    x = parity_input(settings.batch_size, 224)
+    dev = torch.device(settings.device)
+    with torch.inference_mode():
+        want = ref.to(dev)(x.to(dev)).float().cpu()
+    ref.cpu()
+    for c in cands:
+        try:
+            prepared = BACKENDS[backend].prepare(c.model, x, settings, cache)
+            c.runner = prepared.runner
+            p = compare_logits(c.runner(x), want, settings.precision)
+            c.parity = p.to_dict()
+            if not p.ok:
+                c.error = p.reason
+                continue
+            c.call = c.runner.bind(x)
+        except Exception as exc:  # noqa: BLE001 - report, go on with the others
+            c.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    live = [c for c in cands if c.call is not None]
+    warm = TimingOptions(warmup_s=max(round_s, 0.5), warmup_calls=3, min_time_s=0.0, min_calls=1)
+    timed = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=round_s, min_calls=3)
+    with torch.inference_mode():
+        for c in live:
+            measure(c.call, warm, synchronize=c.runner.synchronize, cuda=settings.device == "cuda")
+        for _ in range(rounds):
+            for c in live:
+                m = measure(c.call, timed, synchronize=c.runner.synchronize, cuda=settings.device == "cuda")
+                c.samples += m.samples_s
+    rows = []
+    for c in cands:
+        row = {"side": c.side, "variant": c.variant, "error": c.error, "parity": c.parity}
+        if c.samples:
+            s = summarize(c.samples, settings.batch_size)
+            row.update(images_per_second=s.images_per_second, ci95=list(s.ci95_ips), rel_iqr=s.rel_iqr, n=s.n)
+        rows.append(row)
+    best = {}
+    for side in ("ours", "timm"):
+        ok = [c for c in live if c.side == side and c.samples]
+        if ok:
+            best[side] = max(ok, key=lambda c: settings.batch_size / np.median(c.samples))
+    result = {"model": name, "backend": backend, "device": settings.device, "precision": settings.precision,
+              "batch_size": settings.batch_size, "threads": settings.threads, "candidates": rows}
+    if len(best) == 2:
+        cmp = compare_samples(np.array(best["timm"].samples), np.array(best["ours"].samples))
+        result.update(best_ours=best["ours"].variant, best_timm=best["timm"].variant, ratio=cmp.speed_ratio,
+                      ratio_ci95=list(cmp.ratio_ci95), significant=cmp.significant)
+    for c in cands:
+        if c.runner is not None:
+            c.runner.close()
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--models", default="levit_128s,levit_256,levit_384")
+    p.add_argument("--backend", default=None, help="comma list (default cpu: torch,onnxruntime,openvino,torchscript)")
+    p.add_argument("--batch-size", default=None, help="comma list (default cpu 16, cuda 256,2048)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--precision", default=None)
+    p.add_argument("--compile-mode", default="default")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--round-s", type=float, default=0.5)
+    p.add_argument("--target", type=float, default=1.25)
+    p.add_argument("--out", default=None, help="write the rows as JSON here")
+    args = p.parse_args(argv)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    threads = args.threads or physical_cores()
+    apply_threads(threads)
+    backends = (args.backend or ("torch,onnxruntime,openvino,torchscript" if args.device == "cpu" else "torch")).split(",")
+    batches = [int(b) for b in (args.batch_size or ("16" if args.device == "cpu" else "256,2048")).split(",")]
+    precision = args.precision or ("fp32" if args.device == "cpu" else "fp16")
+    cache = ExportCache()
+    con = Console(width=160)
+    results = []
+    table = Table(title=f"ours / timm LeViT, {args.device} {precision}, {threads} threads "
+                  f"({torch.cuda.get_device_name(0) if args.device == 'cuda' else 'CPU'})", title_justify="left")
+    for col in ("model", "backend", "batch", "ours best", "img/s", "timm best", "img/s", "ratio [95% CI]", f"≥{args.target}"):
+        table.add_column(col)
+    for backend in backends:
+        for name in args.models.split(","):
+            for bs in batches:
+                settings = Settings(device=args.device, precision=precision, threads=threads, batch_size=bs,
+                                    compile_mode=args.compile_mode)
+                reason = BACKENDS[backend].unavailable_reason(settings)
+                if reason:
+                    con.print(f"skip {backend}: {reason}")
+                    continue
+                r = run_case(name, backend, settings, args.rounds, args.round_s, cache, args.device == "cuda")
+                results.append(r)
+                for row in r["candidates"]:
+                    con.print(f"  {name} {backend} b{bs} {row['side']:4} {row['variant']:24} "
+                              f"{row.get('images_per_second', float('nan')):10.1f} img/s {row['error']}")
+                if "ratio" in r:
+                    ips = {(c["side"], c["variant"]): c.get("images_per_second") for c in r["candidates"]}
+                    lo, hi = r["ratio_ci95"]
+                    table.add_row(name, backend, str(bs), r["best_ours"], f"{ips[('ours', r['best_ours'])]:,.1f}",
+                                  r["best_timm"], f"{ips[('timm', r['best_timm'])]:,.1f}",
+                                  f"{r['ratio']:.2f} [{lo:.2f}, {hi:.2f}]", "yes" if lo >= args.target else "no")
+                if args.out:
+                    Path(args.out).write_text(json.dumps(results, indent=1))
+    con.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
