@@ -3,7 +3,8 @@
 Both get the same (timm-initialised, norms randomised) weights, so they compute the same function:
 every candidate is checked against timm's eager fp32 logits before it is timed.  Candidates:
 
-* ours: fused, token layout and conv layout (and SDPA attention on CUDA);
+* ours: fused, token layout and conv layout (the torch backends switch the token layout to SDPA
+  attention on CUDA);
 * timm: the model as a user builds it, and after timm's own ``reparameterize_model``.
 
 Timed runs alternate between candidates in rounds, so drift on a shared machine hits all alike.
@@ -29,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import levit_bench as lb  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
 from levit_bench.harness import TimingOptions, apply_threads, measure, physical_cores  # noqa: E402
-from levit_bench.models.levit import use_sdpa  # noqa: E402
 from levit_bench.parity import compare_logits, parity_input  # noqa: E402
 from levit_bench.stats import compare_samples, summarize  # noqa: E402
 
@@ -60,7 +60,7 @@ def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def candidates(name: str, device: str, with_sdpa: bool) -> tuple[list[Candidate], torch.nn.Module]:
+def candidates(name: str) -> tuple[list[Candidate], torch.nn.Module]:
     import timm
     from timm.utils.model import reparameterize_model
 
@@ -72,15 +72,13 @@ def candidates(name: str, device: str, with_sdpa: bool) -> tuple[list[Candidate]
         ours.load_state_dict({k: v.reshape(ours.state_dict()[k].shape) for k, v in state.items()})
         fused = lb.fuse(ours)
         out.append(Candidate("ours", f"fused {layout}", fused))
-        if layout == "token" and with_sdpa:
-            out.append(Candidate("ours", "fused token sdpa", use_sdpa(lb.fuse(ours))))
     for c in out:
         c.model.levit_bench_name = f"{name}-{c.side}-{c.variant.replace(' ', '_')}"
     return out, ref
 
 
-def run_case(name, backend, settings, rounds, round_s, cache, with_sdpa) -> dict:
-    cands, ref = candidates(name, settings.device, with_sdpa)
+def run_case(name, backend, settings, rounds, round_s, cache) -> dict:
+    cands, ref = candidates(name)
     x = parity_input(settings.batch_size, 224)
     dev = torch.device(settings.device)
     with torch.inference_mode():
@@ -141,6 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--precision", default=None)
     p.add_argument("--compile-mode", default="default")
+    p.add_argument("--channels-last", action="store_true", help="torch backends: channels_last for every candidate")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--round-s", type=float, default=0.5)
     p.add_argument("--target", type=float, default=1.25)
@@ -166,12 +165,12 @@ def main(argv=None) -> int:
         for name in args.models.split(","):
             for bs in batches:
                 settings = Settings(device=args.device, precision=precision, threads=threads, batch_size=bs,
-                                    compile_mode=args.compile_mode)
+                                    compile_mode=args.compile_mode, channels_last=args.channels_last)
                 reason = BACKENDS[backend].unavailable_reason(settings)
                 if reason:
                     con.print(f"skip {backend}: {reason}")
                     continue
-                r = run_case(name, backend, settings, args.rounds, args.round_s, cache, args.device == "cuda")
+                r = run_case(name, backend, settings, args.rounds, args.round_s, cache)
                 results.append(r)
                 for row in r["candidates"]:
                     con.print(f"  {name} {backend} b{bs} {row['side']:4} {row['variant']:24} "

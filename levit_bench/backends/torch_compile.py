@@ -10,7 +10,7 @@ from torch import nn
 
 from .base import Backend, Prepared, Settings
 from .cache import ExportCache
-from .torch_eager import TorchRunner, place
+from .torch_eager import TorchRunner, describe, place
 
 
 class TorchCompileBackend(Backend):
@@ -36,5 +36,6 @@ class TorchCompileBackend(Backend):
         with torch.inference_mode():
             runner.bind(example)()  # compilation happens on the first call
         runner.synchronize()
-        notes = [f"mode={mode}"] + (["cuda graphs"] if mode in ("reduce-overhead", "max-autotune") and settings.device == "cuda" else [])
+        graphs = mode in ("reduce-overhead", "max-autotune") and settings.device == "cuda"
+        notes = [f"mode={mode}"] + (["cuda graphs"] if graphs else []) + describe(placed, settings)
         return Prepared(runner, export_s=time.perf_counter() - start, notes=notes)

@@ -481,6 +481,13 @@ class Levit(nn.Module):
     def layout(self) -> Layout:
         return self.cfg.layout
 
+    def set_attention(self, impl: str) -> Levit:
+        """``"matmul"`` (explicit q·kᵀ, softmax, ·v) or ``"sdpa"`` (``scaled_dot_product_attention``
+        with the bias as an additive mask; token layout only, the conv layout keeps matmul)."""
+        if impl not in ("matmul", "sdpa"):
+            raise ValueError(f"attention must be 'matmul' or 'sdpa', got {impl!r}")
+        return use_sdpa(self, impl == "sdpa")
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         if self.layout == "token":
