@@ -12,7 +12,7 @@ import os
 import shlex
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import zoo
@@ -280,6 +280,19 @@ def paper_throughput(pub: zoo.Published, device: str, arch: str | None) -> tuple
     return pub.intel_cpu, "Xeon Gold 6138, 1 thread, batch 16"
 
 
+def paper_setting(pub: zoo.Published, device: str) -> tuple[str, int | None, int | None]:
+    """(precision, threads or None for any, batch) of the paper's protocol on ``device``."""
+    if device == "cuda":
+        return "fp16", None, pub.gpu_batch
+    return PAPER_CPU_SETTING
+
+
+def at_paper_setting(entries: Iterable[Sourced], pub: zoo.Published, device: str) -> Sourced | None:
+    precision, threads, batch = paper_setting(pub, device)
+    return best_entry(s for s in entries if s.entry.precision == precision and s.entry.batch_size == batch
+                      and threads in (None, s.entry.threads))
+
+
 def best_entry(entries: Iterable[Sourced]) -> Sourced | None:
     ok = [s for s in entries if s.entry.status == "ok" and s.entry.images_per_second]
     return max(ok, key=lambda s: s.entry.images_per_second) if ok else None
@@ -303,11 +316,13 @@ def paper_rows(machine: Machine) -> list[list[str]]:
                 continue
             pub = spec.published
             paper, hardware = paper_throughput(pub, device, arch)
-            best = best_entry(s for s in on_device if s.entry.model == model)
+            mine = [s for s in on_device if s.entry.model == model]
+            best, same = best_entry(mine), at_paper_setting(mine, pub, device)
             e = best.entry if best else None
             rows.append([
                 model, device, _top1(pub), f"{pub.params / 1e6:.1f}M" if pub.params else "—",
                 f"{pub.flops_m:g}M" if pub.flops_m else "—", fmt_ips(paper), hardware,
+                f"{fmt_ips(same.entry.images_per_second)} ({same.entry.backend})" if same else "—",
                 fmt_ips(e.images_per_second) if e else "not measured",
                 e.backend if e else "—",
                 f"{e.precision}, batch {e.batch_size}, {e.threads} threads" if e else "—",
@@ -320,11 +335,12 @@ def paper_section(machine: Machine) -> str:
     if not rows:
         return ""
     table = md_table(["model", "device", "top-1 (published)", "params", "FLOPs", "paper img/s", "paper hardware",
-                      "our best img/s", "backend", "our setting"], rows, "llrrrrlrll")
+                      "ours at the paper's setting", "our best img/s", "backend", "our setting"], rows, "llrrrrlrrll")
     return "\n".join([
         "### Paper figures and ours", "", table, "",
         "\\* top-1 from the model's own paper, not verified against the LeViT paper's table. "
-        "Our best: the fastest successful entry on this machine over every backend and batch size.", "",
+        "Ours at the paper's setting: same precision, batch size (and on CPU 1 thread) as the paper, fastest "
+        "backend. Our best: the fastest successful entry on this machine over every backend and setting.", "",
     ])
 
 
@@ -416,6 +432,8 @@ def headline_for(machine: Machine, device: str, levit: str, effnet: str) -> Head
     pa, pb = zoo.model_spec(levit).published, zoo.model_spec(effnet).published
     paper_a, hardware = paper_throughput(pa, device, machine.system.get("arch"))
     paper_b, _ = paper_throughput(pb, device, machine.system.get("arch"))
+    if device == "cuda":
+        hardware = "V100, AMP fp16, each at its largest batch"
     paper_ratio = paper_a / paper_b if paper_a and paper_b else None
     return Headline(machine.title, device, setting, a, b, c.speed_ratio, tuple(c.ratio_ci95), paper_ratio, hardware)
 
@@ -586,6 +604,18 @@ class Report:
     plot_name: str | None
 
 
+def relative_to(records: Sequence[RunRecord], folder: str | os.PathLike) -> list[RunRecord]:
+    """Copies whose ``source`` is relative to ``folder`` (the report's), as a reader of it sees them."""
+    out = []
+    for r in records:
+        try:
+            src = os.path.relpath(r.source, folder) if r.source else None
+        except ValueError:  # another drive (Windows): keep it as given
+            src = r.source
+        out.append(replace(r, source=src))
+    return out
+
+
 def build_report(records: Sequence[RunRecord], plot_name: str | None = "speed-accuracy.png",
                  command: str | None = None) -> Report:
     """The Markdown text and the plot's PNG bytes (nothing written); ``plot_name`` is the link target."""
@@ -616,7 +646,7 @@ def write_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     """Load results files, build the report and write it (and its plot) atomically."""
     records = load_results(paths)
     report_path, plot_path = report_paths(out)
-    report = build_report(records, plot_path.name, command)
+    report = build_report(relative_to(records, report_path.parent), plot_path.name, command)
     try:
         if report.plot_png is not None:
             atomic_write_bytes(plot_path, report.plot_png)
