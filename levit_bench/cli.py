@@ -205,7 +205,7 @@ def config_of(args: argparse.Namespace, plan) -> dict:
         "models": plan.models,
         "backends": plan.backends,
         "batch_sizes": plan.batch_sizes,
-        "settings": {**asdict(plan.settings), "threads": plan.threads},
+        "settings": {k: v for k, v in asdict(plan.settings).items() if k != "batch_size"} | {"threads": plan.threads},
         "timing": asdict(plan.timing),
         "weights": plan.weights,
         "img_size": plan.img_size,

@@ -68,6 +68,7 @@ class CompareResult:
     new_source: str
     rows: list[EntryComparison]
     not_compared: list[str] = field(default_factory=list)  # one line each, with the reason
+    warnings: list[str] = field(default_factory=list)  # compared, but with different runtime options
     normalize_by: tuple[str, str] | None = None
     alpha: float = 0.01
 
@@ -89,7 +90,31 @@ class CompareResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# samples and the normalization reference
+# samples, runtime options and the normalization reference
+
+#: runtime options that change speed, their defaults, the backends they apply to, and a short label
+RUNTIME_OPTIONS: dict[str, tuple[object, frozenset[str], str]] = {
+    "half_mode": ("cast", frozenset({"torch", "torch-compile", "torchscript"}), "{}"),
+    "channels_last": (False, frozenset({"torch", "torch-compile", "torchscript"}), "channels last"),
+    "compile_mode": ("default", frozenset({"torch-compile"}), "mode {}"),
+    "cuda_graphs": (False, frozenset({"torch-compile"}), "CUDA graphs"),
+    "openvino_mode": ("sync", frozenset({"openvino"}), "{}"),
+}
+
+
+def variant(entry: Entry) -> str:
+    """The backend with its non-default runtime options, e.g. ``torch-compile [channels last, CUDA graphs]``.
+
+    Entries that share a key but not a variant ran differently: they are not the same measurement.
+    """
+    parts = []
+    for name, (default, backends, label) in RUNTIME_OPTIONS.items():
+        value = (entry.options or {}).get(name, default)
+        if value == default or entry.backend not in backends or (name == "half_mode" and entry.precision == "fp32"):
+            continue
+        parts.append(label.format(value))
+    return entry.backend + (f" [{', '.join(parts)}]" if parts else "")
+
 
 
 def per_image_seconds(entry: Entry) -> np.ndarray:
@@ -206,7 +231,9 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
         )
     reference = parse_reference(normalize_by) if normalize_by else None
     rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, alpha) for k in keys]
-    return CompareResult(_source(base), _source(new), rows, _unmatched(base, new), reference, alpha)
+    warnings = [f"runtime options differ: {b_ok[k].label()}: base {variant(b_ok[k])}, new {variant(n_ok[k])}"
+                for k in keys if variant(b_ok[k]) != variant(n_ok[k])]
+    return CompareResult(_source(base), _source(new), rows, _unmatched(base, new), warnings, reference, alpha)
 
 
 def _compare_key(base: RunRecord, new: RunRecord, b: Entry, n: Entry,
@@ -283,6 +310,8 @@ def comparison_markdown(result: CompareResult, fail_above_pct: float | None = No
     for r in result.rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r, bool(result.normalize_by))) + " |")
     lines += ["", summary_line(result, fail_above_pct)]
+    if result.warnings:
+        lines += ["", "Warnings:", ""] + [f"- {x}" for x in result.warnings]
     if result.not_compared:
         lines += ["", "Not compared:", ""] + [f"- {x}" for x in result.not_compared]
     return "\n".join(lines) + "\n"
@@ -362,6 +391,8 @@ def cmd_compare(argv: Sequence[str]) -> int:
 
     out = render.console()
     out.print(comparison_table(result))
+    for line in result.warnings:
+        out.print(f"[yellow]warning: {escape(line)}[/]")
     for line in result.not_compared:
         out.print(f"[dim]not compared: {escape(line)}[/]")
     code = result.exit_code(args.fail_above)

@@ -8,6 +8,7 @@ comes from and the command that regenerates them (``config.argv`` in each file).
 from __future__ import annotations
 
 import io
+import math
 import os
 import shlex
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 from . import zoo
 from .backends.cache import atomic_write_text
 from .errors import UserError
-from .gate import per_image_seconds
+from .gate import per_image_seconds, variant
 from .results import Entry, RunRecord, load
 from .stats import compare_samples
 
@@ -108,14 +109,24 @@ def group_by_machine(records: Sequence[RunRecord]) -> list[Machine]:
     return list(machines.values())
 
 
+def report_key(e: Entry) -> tuple:
+    """An entry's identity in a report: its key with the runtime options that change speed."""
+    return (*e.key, variant(e))
+
+
+def describe(e: Entry) -> str:
+    """``Entry.label`` naming the backend variant (``torch-compile [CUDA graphs]``)."""
+    return f"{e.model} / {variant(e)} / {e.device} {e.precision} / batch {e.batch_size} / {e.threads} threads"
+
+
 def _merge(machine: Machine, record: RunRecord) -> None:
     """Add ``record``'s entries; a newer entry replaces an older one unless it failed where that was ok."""
-    index = {s.entry.key: i for i, s in enumerate(machine.entries)}
+    index = {report_key(s.entry): i for i, s in enumerate(machine.entries)}
     for e in record.results:
         new = Sourced(e, record)
-        i = index.get(e.key)
+        i = index.get(report_key(e))
         if i is None:
-            index[e.key] = len(machine.entries)
+            index[report_key(e)] = len(machine.entries)
             machine.entries.append(new)
             continue
         old = machine.entries[i]
@@ -232,29 +243,34 @@ def setting_groups(entries: Iterable[Sourced]) -> dict[tuple, list[Sourced]]:
     return dict(sorted(groups.items(), key=lambda kv: kv[0]))
 
 
-def _cell(e: Entry | None, torch_entry: Entry | None) -> str:
+def _cell(e: Entry | None, baseline: Entry | None) -> str:
     if e is None:
         return ""
     if e.status != "ok" or not e.images_per_second:
         return e.status
     spread = (e.iqr or 0.0) / e.images_per_second * 100
     text = f"{fmt_ips(e.images_per_second)} ±{spread:.0f}%" + (" ⚠" if e.noisy else "")
-    if e.backend != BASELINE_BACKEND and torch_entry is not None and torch_entry.status == "ok" \
-            and torch_entry.images_per_second:
-        text += f" ({e.images_per_second / torch_entry.images_per_second:.2f}×)"
+    if baseline is not None and baseline is not e and baseline.status == "ok" and baseline.images_per_second:
+        text += f" ({e.images_per_second / baseline.images_per_second:.2f}×)"
     return text
 
 
+def _baseline(cells: dict[tuple, Entry], model: str, batch: int) -> Entry | None:
+    """The ``torch`` entry a cell's speed-up is over: plain torch first, else torch with options."""
+    found = [e for (m, v, n), e in cells.items() if (m, n) == (model, batch) and e.backend == BASELINE_BACKEND
+             and e.status == "ok"]
+    return min(found, key=lambda e: variant(e) != BASELINE_BACKEND, default=None)
+
+
 def device_table(entries: Sequence[Sourced]) -> str:
-    """Models as rows, backend × batch size as columns: images/s ± IQR, speed-up over torch."""
+    """Models as rows, backend (with options) × batch size as columns: images/s ± IQR, speed-up over torch."""
     models = list(dict.fromkeys(s.entry.model for s in entries))
-    backends = list(dict.fromkeys(s.entry.backend for s in entries))
+    variants = list(dict.fromkeys(variant(s.entry) for s in entries))
     batches = sorted({s.entry.batch_size for s in entries})
-    by_key = {(s.entry.model, s.entry.backend, s.entry.batch_size): s.entry for s in entries}
-    columns = [(b, n) for b in backends for n in batches if any(k[1:] == (b, n) for k in by_key)]
-    header = ["model"] + [f"{b} · batch {n}" for b, n in columns]
-    rows = [[m] + [_cell(by_key.get((m, b, n)), by_key.get((m, BASELINE_BACKEND, n))) for b, n in columns]
-            for m in models]
+    cells = {(s.entry.model, variant(s.entry), s.entry.batch_size): s.entry for s in entries}
+    columns = [(v, n) for v in variants for n in batches if any(k[1:] == (v, n) for k in cells)]
+    header = ["model"] + [f"{v} · batch {n}" for v, n in columns]
+    rows = [[m] + [_cell(cells.get((m, v, n)), _baseline(cells, m, n)) for v, n in columns] for m in models]
     return md_table(header, rows, "l" + "r" * len(columns))
 
 
@@ -263,7 +279,7 @@ def device_section(setting: tuple, entries: Sequence[Sourced]) -> str:
     lines = [f"### {device} · {precision} · {threads} thread{'s' if threads != 1 else ''}", "",
              device_table(entries), "",
              f"images/s: median ± IQR as % of the median; ⚠ noisy (IQR above 10%); (n×): speed-up over "
-             f"`{BASELINE_BACKEND}` at the same batch size.", "", sources_text(entries), ""]
+             f"`{BASELINE_BACKEND}` at the same batch size; [options]: runtime options other than the defaults.", "", sources_text(entries), ""]
     return "\n".join(lines)
 
 
@@ -280,17 +296,15 @@ def paper_throughput(pub: zoo.Published, device: str, arch: str | None) -> tuple
     return pub.intel_cpu, "Xeon Gold 6138, 1 thread, batch 16"
 
 
-def paper_setting(pub: zoo.Published, device: str) -> tuple[str, int | None, int | None]:
-    """(precision, threads or None for any, batch) of the paper's protocol on ``device``."""
+def at_paper_setting(entries: Iterable[Sourced], device: str) -> Sourced | None:
+    """Our fastest entry at the paper's protocol: CPU fp32, 1 thread, batch 16; GPU fp16 at the
+    largest batch measured (the paper's "largest batch that fits")."""
+    ok = [s for s in entries if s.entry.status == "ok" and s.entry.images_per_second]
     if device == "cuda":
-        return "fp16", None, pub.gpu_batch
-    return PAPER_CPU_SETTING
-
-
-def at_paper_setting(entries: Iterable[Sourced], pub: zoo.Published, device: str) -> Sourced | None:
-    precision, threads, batch = paper_setting(pub, device)
-    return best_entry(s for s in entries if s.entry.precision == precision and s.entry.batch_size == batch
-                      and threads in (None, s.entry.threads))
+        ok = [s for s in ok if s.entry.precision == "fp16"]
+        largest = max((s.entry.batch_size for s in ok), default=None)
+        return best_entry(s for s in ok if s.entry.batch_size == largest)
+    return best_entry(s for s in ok if setting_key(s.entry) == PAPER_CPU_SETTING)
 
 
 def best_entry(entries: Iterable[Sourced]) -> Sourced | None:
@@ -317,14 +331,15 @@ def paper_rows(machine: Machine) -> list[list[str]]:
             pub = spec.published
             paper, hardware = paper_throughput(pub, device, arch)
             mine = [s for s in on_device if s.entry.model == model]
-            best, same = best_entry(mine), at_paper_setting(mine, pub, device)
+            best, same = best_entry(mine), at_paper_setting(mine, device)
             e = best.entry if best else None
             rows.append([
                 model, device, _top1(pub), f"{pub.params / 1e6:.1f}M" if pub.params else "—",
                 f"{pub.flops_m:g}M" if pub.flops_m else "—", fmt_ips(paper), hardware,
-                f"{fmt_ips(same.entry.images_per_second)} ({same.entry.backend})" if same else "—",
+                f"{fmt_ips(same.entry.images_per_second)} ({variant(same.entry)}, batch {same.entry.batch_size})"
+                if same else "—",
                 fmt_ips(e.images_per_second) if e else "not measured",
-                e.backend if e else "—",
+                variant(e) if e else "—",
                 f"{e.precision}, batch {e.batch_size}, {e.threads} threads" if e else "—",
             ])
     return rows
@@ -339,8 +354,8 @@ def paper_section(machine: Machine) -> str:
     return "\n".join([
         "### Paper figures and ours", "", table, "",
         "\\* top-1 from the model's own paper, not verified against the LeViT paper's table. "
-        "Ours at the paper's setting: same precision, batch size (and on CPU 1 thread) as the paper, fastest "
-        "backend. Our best: the fastest successful entry on this machine over every backend and setting.", "",
+        "Ours at the paper's setting: on CPU fp32, 1 thread, batch 16; on GPU fp16 at the largest batch measured; "
+        "fastest backend there. Our best: the fastest successful entry on this machine over every backend and setting.", "",
     ])
 
 
@@ -350,12 +365,12 @@ def problems_section(machine: Machine) -> str:
     bad = [s for s in machine.entries if s.entry.status != "ok"]
     if bad:
         lines += ["### Not measured", ""]
-        lines += [f"- **{s.entry.status}**: {s.entry.label()}: {s.entry.reason or '(no reason given)'} "
+        lines += [f"- **{s.entry.status}**: {describe(s.entry)}: {s.entry.reason or '(no reason given)'} "
                   f"(`{s.file}`)" for s in bad]
         lines.append("")
     if machine.superseded:
         lines += ["### Measured more than once", ""]
-        lines += [f"- {old.entry.label()} ({old.entry.status}) in `{old.file}`: not shown; "
+        lines += [f"- {describe(old.entry)} ({old.entry.status}) in `{old.file}`: not shown; "
                   f"using `{kept.file}` ({kept.entry.status})" for old, kept in machine.superseded]
         lines.append("")
     return "\n".join(lines)
@@ -422,12 +437,17 @@ def headline_for(machine: Machine, device: str, levit: str, effnet: str) -> Head
     """The pair at the chosen common setting, LeViT token or conv layout whichever is faster."""
     ok = [s for s in machine.ok() if s.entry.device == device]
     levits = {levit, levit + "_conv"}
-    common = {setting_key(s.entry) for s in ok if s.entry.model in levits} & \
-             {setting_key(s.entry) for s in ok if s.entry.model == effnet}
-    setting = choose_setting({s: 2 for s in common}, device)
+
+    def slots(models: set[str]) -> set[tuple]:
+        return {(setting_key(s.entry), variant(s.entry)) for s in ok if s.entry.model in models}
+
+    common = slots(levits) & slots({effnet})
+    setting = choose_setting({st: 2 for st, _ in common}, device)
     if setting is None:
         return None
-    a, b = _best_at(ok, levits, setting), _best_at(ok, {effnet}, setting)
+    variants = {v for st, v in common if st == setting}
+    shared = [s for s in ok if variant(s.entry) in variants]
+    a, b = _best_at(shared, levits, setting), _best_at(shared, {effnet}, setting)
     c = compare_samples(per_image_seconds(b.entry), per_image_seconds(a.entry))
     pa, pb = zoo.model_spec(levit).published, zoo.model_spec(effnet).published
     paper_a, hardware = paper_throughput(pa, device, machine.system.get("arch"))
@@ -456,8 +476,8 @@ def headline_section(machines: Sequence[Machine]) -> str:
              "LeViT's speed-up over EfficientNet at matched accuracy (LeViT-128S vs B0, LeViT-192 vs B2 near 80%, "
              "LeViT-256 vs B3 near 81.6%). Both models at the same device, precision, threads and batch size; the "
              "paper's CPU protocol (fp32, 1 thread, batch 16) when measured, else the common setting with the "
-             "largest batch. Each model on its fastest backend there; LeViT's token and conv layouts count as one "
-             "model (the faster is used and named).", ""]
+             "largest batch. Each model on its fastest backend among those measured for both (same runtime options); "
+             "LeViT's token and conv layouts count as one model (the faster is used and named).", ""]
     if not found:
         pairs = ", ".join(f"{a} + {b}" for a, b in HEADLINE_PAIRS)
         return "\n".join(lines + [f"Not measured: no pair ({pairs}) was measured at a common setting.", ""])
@@ -465,8 +485,8 @@ def headline_section(machines: Sequence[Machine]) -> str:
     for h in found:
         a, b = h.levit.entry, h.efficientnet.entry
         rows.append([f"{base_model(a.model)} vs {b.model}", h.machine, setting_words(h.setting, h.device),
-                     f"{a.model} ({a.backend}): {fmt_ips(a.images_per_second)}",
-                     f"{b.model} ({b.backend}): {fmt_ips(b.images_per_second)}",
+                     f"{a.model} ({variant(a)}): {fmt_ips(a.images_per_second)}",
+                     f"{b.model} ({variant(b)}): {fmt_ips(b.images_per_second)}",
                      f"{h.ratio:.2f}× [{h.ratio_ci95[0]:.2f}, {h.ratio_ci95[1]:.2f}]",
                      f"{h.paper_ratio:.2f}× ({h.paper_hardware})" if h.paper_ratio else "—"])
     table = md_table(["pair", "machine", "setting", "LeViT img/s", "EfficientNet img/s",
@@ -498,10 +518,12 @@ class Panel:
     title: str
     points: list[Point]
     setting: str
+    left_out: list[str] = field(default_factory=list)  # models measured on this device, not at this setting
 
 
 def panel_for(machine: Machine, device: str) -> Panel | None:
-    """Best backend per model (token/conv merged) at one setting, for models with a published top-1."""
+    """One setting and one backend variant (the form of the paper's figure: one runtime), token/conv
+    merged, for the models with a published top-1."""
     ok = [s for s in machine.ok() if s.entry.device == device and _published_top1(s.entry.model) is not None]
     coverage: dict[tuple, set] = {}
     for s in ok:
@@ -509,12 +531,24 @@ def panel_for(machine: Machine, device: str) -> Panel | None:
     setting = choose_setting({k: len(v) for k, v in coverage.items()}, device)
     if setting is None:
         return None
+    at = [s for s in ok if setting_key(s.entry) == setting]
+    chosen = choose_variant(at)
     points = []
-    for model in sorted(coverage[setting]):
-        best = best_entry(s for s in ok if base_model(s.entry.model) == model and setting_key(s.entry) == setting)
+    for model in sorted({base_model(s.entry.model) for s in at if variant(s.entry) == chosen}):
+        best = best_entry(s for s in at if base_model(s.entry.model) == model and variant(s.entry) == chosen)
         points.append(Point(best.entry.model, family_of(model), _published_top1(model), best.entry.images_per_second,
                             best))
-    return Panel(f"{device} · {machine.title}", points, setting_words(setting, device))
+    shown = {base_model(p.model) for p in points}
+    left_out = sorted({base_model(s.entry.model) for s in ok} - shown)
+    return Panel(f"{device} · {machine.title}", points, f"{setting_words(setting, device)}, {chosen}", left_out)
+
+
+def choose_variant(entries: Sequence[Sourced]) -> str:
+    """The backend variant that covers most models; ties go to plain ``torch``, then by name."""
+    models: dict[str, set] = {}
+    for s in entries:
+        models.setdefault(variant(s.entry), set()).add(base_model(s.entry.model))
+    return min(models, key=lambda v: (-len(models[v]), v != BASELINE_BACKEND, v))
 
 
 def _published_top1(model: str) -> float | None:
@@ -556,14 +590,24 @@ def plot_png(panels: Sequence[Panel]) -> bytes:
     return buf.getvalue()
 
 
-def _plain_log_ticks(ax) -> None:
-    """Log axis with plain numbers (120, 300) rather than 1.2×10²; minor labels only within a decade."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+def _plain(v: float) -> str:
+    return f"{v:,.0f}" if v >= 1 else f"{v:.2g}"
 
-    plain = FuncFormatter(lambda v, _pos: f"{v:,.4g}")
-    ax.yaxis.set_major_formatter(plain)
+
+def _plain_log_ticks(ax) -> None:
+    """Log axis with plain numbers (300, 10,000) rather than 3×10²; over more than a decade only
+    the 2s and 5s of the minor ticks are labelled."""
+    from matplotlib.ticker import FuncFormatter
+
     lo, hi = ax.get_ylim()
-    ax.yaxis.set_minor_formatter(plain if hi / max(lo, 1e-12) < 10 else NullFormatter())
+    wide = hi / max(lo, 1e-12) >= 10
+
+    def minor(v: float, _pos) -> str:
+        mantissa = v / 10 ** math.floor(math.log10(v)) if v > 0 else 0
+        return _plain(v) if not wide or any(abs(mantissa - m) < 1e-6 for m in (2, 5)) else ""
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _plain(v)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -587,8 +631,10 @@ def plot_section(panels: Sequence[Panel], plot_name: str | None) -> str:
         return "\n".join(lines + ["No plot: no successful entry of a model with a published top-1.", ""])
     lines += [f"![images/s against published top-1]({plot_name})", "",
               "Images/s (log axis) measured here against the published top-1, as in the paper's Figure 1. "
-              "Per panel one setting; each model on its fastest backend there:", ""]
-    lines += [f"- {p.title}: {p.setting}" for p in panels]
+              "Per panel one setting and one backend (the one that covers most models), token/conv layouts "
+              "merged:", ""]
+    lines += [f"- {p.title}: {p.setting}" + (f" (not measured there, so not shown: {', '.join(p.left_out)})"
+                                              if p.left_out else "") for p in panels]
     lines += ["", sources_text(pt.source for p in panels for pt in p.points), ""]
     return "\n".join(lines)
 
@@ -605,13 +651,13 @@ class Report:
 
 
 def relative_to(records: Sequence[RunRecord], folder: str | os.PathLike) -> list[RunRecord]:
-    """Copies whose ``source`` is relative to ``folder`` (the report's), as a reader of it sees them."""
+    """Copies whose ``source`` is relative to ``folder`` (the report's) when the file lies inside it,
+    as a reader of the report sees it; other paths stay as given."""
     out = []
     for r in records:
-        try:
-            src = os.path.relpath(r.source, folder) if r.source else None
-        except ValueError:  # another drive (Windows): keep it as given
-            src = r.source
+        src = r.source
+        if src and Path(src).resolve().is_relative_to(Path(folder).resolve()):
+            src = os.path.relpath(Path(src).resolve(), Path(folder).resolve())
         out.append(replace(r, source=src))
     return out
 

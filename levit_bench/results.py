@@ -1,4 +1,6 @@
-"""The versioned results file: entries, run records, atomic writes, loading with clear errors, merging.
+"""The versioned results file: entries, run records, atomic writes, loading with clear errors.
+
+Merging several files into one view is the report's job (``report.py``).
 
 Schema (documented in docs/results-schema.md, machine-checkable in results.schema.json):
 ``schema_version``, ``tool``, ``tool_version``, ``created``, ``complete``, ``system``, ``config``,

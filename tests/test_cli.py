@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -15,7 +14,7 @@ import torch
 
 from levit_bench import results
 from levit_bench.backends import BACKENDS
-from levit_bench.backends.base import Backend, Prepared
+from levit_bench.backends.base import Backend
 from levit_bench.backends.torch_eager import TorchBackend
 from levit_bench.cli import main
 

@@ -52,7 +52,8 @@ def base_record(seed: int = 0, n: int = 30, noise: float = 0.04) -> RunRecord:
     return make_record(entries)
 
 
-def rescaled(record: RunRecord, factor: dict[str, float] | float = 1.0, noise: float = 0.01, seed: int = 1) -> RunRecord:
+def rescaled(record: RunRecord, factor: dict[str, float] | float = 1.0, noise: float = 0.01,
+             seed: int = 1) -> RunRecord:
     """A copy whose samples are multiplied by a per-model factor and ``noise`` relative noise."""
     rng = np.random.default_rng(seed)
     out = []
@@ -259,6 +260,29 @@ def test_reference_missing_at_one_batch_size_is_a_user_error():
 def test_bad_options_exit_2(files, args, capsys):
     assert main(["compare", files["base"], files["copy"], *args]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_different_runtime_options_are_compared_with_a_warning(capsys, tmp_path):
+    rng = np.random.default_rng(8)
+    base = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
+    new = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
+    new.options = {"channels_last": True}
+    result = gate.compare_runs(make_record([base]), make_record([new]))
+    assert result.warnings == ["runtime options differ: levit_256 / torch / cpu fp32 / batch 16 / 2 threads: "
+                               "base torch, new torch [channels last]"]
+    paths = [save(make_record([base]), tmp_path / "b.json"), save(make_record([new]), tmp_path / "n.json")]
+    assert main(["compare", *paths]) == 0
+    assert "warning: runtime options differ" in capsys.readouterr().out
+
+
+def test_variant_names_only_options_that_apply():
+    e = ok_entry("levit_256", "onnxruntime", 1, np.full(3, 0.01))
+    e.options = {"half_mode": "autocast", "channels_last": True, "openvino_mode": "async"}
+    assert gate.variant(e) == "onnxruntime"  # none of these change ONNX Runtime
+    e.backend = "torch"
+    assert gate.variant(e) == "torch [channels last]"  # autocast means nothing in fp32
+    e.precision = "fp16"
+    assert gate.variant(e) == "torch [autocast, channels last]"
 
 
 def test_parse_reference():
