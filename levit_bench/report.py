@@ -11,13 +11,12 @@ import io
 import math
 import os
 import shlex
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import zoo
-from .backends.cache import atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import UserError
 from .gate import per_image_seconds, variant
 from .results import Entry, RunRecord, load
@@ -608,21 +607,6 @@ def _plain_log_ticks(ax) -> None:
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _plain(v)))
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Like ``atomic_write_text``: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_section(panels: Sequence[Panel], plot_name: str | None) -> str:

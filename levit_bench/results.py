@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .backends.cache import atomic_write_text
+from .atomic import atomic_write_text
 from .errors import UserError
 
 SCHEMA_VERSION = 1

@@ -188,7 +188,17 @@ class _BiasedAttention(nn.Module):
 
     attention_bias_idxs: torch.Tensor
 
-    def _init_bias(self, num_heads: int, resolution: int, stride: int) -> None:
+    def _init_common(
+        self, layout: Layout, key_dim: int, num_heads: int, attn_ratio: float, resolution: int, stride: int
+    ) -> None:
+        """Sizes, the scale, and the learned ``(|dx|, |dy|)`` bias table with its index."""
+        self.layout = layout
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.val_dim = int(attn_ratio * key_dim)
+        self.scale = key_dim**-0.5
+        self.stride = stride
+        self.resolution = resolution
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, resolution * resolution))
         self.register_buffer("attention_bias_idxs", bias_index(resolution, stride), persistent=False)
         self.fused = False
@@ -247,17 +257,11 @@ class Attention(_BiasedAttention):
 
     def __init__(self, dim: int, key_dim: int, num_heads: int, attn_ratio: float, resolution: int, layout: Layout):
         super().__init__()
-        self.layout = layout
-        self.num_heads = num_heads
-        self.key_dim = key_dim
-        self.val_dim = int(attn_ratio * key_dim)
-        self.scale = key_dim**-0.5
-        self.resolution = resolution
+        self._init_common(layout, key_dim, num_heads, attn_ratio, resolution, 1)
         self.qkv = ProjNorm(dim, num_heads * (2 * key_dim + self.val_dim), layout)
         self.proj = nn.Sequential(
             OrderedDict(act=nn.Hardswish(), ln=ProjNorm(num_heads * self.val_dim, dim, layout, bn_weight_init=0.0))
         )
-        self._init_bias(num_heads, resolution, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         split = [self.key_dim, self.key_dim, self.val_dim]
@@ -291,20 +295,13 @@ class AttentionDownsample(_BiasedAttention):
         stride: int = 2,
     ):
         super().__init__()
-        self.layout = layout
-        self.num_heads = num_heads
-        self.key_dim = key_dim
-        self.val_dim = int(attn_ratio * key_dim)
-        self.scale = key_dim**-0.5
-        self.stride = stride
-        self.resolution = resolution
+        self._init_common(layout, key_dim, num_heads, attn_ratio, resolution, stride)
         self.resolution_out = (resolution - 1) // stride + 1
         self.kv = ProjNorm(in_dim, num_heads * (key_dim + self.val_dim), layout)
         self.q = nn.Sequential(
             OrderedDict(down=Subsample(stride, resolution, layout), ln=ProjNorm(in_dim, num_heads * key_dim, layout))
         )
         self.proj = nn.Sequential(OrderedDict(act=nn.Hardswish(), ln=ProjNorm(num_heads * self.val_dim, out_dim, layout)))
-        self._init_bias(num_heads, resolution, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.resolution_out
