@@ -647,8 +647,11 @@ def relative_to(records: Sequence[RunRecord], folder: str | os.PathLike) -> list
 
 
 def build_report(records: Sequence[RunRecord], plot_name: str | None = "speed-accuracy.png",
-                 command: str | None = None) -> Report:
-    """The Markdown text and the plot's PNG bytes (nothing written); ``plot_name`` is the link target."""
+                 command: str | None = None, analysis: str | None = None) -> Report:
+    """The Markdown text and the plot's PNG bytes (nothing written); ``plot_name`` is the link target.
+
+    ``analysis``: Markdown written by a person about these results, placed after the headline
+    (kept in its own file so that regenerating the report keeps it)."""
     machines = group_by_machine(records)
     panels = speed_accuracy_panels(machines)
     png = plot_png(panels) if panels and plot_name else None
@@ -658,7 +661,10 @@ def build_report(records: Sequence[RunRecord], plot_name: str | None = "speed-ac
             f"{len(machines)} machine{'s' if len(machines) != 1 else ''}."]
     if command:
         head.append(f"Regenerate this report: `{command}`.")
-    parts = ["\n".join(head) + "\n", headline_section(machines), plot_section(panels, plot_name if png else None)]
+    parts = ["\n".join(head) + "\n", headline_section(machines)]
+    if analysis:
+        parts.append(analysis.strip() + "\n")
+    parts.append(plot_section(panels, plot_name if png else None))
     parts += [machine_section(m) for m in machines]
     return Report("\n".join(parts).rstrip() + "\n", png, plot_name if png else None)
 
@@ -672,11 +678,17 @@ def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def write_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md",
-                 command: str | None = None) -> tuple[Path, Path | None]:
+                 command: str | None = None, analysis: str | os.PathLike | None = None) -> tuple[Path, Path | None]:
     """Load results files, build the report and write it (and its plot) atomically."""
     records = load_results(paths)
     report_path, plot_path = report_paths(out)
-    report = build_report(relative_to(records, report_path.parent), plot_path.name, command)
+    text = None
+    if analysis is not None:
+        try:
+            text = Path(analysis).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read the analysis file {analysis}: {exc}") from None
+    report = build_report(relative_to(records, report_path.parent), plot_path.name, command, text)
     try:
         if report.plot_png is not None:
             atomic_write_bytes(plot_path, report.plot_png)
@@ -695,6 +707,8 @@ def report_parser():
     p.add_argument("results", nargs="+", help="results files (JSON) or folders of them")
     p.add_argument("-o", "--output", default="results/REPORT.md",
                    help="report file (.md) or folder; the plot is written next to it (default results/REPORT.md)")
+    p.add_argument("--analysis", default=None,
+                   help="a Markdown file of written analysis to include after the headline")
     return p
 
 
@@ -702,7 +716,7 @@ def cmd_report(argv: Sequence[str]) -> int:
     """``levit-bench report RESULTS... [-o REPORT.md]``."""
     args = report_parser().parse_args(argv)
     command = "levit-bench report " + shlex.join(list(argv))
-    report_path, plot_path = write_report(args.results, args.output, command)
+    report_path, plot_path = write_report(args.results, args.output, command, args.analysis)
     from . import render
 
     con = render.console()

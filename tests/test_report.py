@@ -208,6 +208,18 @@ def test_a_folder_of_results_files_is_read(files, tmp_path):
     assert report_path.read_text().count("\n## Machine ") == 2
 
 
+def test_written_analysis_is_included_after_the_headline(files, tmp_path, capsys):
+    notes = tmp_path / "analysis.md"
+    notes.write_text("## Analysis\n\nThe 5x claim holds in eager PyTorch only.\n")
+    out = tmp_path / "R.md"
+    assert main(["report", str(files["dir"]), "-o", str(out), "--analysis", str(notes)]) == 0
+    text = out.read_text()
+    assert "The 5x claim holds in eager PyTorch only." in text
+    assert text.index("## The paper's headline") < text.index("## Analysis") < text.index("## Speed and accuracy")
+    assert main(["report", str(files["dir"]), "-o", str(out), "--analysis", str(tmp_path / "none.md")]) == 2
+    assert "cannot read the analysis file" in capsys.readouterr().err
+
+
 def test_nothing_plottable_means_no_plot_and_says_why(tmp_path):
     rec = make_record([ok_entry("timm:resnet18", "torch", 1, np.full(5, 0.01)),
                        not_ok_entry("levit_256", "torch", 1, "failed", "model build failed: boom")])

@@ -514,12 +514,16 @@ def _fold_head(head: NormLinear) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fuse_levit(model: Levit) -> Levit:
-    """Inference copy of ``model``: every BN folded, one merged head, constant attention bias.
+    """Inference copy of ``model``: every BN folded, one merged head, constant attention bias,
+    in-place activations.
 
     The argument is left untouched; the copy is in eval mode and keeps the model's dtype and device.
     """
     fused = copy.deepcopy(model).eval()
     fused.stem.fuse()
+    for m in fused.modules():
+        if isinstance(m, nn.Hardswish):
+            m.inplace = True  # every activation's input is a fresh tensor; inference only (no autograd)
     for m in fused.modules():
         if isinstance(m, (Attention, AttentionDownsample, Mlp)):
             m.fuse()
