@@ -2,13 +2,7 @@
 # One prepared GPU session (device time is scarce): every GPU check and timing, most important first,
 # each step writing its results under $OUT as soon as it ends.  Run from the repository root:
 #   OUT=/tmp/gpu bash benchmarks/gpu_session.sh
-set -u
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 LEVIT_BENCH_NO_PROGRESS=1 LEVIT_BENCH_CACHE=${LEVIT_BENCH_CACHE:-/tmp/lbcache}
-OUT=${OUT:-/tmp/gpu-out}
-mkdir -p "$OUT"
-LB="python3 -m levit_bench.cli"
-FAST="--warmup 0.5 --min-time 1"
-step() { echo; echo "=== $(date +%T) $*"; }
+source "$(dirname "$0")/gpu_env.sh"
 
 step "environment"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

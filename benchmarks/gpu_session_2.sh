@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
 # Second, short GPU session: SDPA attention on CUDA (now the torch backends' default for LeViT),
 # channels_last, and torch-compile + CUDA graphs against timm's compiled LeViT.
-set -u
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 LEVIT_BENCH_NO_PROGRESS=1 LEVIT_BENCH_CACHE=${LEVIT_BENCH_CACHE:-/tmp/lbcache}
-OUT=${OUT:-/tmp/gpu-out}
-mkdir -p "$OUT"
-LB="python3 -m levit_bench.cli"
-FAST="--warmup 0.5 --min-time 1"
-step() { echo; echo "=== $(date +%T) $*"; }
+source "$(dirname "$0")/gpu_env.sh"
 
 step "issue 6: ours (sdpa) vs timm, eager fp16, channels_last, interleaved"
 python3 benchmarks/levit_vs_reference.py --device cuda --models levit_256 --backend torch --channels-last \

@@ -19,10 +19,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,12 +50,13 @@ def bare_ort_ips(session, feed: dict, seconds: float, batch: int) -> float:
     return batch / statistics.median(times)
 
 
-def benchmark_app_ips(onnx: Path, settings: Settings, seconds: float) -> float:
-    mode = "async" if settings.openvino_mode == "async" else "sync"
-    hint = "throughput" if mode == "async" else "latency"
-    cmd = ["benchmark_app", "-m", str(onnx), "-d", "CPU", "-hint", hint, "-api", mode,
+def benchmark_app_ips(onnx: Path, settings: Settings, seconds: float, streams: int, requests: int) -> float:
+    """``benchmark_app`` configured as our compiled model is: with ``-nthreads`` the tool insists
+    on ``-hint none``, so streams and requests are copied from what the hint chose for us."""
+    cmd = ["benchmark_app", "-m", str(onnx), "-d", "CPU", "-hint", "none", "-api", settings.openvino_mode,
+           "-nstreams", str(streams), "-nireq", str(requests), "-nthreads", str(settings.threads),
            "-shape", f"[{settings.batch_size},3,224,224]", "-infer_precision", "f32",
-           "-nthreads", str(settings.threads), "-t", str(max(int(seconds), 1))]
+           "-t", str(max(int(round(seconds)), 1))]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     match = re.search(r"Throughput:\s*([\d.]+)\s*FPS", out)
     if not match:
@@ -63,13 +64,33 @@ def benchmark_app_ips(onnx: Path, settings: Settings, seconds: float) -> float:
     return float(match.group(1))
 
 
+def interleaved(ours: Callable[[], float], reference: Callable[[], float], rounds: int) -> tuple[float, list[float]]:
+    """Per-round ratios ours/reference, measured A-B then B-A alternately so that a drift in the
+    machine's speed does not favour whichever runs first; returns the median ratio and all ratios."""
+    ratios = []
+    for i in range(rounds):
+        if i % 2 == 0:
+            a = ours()
+            b = reference()
+        else:
+            b = reference()
+            a = ours()
+        ratios.append(a / b)
+    return statistics.median(ratios), ratios
+
+
+def report(label: str, ratio: float, ratios: list[float]) -> None:
+    verdict = "ok" if ratio >= 0.97 else "BELOW 0.97"
+    print(f"{label:22} harness/reference median {ratio:.3f}  rounds {min(ratios):.3f}..{max(ratios):.3f}  {verdict}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="levit_128s")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--rounds", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=1.0)
     args = p.parse_args(argv)
     apply_threads(args.threads)
     cache = ExportCache()
@@ -77,33 +98,30 @@ def main(argv=None) -> int:
     model.levit_bench_name = args.model
     x = parity_input(args.batch_size, lb.model_spec(args.model).img_size)
     base = Settings(threads=args.threads, batch_size=args.batch_size)
+    print(f"{args.model}, batch {args.batch_size}, {args.threads} thread(s), {args.rounds} interleaved rounds "
+          f"of {args.seconds:g} s each side")
 
     ort = BACKENDS["onnxruntime"].prepare(model, x, base, cache)
     feed = {ort.runner.input_name: x.numpy()}
-    ours, bare = [], []
-    for _ in range(args.rounds):
-        ours.append(harness_ips(ort.runner, x, args.seconds, args.batch_size))
-        bare.append(bare_ort_ips(ort.runner.session, feed, args.seconds, args.batch_size))
-    r = statistics.median(ours) / statistics.median(bare)
-    print(f"onnxruntime  harness {statistics.median(ours):8.1f} img/s  bare session.run {statistics.median(bare):8.1f}"
-          f"  ratio {r:.3f}  {'ok' if r >= 0.97 else 'BELOW 0.97'}")
+    ratio, ratios = interleaved(lambda: harness_ips(ort.runner, x, args.seconds, args.batch_size),
+                                lambda: bare_ort_ips(ort.runner.session, feed, args.seconds, args.batch_size),
+                                args.rounds)
+    report("onnxruntime vs bare", ratio, ratios)
 
     if not shutil.which("benchmark_app"):
-        print("openvino     benchmark_app not found; skipped")
+        print("openvino: benchmark_app not found; skipped")
         return 0
     for mode in ("sync", "async"):
         settings = replace(base, openvino_mode=mode)
         ov = BACKENDS["openvino"].prepare(model, x, settings, cache)
-        ours, ref = [], []
-        for _ in range(args.rounds):
-            ours.append(harness_ips(ov.runner, x, args.seconds, args.batch_size))
-            ref.append(benchmark_app_ips(Path(ov.artifact), settings, args.seconds))
-        r = statistics.median(ours) / statistics.median(ref)
-        print(f"openvino {mode:5} harness {statistics.median(ours):8.1f} img/s  benchmark_app {statistics.median(ref):8.1f}"
-              f"  ratio {r:.3f}  {'ok' if r >= 0.97 else 'BELOW 0.97'}")
+        streams = int(ov.runner.compiled.get_property("NUM_STREAMS"))
+        requests = ov.runner.batches_per_call
+        ratio, ratios = interleaved(
+            lambda: harness_ips(ov.runner, x, args.seconds, args.batch_size),
+            lambda: benchmark_app_ips(Path(ov.artifact), settings, args.seconds, streams, requests),
+            args.rounds)
+        report(f"openvino {mode} ({streams} stream{'s' if streams > 1 else ''}, {requests} req)", ratio, ratios)
         ov.runner.close()
-        del ov
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return 0
 
 

@@ -6,6 +6,11 @@ every candidate is checked against timm's eager fp32 logits before it is timed. 
 * ours: fused, token layout and conv layout (the torch backends switch the token layout to SDPA
   attention on CUDA);
 * timm: the model as a user builds it, and after timm's own ``reparameterize_model``.
+* with ``--floor``, a third side: our fused token model with Hardswish, the attention bias and the
+  softmax removed.  It computes every multiply-add of the network (the same GEMMs and
+  convolutions, the same reshapes) and nothing else, so its output is wrong (not parity-gated)
+  but its speed bounds what any rearrangement of LeViT could reach on that backend: when
+  floor / timm < target, the target is out of reach by fusion or layout alone.
 
 Timed runs alternate between candidates in rounds, so drift on a shared machine hits all alike.
 The table gives each side's best candidate and the ratio of medians with a bootstrap 95% CI
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +42,7 @@ from levit_bench.stats import compare_samples, summarize  # noqa: E402
 
 @dataclass
 class Candidate:
-    side: str  # ours / timm
+    side: str  # ours / timm / floor
     variant: str
     model: torch.nn.Module
     samples: list[float] = field(default_factory=list)
@@ -60,7 +66,26 @@ def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def candidates(name: str) -> tuple[list[Candidate], torch.nn.Module]:
+def _linear_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(q k^T) v: the attention's two GEMMs without bias, softmax or scale (token layout)."""
+    return (q @ k.transpose(-2, -1)) @ v
+
+
+def gemm_floor(fused: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a fused token-layout LeViT reduced to its GEMMs, convolutions and reshapes."""
+    import copy
+
+    floor = copy.deepcopy(fused)
+    for module in floor.modules():
+        for child_name, child in module.named_children():
+            if isinstance(child, torch.nn.Hardswish):
+                setattr(module, child_name, torch.nn.Identity())
+        if hasattr(module, "_attend"):
+            module._attend = types.MethodType(_linear_attend, module)
+    return floor
+
+
+def candidates(name: str, floor: bool = False) -> tuple[list[Candidate], torch.nn.Module]:
     import timm
     from timm.utils.model import reparameterize_model
 
@@ -72,13 +97,15 @@ def candidates(name: str) -> tuple[list[Candidate], torch.nn.Module]:
         ours.load_state_dict({k: v.reshape(ours.state_dict()[k].shape) for k, v in state.items()})
         fused = lb.fuse(ours)
         out.append(Candidate("ours", f"fused {layout}", fused))
+        if floor and layout == "token":
+            out.append(Candidate("floor", "GEMMs only (wrong output)", gemm_floor(fused)))
     for c in out:
         c.model.levit_bench_name = f"{name}-{c.side}-{c.variant.replace(' ', '_')}"
     return out, ref
 
 
-def run_case(name, backend, settings, rounds, round_s, cache) -> dict:
-    cands, ref = candidates(name)
+def run_case(name, backend, settings, rounds, round_s, cache, floor: bool = False) -> dict:
+    cands, ref = candidates(name, floor)
     x = parity_input(settings.batch_size, 224)
     dev = torch.device(settings.device)
     with torch.inference_mode():
@@ -90,7 +117,7 @@ def run_case(name, backend, settings, rounds, round_s, cache) -> dict:
             c.runner = prepared.runner
             p = compare_logits(c.runner(x), want, settings.precision)
             c.parity = p.to_dict()
-            if not p.ok:
+            if not p.ok and c.side != "floor":
                 c.error = p.reason
                 continue
             c.call = c.runner.bind(x)
@@ -114,16 +141,19 @@ def run_case(name, backend, settings, rounds, round_s, cache) -> dict:
             row.update(images_per_second=s.images_per_second, ci95=list(s.ci95_ips), rel_iqr=s.rel_iqr, n=s.n)
         rows.append(row)
     best = {}
-    for side in ("ours", "timm"):
+    for side in ("ours", "timm", "floor"):
         ok = [c for c in live if c.side == side and c.samples]
         if ok:
             best[side] = max(ok, key=lambda c: settings.batch_size / np.median(c.samples))
     result = {"model": name, "backend": backend, "device": settings.device, "precision": settings.precision,
               "batch_size": settings.batch_size, "threads": settings.threads, "candidates": rows}
-    if len(best) == 2:
+    if "ours" in best and "timm" in best:
         cmp = compare_samples(np.array(best["timm"].samples), np.array(best["ours"].samples))
         result.update(best_ours=best["ours"].variant, best_timm=best["timm"].variant, ratio=cmp.speed_ratio,
                       ratio_ci95=list(cmp.ratio_ci95), significant=cmp.significant)
+        if "floor" in best:
+            cmp = compare_samples(np.array(best["timm"].samples), np.array(best["floor"].samples))
+            result.update(floor_ratio=cmp.speed_ratio, floor_ratio_ci95=list(cmp.ratio_ci95))
     for c in cands:
         if c.runner is not None:
             c.runner.close()
@@ -143,6 +173,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--round-s", type=float, default=0.5)
     p.add_argument("--target", type=float, default=1.25)
+    p.add_argument("--floor", action="store_true", help="also time the GEMM-only floor of our model (see above)")
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
 
@@ -159,7 +190,10 @@ def main(argv=None) -> int:
     results = []
     table = Table(title=f"ours / timm LeViT, {args.device} {precision}, {threads} threads "
                   f"({torch.cuda.get_device_name(0) if args.device == 'cuda' else 'CPU'})", title_justify="left")
-    for col in ("model", "backend", "batch", "ours best", "img/s", "timm best", "img/s", "ratio [95% CI]", f"≥{args.target}"):
+    columns = ["model", "backend", "batch", "ours best", "img/s", "timm best", "img/s", "ratio [95% CI]", f"≥{args.target}"]
+    if args.floor:
+        columns.append("floor/timm [95% CI]")
+    for col in columns:
         table.add_column(col)
     for backend in backends:
         for name in args.models.split(","):
@@ -170,17 +204,21 @@ def main(argv=None) -> int:
                 if reason:
                     con.print(f"skip {backend}: {reason}")
                     continue
-                r = run_case(name, backend, settings, args.rounds, args.round_s, cache)
+                r = run_case(name, backend, settings, args.rounds, args.round_s, cache, args.floor)
                 results.append(r)
                 for row in r["candidates"]:
-                    con.print(f"  {name} {backend} b{bs} {row['side']:4} {row['variant']:24} "
+                    con.print(f"  {name} {backend} b{bs} {row['side']:5} {row['variant']:25} "
                               f"{row.get('images_per_second', float('nan')):10.1f} img/s {row['error']}")
                 if "ratio" in r:
                     ips = {(c["side"], c["variant"]): c.get("images_per_second") for c in r["candidates"]}
                     lo, hi = r["ratio_ci95"]
-                    table.add_row(name, backend, str(bs), r["best_ours"], f"{ips[('ours', r['best_ours'])]:,.1f}",
-                                  r["best_timm"], f"{ips[('timm', r['best_timm'])]:,.1f}",
-                                  f"{r['ratio']:.2f} [{lo:.2f}, {hi:.2f}]", "yes" if lo >= args.target else "no")
+                    cells = [name, backend, str(bs), r["best_ours"], f"{ips[('ours', r['best_ours'])]:,.1f}",
+                             r["best_timm"], f"{ips[('timm', r['best_timm'])]:,.1f}",
+                             f"{r['ratio']:.2f} [{lo:.2f}, {hi:.2f}]", "yes" if lo >= args.target else "no"]
+                    if args.floor:
+                        flo, fhi = r.get("floor_ratio_ci95", (float("nan"), float("nan")))
+                        cells.append(f"{r.get('floor_ratio', float('nan')):.2f} [{flo:.2f}, {fhi:.2f}]")
+                    table.add_row(*cells)
                 if args.out:
                     Path(args.out).write_text(json.dumps(results, indent=1))
     con.print(table)

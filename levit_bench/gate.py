@@ -202,7 +202,9 @@ def _unmatched(base: RunRecord, new: RunRecord) -> list[str]:
     for key in list(b_all) + [k for k in n_all if k not in b_all]:
         b, n = b_all.get(key), n_all.get(key)
         if b is None or n is None:
-            lines.append(f"only in {'new' if b is None else 'base'}: {(b or n).label()}")
+            e = b or n
+            why = "" if e.status == "ok" else f" ({e.status}: {e.reason})"
+            lines.append(f"only in {'new' if b is None else 'base'}: {e.label()}{why}")
             continue
         lines += [f"{side} {e.status}: {e.label()}: {e.reason}" for side, e in (("base", b), ("new", n))
                   if e.status != "ok"]

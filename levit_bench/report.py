@@ -115,7 +115,7 @@ def report_key(e: Entry) -> tuple:
 
 def describe(e: Entry) -> str:
     """``Entry.label`` naming the backend variant (``torch-compile [CUDA graphs]``)."""
-    return f"{e.model} / {variant(e)} / {e.device} {e.precision} / batch {e.batch_size} / {e.threads} threads"
+    return f"{e.model} / {variant(e)} / {e.device} {e.precision} / batch {e.batch_size} / {threads_text(e.threads)}"
 
 
 def _merge(machine: Machine, record: RunRecord) -> None:
@@ -138,6 +138,10 @@ def _merge(machine: Machine, record: RunRecord) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # formatting
+
+
+def threads_text(n: int) -> str:
+    return f"{n} thread{'s' if n != 1 else ''}"
 
 
 def fmt_ips(v: float | None) -> str:
@@ -275,7 +279,7 @@ def device_table(entries: Sequence[Sourced]) -> str:
 
 def device_section(setting: tuple, entries: Sequence[Sourced]) -> str:
     device, precision, threads = setting
-    lines = [f"### {device} · {precision} · {threads} thread{'s' if threads != 1 else ''}", "",
+    lines = [f"### {device} · {precision} · {threads_text(threads)}", "",
              device_table(entries), "",
              f"images/s: median ± IQR as % of the median; ⚠ noisy (IQR above 10%); (n×): speed-up over "
              f"`{BASELINE_BACKEND}` at the same batch size; [options]: runtime options other than the defaults.", "", sources_text(entries), ""]
@@ -339,7 +343,7 @@ def paper_rows(machine: Machine) -> list[list[str]]:
                 if same else "—",
                 fmt_ips(e.images_per_second) if e else "not measured",
                 variant(e) if e else "—",
-                f"{e.precision}, batch {e.batch_size}, {e.threads} threads" if e else "—",
+                f"{e.precision}, batch {e.batch_size}, {threads_text(e.threads)}" if e else "—",
             ])
     return rows
 
@@ -396,7 +400,7 @@ def setting_key(e: Entry) -> tuple:
 def setting_words(setting: tuple, device: str) -> str:
     precision, threads, batch = setting
     paper = " (the paper's CPU protocol)" if device == "cpu" and setting == PAPER_CPU_SETTING else ""
-    return f"{device} {precision}, {threads} thread{'s' if threads != 1 else ''}, batch {batch}{paper}"
+    return f"{device} {precision}, {threads_text(threads)}, batch {batch}{paper}"
 
 
 def choose_setting(coverage: dict[tuple, int], device: str) -> tuple | None:

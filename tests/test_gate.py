@@ -193,12 +193,14 @@ def test_failed_and_unmatched_entries_are_listed_not_dropped(files, tmp_path, ca
     new = rescaled(base_record(), 1.0, seed=1)
     new.results.append(not_ok_entry("levit_128s", "openvino", 1, "failed", "parity failed: cosine 0.5"))
     new.results.append(ok_entry("deit_tiny", "torch", 1, np.full(5, 0.01)))
+    new.results.append(not_ok_entry("deit_small", "torch", 1, "failed", "out of memory"))
     result = gate.compare_runs(base, new)
     assert len(result.rows) == len(SPEEDS) * len(BATCHES)
     text = "\n".join(result.not_compared)
     assert "base skipped" in text and "openvino is not installed" in text
     assert "new failed" in text and "parity failed: cosine 0.5" in text
     assert "only in new" in text and "deit_tiny" in text
+    assert "deit_small" in text and "(failed: out of memory)" in text  # one-sided, still says why
     code = main(["compare", save(base, tmp_path / "b.json"), save(new, tmp_path / "n.json"), "--markdown"])
     out = capsys.readouterr().out
     assert code == 0 and "Not compared" in out and "parity failed" in out

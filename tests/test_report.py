@@ -108,7 +108,7 @@ def test_paper_table_has_published_figures_and_our_best(written):
 def test_failed_and_skipped_entries_are_listed_with_reasons(written):
     _, md = written
     assert "### Not measured" in md
-    assert "**failed**: levit_128s / openvino / cpu fp32 / batch 16 / 1 threads: parity failed: cosine 0.12" in md
+    assert "**failed**: levit_128s / openvino / cpu fp32 / batch 16 / 1 thread: parity failed: cosine 0.12" in md
     assert "**skipped**: levit_128s / torchscript" in md and "torchscript is broken here" in md
 
 

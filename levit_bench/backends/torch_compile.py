@@ -13,6 +13,29 @@ from .cache import ExportCache
 from .torch_eager import TorchRunner, describe, place
 
 
+class CompiledRunner(TorchRunner):
+    """A compiled module; closing it drops dynamo's caches so the next model compiles afresh."""
+
+    def close(self) -> None:
+        torch._dynamo.reset()
+
+
+def _no_silent_fallback() -> None:
+    """Make dynamo raise, not quietly run eager, when it hits its recompile limit.
+
+    The limit counts per code object, so models of one family share it: in one process the ninth
+    LeViT compile used to fall back to eager and be timed as "torch-compile" (H100 log,
+    docs/performance.md).
+    """
+    config = torch._dynamo.config
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        config.fail_on_recompile_limit_hit = True
+    for limit in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, limit):
+            setattr(config, limit, max(getattr(config, limit), 32))
+            break
+
+
 class TorchCompileBackend(Backend):
     name = "torch-compile"
     devices = ("cpu", "cuda")
@@ -26,12 +49,13 @@ class TorchCompileBackend(Backend):
     def prepare(self, model: nn.Module, example: torch.Tensor, settings: Settings, cache: ExportCache) -> Prepared:
         # inductor keeps its own compiled-kernel cache; keep it beside our exports
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache.root / "inductor"))
+        _no_silent_fallback()
         placed, dtype = place(model, settings)
         mode = settings.compile_mode
         if settings.device == "cuda" and settings.cuda_graphs and mode == "default":
             mode = "reduce-overhead"
         compiled = torch.compile(placed, mode=None if mode == "default" else mode, dynamic=False)
-        runner = TorchRunner(compiled, settings, dtype)
+        runner = CompiledRunner(compiled, settings, dtype)
         start = time.perf_counter()
         with torch.inference_mode():
             runner.bind(example)()  # compilation happens on the first call

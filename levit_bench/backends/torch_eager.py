@@ -35,7 +35,10 @@ class TorchRunner(Runner):
         return contextlib.nullcontext()
 
     def bind(self, x: torch.Tensor) -> Callable[[], Any]:
-        x = self._convert(x)
+        # the bound input is made the same kind of tensor (an inference tensor) as in the parity
+        # call: torch.compile guards on it, and a mismatch costs a recompile per model
+        with torch.inference_mode():
+            x = self._convert(x)
         if not self.autocast:
             return functools.partial(self.module, x)
 
