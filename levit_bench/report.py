@@ -563,6 +563,12 @@ def speed_accuracy_panels(machines: Sequence[Machine]) -> list[Panel]:
     return [p for m in machines for d in m.devices() if (p := panel_for(m, d)) is not None]
 
 
+def _label_below(point, points) -> bool:
+    """Whether a point's label goes below it: a faster point sits close by (labels would overlap)."""
+    return any(q is not point and abs(q.top1 - point.top1) < 1.5
+               and 0 <= math.log10(q.images_per_second / point.images_per_second) < 0.1 for q in points)
+
+
 def plot_png(panels: Sequence[Panel]) -> bytes:
     """The paper's Figure 1 form: images/s (log) against top-1, one series per family, one panel
     per machine and device.  Agg canvas, no display, no global pyplot state."""
@@ -578,8 +584,9 @@ def plot_png(panels: Sequence[Panel]) -> bytes:
             ax.plot([p.top1 for p in pts], [p.images_per_second for p in pts], marker=marker, color=color,
                     label=FAMILY_LABELS.get(family, family))
             for p in pts:
-                ax.annotate(p.model, (p.top1, p.images_per_second), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+                crowded = _label_below(p, panel.points)
+                ax.annotate(p.model, (p.top1, p.images_per_second), fontsize=7,
+                            xytext=(3, -10) if crowded else (3, 3), textcoords="offset points")
         ax.set_yscale("log")
         _plain_log_ticks(ax)
         ax.margins(x=0.12, y=0.15)
