@@ -50,12 +50,13 @@ def bare_ort_ips(session, feed: dict, seconds: float, batch: int) -> float:
     return batch / statistics.median(times)
 
 
-def benchmark_app_ips(onnx: Path, settings: Settings, seconds: float, streams: int, requests: int) -> float:
+def benchmark_app_ips(onnx: Path, shape: list[int], settings: Settings, seconds: float, streams: int,
+                      requests: int) -> float:
     """``benchmark_app`` configured as our compiled model is: with ``-nthreads`` the tool insists
     on ``-hint none``, so streams and requests are copied from what the hint chose for us."""
     cmd = ["benchmark_app", "-m", str(onnx), "-d", "CPU", "-hint", "none", "-api", settings.openvino_mode,
            "-nstreams", str(streams), "-nireq", str(requests), "-nthreads", str(settings.threads),
-           "-shape", f"[{settings.batch_size},3,224,224]", "-infer_precision", "f32",
+           "-shape", str(shape).replace(" ", ""), "-infer_precision", "f32",
            "-t", str(max(int(round(seconds)), 1))]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     match = re.search(r"Throughput:\s*([\d.]+)\s*FPS", out)
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
         requests = ov.runner.batches_per_call
         ratio, ratios = interleaved(
             lambda: harness_ips(ov.runner, x, args.seconds, args.batch_size),
-            lambda: benchmark_app_ips(Path(ov.artifact), settings, args.seconds, streams, requests),
+            lambda: benchmark_app_ips(Path(ov.artifact), list(x.shape), settings, args.seconds, streams, requests),
             args.rounds)
         report(f"openvino {mode} ({streams} stream{'s' if streams > 1 else ''}, {requests} req)", ratio, ratios)
         ov.runner.close()

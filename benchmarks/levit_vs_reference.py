@@ -22,6 +22,7 @@ The table gives each side's best candidate and the ratio of medians with a boots
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import types
@@ -73,8 +74,6 @@ def _linear_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 
 def gemm_floor(fused: torch.nn.Module) -> torch.nn.Module:
     """A copy of a fused token-layout LeViT reduced to its GEMMs, convolutions and reshapes."""
-    import copy
-
     floor = copy.deepcopy(fused)
     for module in floor.modules():
         for child_name, child in module.named_children():

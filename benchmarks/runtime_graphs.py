@@ -4,9 +4,9 @@ For one model (BN already folded by ``levit_bench.fuse``) it prints
 
 * where eager PyTorch spends a forward (torch profiler, self CPU time by op; for convolutions the
   share of depthwise against the rest, timed per module);
-* the exported ONNX graph's op counts, ONNX Runtime's optimised graph (full optimisation, as the
-  ``onnxruntime`` backend runs it) and OpenVINO's compiled runtime graph, with the layers OpenVINO
-  fused into one convolution.
+* the ONNX graph the ``onnxruntime`` backend exports, the graph ONNX Runtime makes of it with the
+  backend's own session options, and the runtime graph of the model as the ``openvino`` backend
+  compiles it, with the layers OpenVINO fused into one convolution.
 
 Usage::
 
@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import levit_bench as lb  # noqa: E402
-from levit_bench.backends import ExportCache  # noqa: E402
-from levit_bench.backends.onnx_export import export_onnx  # noqa: E402
+from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
+from levit_bench.backends.onnxruntime import session_options  # noqa: E402
 
 
 def eager_profile(model: torch.nn.Module, x: torch.Tensor, top: int = 8) -> None:
@@ -45,57 +45,69 @@ def eager_profile(model: torch.nn.Module, x: torch.Tensor, top: int = 8) -> None
         print(f"  {e.key:34} {e.self_cpu_time_total / total:6.1%}")
 
 
+class _ConvTimer:
+    """Forward hooks that add each convolution's wall time to a depthwise or an other total."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.spent = {"depthwise": 0.0, "other": 0.0}
+        self._start = 0.0
+        self.handles = []
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                self.handles.append(mod.register_forward_pre_hook(self._begin))
+                self.handles.append(mod.register_forward_hook(self._end))
+
+    def _begin(self, _mod, _inputs) -> None:
+        self._start = time.perf_counter()
+
+    def _end(self, mod, _inputs, _output) -> None:
+        kind = "depthwise" if mod.groups > 1 and mod.groups == mod.in_channels else "other"
+        self.spent[kind] += time.perf_counter() - self._start
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 def conv_split(model: torch.nn.Module, x: torch.Tensor) -> None:
-    """Wall-time share of depthwise and other convolutions in one forward (per-module timers)."""
-    spent = {"depthwise": 0.0, "other": 0.0}
-    start: dict[int, float] = {}
-    hooks = []
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Conv2d):
-            kind = "depthwise" if mod.groups > 1 and mod.groups == mod.in_channels else "other"
-            hooks.append(mod.register_forward_pre_hook(lambda m, _i: start.__setitem__(id(m), time.perf_counter())))
-            hooks.append(mod.register_forward_hook(
-                lambda m, _i, _o, kind=kind: spent.__setitem__(kind, spent[kind] + time.perf_counter() - start[id(m)])))
-    if not hooks:
-        return
+    """Wall-time share of depthwise and other convolutions in one forward."""
+    timer = _ConvTimer(model)
     with torch.inference_mode():
         begin = time.perf_counter()
         model(x)
         total = time.perf_counter() - begin
-    for h in hooks:
-        h.remove()
-    print(f"  convolutions: depthwise {spent['depthwise'] / total:.0%}, other {spent['other'] / total:.0%} of a forward")
+    timer.remove()
+    if timer.handles:
+        print(f"  convolutions: depthwise {timer.spent['depthwise'] / total:.0%}, "
+              f"other {timer.spent['other'] / total:.0%} of a forward")
 
 
-def graphs(onnx_path: Path, shape: list[int], threads: int) -> None:
+def ort_graph(model: torch.nn.Module, x: torch.Tensor, settings: Settings, cache: ExportCache) -> None:
+    """The ONNX file the onnxruntime backend runs, and the graph its session options make of it."""
     import onnx
     import onnxruntime as ort
 
-    g = onnx.load(str(onnx_path))
-    print("ONNX graph:", collections.Counter(n.op_type for n in g.graph.node).most_common(8))
+    path = Path(BACKENDS["onnxruntime"].prepare(model, x, settings, cache).artifact)
+    print("ONNX graph:", collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node).most_common(8))
     with tempfile.TemporaryDirectory() as tmp:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = threads
-        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        so.log_severity_level = 3
-        ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        opt = onnx.load(so.optimized_model_filepath)
-    print("ONNX Runtime, optimised:", collections.Counter(n.op_type for n in opt.graph.node).most_common(8))
-    try:
-        import openvino as ov
-    except ImportError:
-        print("OpenVINO: not installed")
+        opts = session_options(settings)
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(opts.optimized_model_filepath)
+    print("ONNX Runtime, optimised:", collections.Counter(n.op_type for n in optimized.graph.node).most_common(8))
+
+
+def openvino_graph(model: torch.nn.Module, x: torch.Tensor, settings: Settings, cache: ExportCache) -> None:
+    """The runtime graph of the model exactly as the openvino backend compiles it."""
+    reason = BACKENDS["openvino"].unavailable_reason(settings)
+    if reason:
+        print(f"OpenVINO: {reason}")
         return
-    core = ov.Core()
-    model = core.read_model(str(onnx_path))
-    model.reshape({0: shape})
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
-    ops = compiled.get_runtime_model().get_ops()
-    kinds = collections.Counter(op.get_rt_info()["layerType"].astype(str) for op in ops)
-    print("OpenVINO, compiled:", kinds.most_common(8))
-    merged = [op.get_rt_info()["originalLayersNames"].astype(str) for op in ops
-              if op.get_rt_info()["layerType"].astype(str) in ("Convolution", "FullyConnected")]
+    ops = BACKENDS["openvino"].prepare(model, x, settings, cache).runner.compiled.get_runtime_model().get_ops()
+    kinds = [op.get_rt_info()["layerType"].astype(str) for op in ops]
+    print("OpenVINO, compiled:", collections.Counter(kinds).most_common(8))
+    merged = [op.get_rt_info()["originalLayersNames"].astype(str) for op, kind in zip(ops, kinds)
+              if kind in ("Convolution", "FullyConnected")]
     with_more = sum("," in names for names in merged)
     print(f"  {with_more} of {len(merged)} convolution/FC nodes carry fused layers, e.g. {merged[len(merged) // 2]}")
 
@@ -115,8 +127,9 @@ def main(argv=None) -> int:
           f"BatchNorm2d left after fuse: {sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())}")
     eager_profile(model, x)
     conv_split(model, x)
-    path, *_ = export_onnx(model, x, ExportCache())
-    graphs(path, list(x.shape), args.threads)
+    settings, cache = Settings(threads=args.threads, batch_size=args.batch_size), ExportCache()
+    ort_graph(model, x, settings, cache)
+    openvino_graph(model, x, settings, cache)
     return 0
 
 

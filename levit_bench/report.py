@@ -19,7 +19,7 @@ from . import zoo
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import UserError
 from .gate import per_image_seconds, variant
-from .results import Entry, RunRecord, load
+from .results import Entry, RunRecord, load, threads_text
 from .stats import compare_samples
 
 BASELINE_BACKEND = "torch"
@@ -138,10 +138,6 @@ def _merge(machine: Machine, record: RunRecord) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # formatting
-
-
-def threads_text(n: int) -> str:
-    return f"{n} thread{'s' if n != 1 else ''}"
 
 
 def fmt_ips(v: float | None) -> str:

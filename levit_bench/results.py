@@ -25,6 +25,11 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
 
 
+def threads_text(n: int) -> str:
+    """``1 thread``, ``2 threads``: how every label and table names a thread count."""
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
 @dataclass
 class Entry:
     """One measured (or not measured) model x backend x batch size."""
@@ -63,7 +68,7 @@ class Entry:
         return (self.model, self.backend, self.device, self.precision, self.batch_size, self.threads)
 
     def label(self) -> str:
-        return f"{self.model} / {self.backend} / {self.device} {self.precision} / batch {self.batch_size} / {self.threads} threads"
+        return f"{self.model} / {self.backend} / {self.device} {self.precision} / batch {self.batch_size} / {threads_text(self.threads)}"
 
 
 @dataclass

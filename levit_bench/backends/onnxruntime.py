@@ -35,6 +35,20 @@ class OrtRunner(Runner):
         self.session = None
 
 
+def session_options(settings: Settings) -> Any:
+    """Full graph optimisation, intra-op threads = the run's threads, inter-op 1, quiet."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if settings.threads:
+        opts.intra_op_num_threads = settings.threads
+    opts.log_severity_level = 3
+    return opts
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     devices = ("cpu", "cuda")
@@ -61,13 +75,6 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         path, reused, export_s, exporter = export_onnx(model, example, cache)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.inter_op_num_threads = 1
-        if settings.threads:
-            opts.intra_op_num_threads = settings.threads
-        opts.log_severity_level = 3
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if settings.device == "cuda" else ["CPUExecutionProvider"]
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=session_options(settings), providers=providers)
         return Prepared(OrtRunner(session), export_s, str(path), path.stat().st_size, reused, notes=[exporter])

@@ -27,13 +27,8 @@ def _no_silent_fallback() -> None:
     LeViT compile used to fall back to eager and be timed as "torch-compile" (H100 log,
     docs/performance.md).
     """
-    config = torch._dynamo.config
-    if hasattr(config, "fail_on_recompile_limit_hit"):
-        config.fail_on_recompile_limit_hit = True
-    for limit in ("recompile_limit", "cache_size_limit"):
-        if hasattr(config, limit):
-            setattr(config, limit, max(getattr(config, limit), 32))
-            break
+    if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):  # torch >= 2.6
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 
 class TorchCompileBackend(Backend):
