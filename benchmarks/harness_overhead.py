@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 
@@ -28,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import levit_bench as lb  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
-from levit_bench.harness import TimingOptions, apply_threads, measure  # noqa: E402
+from levit_bench.harness import TimingOptions, measure  # noqa: E402
 from levit_bench.parity import parity_input  # noqa: E402
+from levit_bench.runstate import run_state  # noqa: E402
 from levit_bench.stats import summarize  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def benchmark_app_ips(onnx: Path, shape: list[int], settings: Settings, seconds:
                       requests: int) -> float:
     """``benchmark_app`` configured as our compiled model is: with ``-nthreads`` the tool insists
     on ``-hint none``, so streams and requests are copied from what the hint chose for us."""
-    cmd = ["benchmark_app", "-m", str(onnx), "-d", "CPU", "-hint", "none", "-api", settings.openvino_mode,
+    cmd = ["benchmark_app", "-m", str(onnx), "-d", "CPU", "-hint", "none", "-api", settings.options.openvino_mode,
            "-nstreams", str(streams), "-nireq", str(requests), "-nthreads", str(settings.threads),
            "-shape", str(shape).replace(" ", ""), "-infer_precision", "f32",
            "-t", str(max(int(round(seconds)), 1))]
@@ -93,28 +93,41 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=16)
     p.add_argument("--seconds", type=float, default=1.0)
     args = p.parse_args(argv)
-    apply_threads(args.threads)
     cache = ExportCache()
-    model = lb.fuse(lb.create_model(args.model))
-    model.levit_bench_name = args.model
-    x = parity_input(args.batch_size, lb.model_spec(args.model).img_size)
-    base = Settings(threads=args.threads, batch_size=args.batch_size)
+    with run_state(args.threads, cache.root):
+        return _run(args, cache)
+
+
+def _run(args: argparse.Namespace, cache: ExportCache) -> int:
+    built = lb.zoo.subject(args.model)
+    model, model_id, img_size = built.fused, built.model_id, built.model_id.img_size
+    x = parity_input(args.batch_size, img_size)
+    base = Settings(threads=args.threads)
     print(f"{args.model}, batch {args.batch_size}, {args.threads} thread(s), {args.rounds} interleaved rounds "
           f"of {args.seconds:g} s each side")
 
-    ort = BACKENDS["onnxruntime"].prepare(model, x, base, cache)
-    feed = {ort.runner.input_name: x.numpy()}
-    ratio, ratios = interleaved(lambda: harness_ips(ort.runner, x, args.seconds, args.batch_size),
-                                lambda: bare_ort_ips(ort.runner.session, feed, args.seconds, args.batch_size),
-                                args.rounds)
-    report("onnxruntime vs bare", ratio, ratios)
+    reason = BACKENDS["onnxruntime"].unavailable_reason(base)
+    if reason:
+        print(f"onnxruntime: {reason}; skipped")
+    else:
+        ort = BACKENDS["onnxruntime"].prepare(model, model_id, x, base, cache)
+        feed = {ort.runner.input_name: x.numpy()}
+        ratio, ratios = interleaved(lambda: harness_ips(ort.runner, x, args.seconds, args.batch_size),
+                                    lambda: bare_ort_ips(ort.runner.session, feed, args.seconds, args.batch_size),
+                                    args.rounds)
+        report("onnxruntime vs bare", ratio, ratios)
+        ort.runner.close()
 
+    reason = BACKENDS["openvino"].unavailable_reason(base)
+    if reason:
+        print(f"openvino: {reason}; skipped")
+        return 0
     if not shutil.which("benchmark_app"):
         print("openvino: benchmark_app not found; skipped")
         return 0
     for mode in ("sync", "async"):
-        settings = replace(base, openvino_mode=mode)
-        ov = BACKENDS["openvino"].prepare(model, x, settings, cache)
+        settings = base.with_options(openvino_mode=mode)
+        ov = BACKENDS["openvino"].prepare(model, model_id, x, settings, cache)
         streams = int(ov.runner.compiled.get_property("NUM_STREAMS"))
         requests = ov.runner.batches_per_call
         ratio, ratios = interleaved(

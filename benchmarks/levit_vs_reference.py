@@ -36,9 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import levit_bench as lb  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
-from levit_bench.harness import TimingOptions, apply_threads, measure, physical_cores  # noqa: E402
+from levit_bench.backends.cache import weights_hash  # noqa: E402
+from levit_bench.harness import TimingOptions, measure  # noqa: E402
 from levit_bench.parity import compare_logits, parity_input  # noqa: E402
+from levit_bench.runstate import run_state  # noqa: E402
+from levit_bench.spec import ModelId  # noqa: E402
 from levit_bench.stats import compare_samples, summarize  # noqa: E402
+from levit_bench.sysinfo import physical_cores  # noqa: E402
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Candidate:
     side: str  # ours / timm / floor
     variant: str
     model: torch.nn.Module
+    model_id: ModelId | None = None
     samples: list[float] = field(default_factory=list)
     call: object = None
     runner: object = None
@@ -88,31 +93,32 @@ def candidates(name: str, floor: bool = False) -> tuple[list[Candidate], torch.n
     import timm
     from timm.utils.model import reparameterize_model
 
+    img_size = lb.zoo.input_size(name)
     ref = randomized(timm.create_model(name, pretrained=False)).eval()
     state = ref.state_dict()
     out = [Candidate("timm", "as built", ref), Candidate("timm", "reparameterize_model", reparameterize_model(ref))]
     for layout in ("token", "conv"):
         ours = lb.create_model(name + ("_conv" if layout == "conv" else ""))
         ours.load_state_dict({k: v.reshape(ours.state_dict()[k].shape) for k, v in state.items()})
-        fused = lb.fuse(ours)
+        fused = lb.zoo.fuse(ours, img_size=img_size)
         out.append(Candidate("ours", f"fused {layout}", fused))
         if floor and layout == "token":
             out.append(Candidate("floor", "GEMMs only (wrong output)", gemm_floor(fused)))
-    for c in out:
-        c.model.levit_bench_name = f"{name}-{c.side}-{c.variant.replace(' ', '_')}"
+    for c in out:  # one export cache name per candidate: the floor has the fused model's weights
+        c.model_id = ModelId(f"{name}-{c.side}-{c.variant.replace(' ', '_')}", img_size, weights_hash(c.model))
     return out, ref
 
 
-def run_case(name, backend, settings, rounds, round_s, cache, floor: bool = False) -> dict:
+def run_case(name, backend, settings, batch_size, rounds, round_s, cache, floor: bool = False) -> dict:
     cands, ref = candidates(name, floor)
-    x = parity_input(settings.batch_size, 224)
+    x = parity_input(batch_size, lb.zoo.input_size(name))
     dev = torch.device(settings.device)
     with torch.inference_mode():
         want = ref.to(dev)(x.to(dev)).float().cpu()
     ref.cpu()
     for c in cands:
         try:
-            prepared = BACKENDS[backend].prepare(c.model, x, settings, cache)
+            prepared = BACKENDS[backend].prepare(c.model, c.model_id, x, settings, cache)
             c.runner = prepared.runner
             p = compare_logits(c.runner(x), want, settings.precision)
             c.parity = p.to_dict()
@@ -136,16 +142,16 @@ def run_case(name, backend, settings, rounds, round_s, cache, floor: bool = Fals
     for c in cands:
         row = {"side": c.side, "variant": c.variant, "error": c.error, "parity": c.parity}
         if c.samples:
-            s = summarize(c.samples, settings.batch_size)
+            s = summarize(c.samples, batch_size)
             row.update(images_per_second=s.images_per_second, ci95=list(s.ci95_ips), rel_iqr=s.rel_iqr, n=s.n)
         rows.append(row)
     best = {}
     for side in ("ours", "timm", "floor"):
         ok = [c for c in live if c.side == side and c.samples]
         if ok:
-            best[side] = max(ok, key=lambda c: settings.batch_size / np.median(c.samples))
+            best[side] = max(ok, key=lambda c: batch_size / np.median(c.samples))
     result = {"model": name, "backend": backend, "device": settings.device, "precision": settings.precision,
-              "batch_size": settings.batch_size, "threads": settings.threads, "candidates": rows}
+              "batch_size": batch_size, "threads": settings.threads, "candidates": rows}
     if "ours" in best and "timm" in best:
         cmp = compare_samples(np.array(best["timm"].samples), np.array(best["ours"].samples))
         result.update(best_ours=best["ours"].variant, best_timm=best["timm"].variant, ratio=cmp.speed_ratio,
@@ -176,15 +182,19 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
 
-    from rich.console import Console
-    from rich.table import Table
-
     threads = args.threads or physical_cores()
-    apply_threads(threads)
     backends = (args.backend or ("torch,onnxruntime,openvino,torchscript" if args.device == "cpu" else "torch")).split(",")
     batches = [int(b) for b in (args.batch_size or ("16" if args.device == "cpu" else "256,2048")).split(",")]
     precision = args.precision or ("fp32" if args.device == "cpu" else "fp16")
     cache = ExportCache()
+    with run_state(threads, cache.root):
+        return _run(args, threads, backends, batches, precision, cache)
+
+
+def _run(args, threads, backends, batches, precision, cache) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     con = Console(width=160)
     results = []
     table = Table(title=f"ours / timm LeViT, {args.device} {precision}, {threads} threads "
@@ -197,13 +207,13 @@ def main(argv=None) -> int:
     for backend in backends:
         for name in args.models.split(","):
             for bs in batches:
-                settings = Settings(device=args.device, precision=precision, threads=threads, batch_size=bs,
-                                    compile_mode=args.compile_mode, channels_last=args.channels_last)
+                settings = Settings(device=args.device, precision=precision, threads=threads).with_options(
+                    compile_mode=args.compile_mode, channels_last=args.channels_last)
                 reason = BACKENDS[backend].unavailable_reason(settings)
                 if reason:
                     con.print(f"skip {backend}: {reason}")
                     continue
-                r = run_case(name, backend, settings, args.rounds, args.round_s, cache, args.floor)
+                r = run_case(name, backend, settings, bs, args.rounds, args.round_s, cache, args.floor)
                 results.append(r)
                 for row in r["candidates"]:
                     con.print(f"  {name} {backend} b{bs} {row['side']:5} {row['variant']:25} "

@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import levit_bench as lb  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
 from levit_bench.backends.onnxruntime import session_options  # noqa: E402
+from levit_bench.runstate import run_state  # noqa: E402
+from levit_bench.spec import ModelId  # noqa: E402
 
 
 def eager_profile(model: torch.nn.Module, x: torch.Tensor, top: int = 8) -> None:
@@ -82,12 +84,17 @@ def conv_split(model: torch.nn.Module, x: torch.Tensor) -> None:
               f"other {timer.spent['other'] / total:.0%} of a forward")
 
 
-def ort_graph(model: torch.nn.Module, x: torch.Tensor, settings: Settings, cache: ExportCache) -> None:
+def ort_graph(model: torch.nn.Module, model_id: ModelId, x: torch.Tensor, settings: Settings,
+              cache: ExportCache) -> None:
     """The ONNX file the onnxruntime backend runs, and the graph its session options make of it."""
+    reason = BACKENDS["onnxruntime"].unavailable_reason(settings)
+    if reason:
+        print(f"ONNX Runtime: {reason}")
+        return
     import onnx
     import onnxruntime as ort
 
-    path = Path(BACKENDS["onnxruntime"].prepare(model, x, settings, cache).artifact)
+    path = Path(BACKENDS["onnxruntime"].prepare(model, model_id, x, settings, cache).artifact)
     print("ONNX graph:", collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node).most_common(8))
     with tempfile.TemporaryDirectory() as tmp:
         opts = session_options(settings)
@@ -97,13 +104,14 @@ def ort_graph(model: torch.nn.Module, x: torch.Tensor, settings: Settings, cache
     print("ONNX Runtime, optimised:", collections.Counter(n.op_type for n in optimized.graph.node).most_common(8))
 
 
-def openvino_graph(model: torch.nn.Module, x: torch.Tensor, settings: Settings, cache: ExportCache) -> None:
+def openvino_graph(model: torch.nn.Module, model_id: ModelId, x: torch.Tensor, settings: Settings,
+                   cache: ExportCache) -> None:
     """The runtime graph of the model exactly as the openvino backend compiles it."""
     reason = BACKENDS["openvino"].unavailable_reason(settings)
     if reason:
         print(f"OpenVINO: {reason}")
         return
-    ops = BACKENDS["openvino"].prepare(model, x, settings, cache).runner.compiled.get_runtime_model().get_ops()
+    ops = BACKENDS["openvino"].prepare(model, model_id, x, settings, cache).runner.compiled.get_runtime_model().get_ops()
     kinds = [op.get_rt_info()["layerType"].astype(str) for op in ops]
     print("OpenVINO, compiled:", collections.Counter(kinds).most_common(8))
     merged = [op.get_rt_info()["originalLayersNames"].astype(str) for op, kind in zip(ops, kinds)
@@ -118,18 +126,22 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model = lb.fuse(lb.create_model(args.model))
-    model.levit_bench_name = args.model
-    size = lb.model_spec(args.model).img_size
+    cache = ExportCache()
+    with run_state(args.threads, cache.root):
+        return _run(args, cache)
+
+
+def _run(args: argparse.Namespace, cache: ExportCache) -> int:
+    built = lb.zoo.subject(args.model)
+    model, model_id, size = built.fused, built.model_id, built.model_id.img_size
     x = torch.randn(args.batch_size, 3, size, size)
     print(f"{args.model}, batch {args.batch_size}, {args.threads} thread(s); "
           f"BatchNorm2d left after fuse: {sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())}")
     eager_profile(model, x)
     conv_split(model, x)
-    settings, cache = Settings(threads=args.threads, batch_size=args.batch_size), ExportCache()
-    ort_graph(model, x, settings, cache)
-    openvino_graph(model, x, settings, cache)
+    settings = Settings(threads=args.threads)
+    ort_graph(model, model_id, x, settings, cache)
+    openvino_graph(model, model_id, x, settings, cache)
     return 0
 
 

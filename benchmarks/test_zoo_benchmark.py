@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
 
 from levit_bench import zoo
-from levit_bench.backends import BACKENDS, BackendUnavailable, ExportCache, Settings, default_backends
-from levit_bench.harness import apply_threads, physical_cores
+from levit_bench.backends import BACKENDS, ExportCache, Settings, default_backends
+from levit_bench.backends.cache import weights_hash
 from levit_bench.parity import compare_logits, parity_input
+from levit_bench.runstate import run_state
+from levit_bench.spec import ModelId
+from levit_bench.sysinfo import physical_cores
 
 DEFAULT_MODELS = "levit_128s,levit_256,efficientnet_b0,deit_tiny_distilled"
 
@@ -54,37 +58,35 @@ WARMUP_ROUNDS = int(os.environ.get("LEVIT_BENCH_WARMUP_ROUNDS", "3"))
 
 
 @pytest.fixture(scope="module")
-def cache() -> ExportCache:
-    apply_threads(THREADS)
-    return ExportCache(os.environ.get("LEVIT_BENCH_CACHE") or None)
+def cache() -> Iterator[ExportCache]:
+    cache = ExportCache(os.environ.get("LEVIT_BENCH_CACHE") or None)
+    with run_state(THREADS, cache.root):
+        yield cache
 
 
 @functools.lru_cache(maxsize=1)  # cases run model by model: keep only the current one
-def built(name: str) -> tuple[torch.nn.Module, torch.nn.Module, int]:
-    """The eager fp32 reference, its fused copy (what backends receive) and the input resolution."""
+def built(name: str) -> tuple[torch.nn.Module, torch.nn.Module, ModelId]:
+    """The eager fp32 reference, its fused copy (what backends receive) and the fused copy's identity."""
+    img_size = zoo.input_size(name)
     reference = zoo.create_model(name)
-    fused = zoo.fuse(reference)
-    fused.levit_bench_name = name
-    return reference, fused, reference.levit_bench_img_size
+    fused = zoo.fuse(reference, img_size=img_size)
+    return reference, fused, ModelId(name, img_size, weights_hash(fused))
 
 
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"b{b}")
 @pytest.mark.parametrize("backend_name", BACKEND_NAMES)
 @pytest.mark.parametrize("model_name", MODELS)
 def test_zoo(benchmark, cache, model_name: str, backend_name: str, batch: int) -> None:
-    settings = Settings(device="cpu", precision="fp32", threads=THREADS, batch_size=batch)
+    settings = Settings(device="cpu", precision="fp32", threads=THREADS)
     backend = BACKENDS[backend_name]
     reason = backend.unavailable_reason(settings)
     if reason is not None:
         pytest.skip(reason)
-    reference, fused, img_size = built(model_name)
-    x = parity_input(batch, img_size)
+    reference, fused, model_id = built(model_name)
+    x = parity_input(batch, model_id.img_size)
     with torch.inference_mode():
         ref_logits = reference(x).float()
-    try:
-        runner = backend.prepare(fused, x, settings, cache).runner
-    except BackendUnavailable as exc:
-        pytest.skip(str(exc))
+    runner = backend.prepare(fused, model_id, x, settings, cache).runner
     try:
         parity = compare_logits(runner(x), ref_logits, settings.precision)
         assert parity.ok, f"{model_name} on {backend_name}: {parity.reason}"  # never time a wrong answer

@@ -1,30 +1,49 @@
-"""A plan (models x backends x batch sizes, one Settings template) and running it, entry by entry.
+"""A plan (models x backends x batch sizes at one Settings) and running it.
 
-For each model: build it, fuse it, keep the unfused eager fp32 model as the parity reference.  For
-each backend and batch size: prepare a runner, check parity on the seeded batch that will be timed,
-and only then measure.  A backend that cannot run is ``skipped``, one that fails to export or
-breaks parity is ``failed``, and the run goes on.  ``on_entry`` sees every finished entry (the CLI
-saves the results file after each, so an interrupted run keeps them).
+Two phases.  First every entry is prepared: the model built and fused (the unfused eager fp32 model
+kept as the parity reference), the runner made by its backend, parity checked on the seeded batch
+that will be timed, and one warm-up.  A backend that cannot run is ``skipped``, one that fails to
+export or breaks parity is ``failed``; the run goes on.  Then the prepared entries are timed in
+randomized interleaved rounds (``schedule.py``), so the machine's drift spreads over all of them
+and shows in their intervals.  Where memory runs short, the entries prepared so far are timed as
+one group before more are prepared; each entry records its group.
+
+``on_event`` sees every finished entry (the CLI saves the results file after each, so an
+interrupted run keeps them: entries interrupted mid-rounds keep the rounds they completed).
 """
 from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import psutil
 import torch
+from torch import nn
 
 from . import zoo
-from .backends import BACKENDS, BackendUnavailable, ExportCache, Settings
-from .errors import UserError
-from .harness import TimingOptions, apply_threads, measure, physical_cores
+from .backends import BACKENDS, ExportCache
+from .backends.base import Backend, Runner
+from .errors import UserError, first_line
+from .harness import TimingOptions
 from .parity import compare_logits, parity_input
 from .results import Entry
-from .stats import summarize
+from .runstate import run_state
+from .schedule import Schedule, Timed, run_rounds, warm
+from .spec import EventKind, ModelId, Settings, Status
+
+#: rounds per run unless asked otherwise (docs/measurement.md: how many a rerun needs)
+DEFAULT_ROUNDS = 10
+#: memory that must stay free while entries are kept prepared, else the prepared group is timed
+MIN_FREE_BYTES = 2 * 2**30
+MIN_FREE_FRACTION = 0.15
 
 
 @dataclass
 class Plan:
+    """Everything a run measures; ``settings.threads`` is already resolved."""
+
     models: list[str]
     backends: list[str]
     batch_sizes: list[int]
@@ -34,80 +53,190 @@ class Plan:
     img_size: int | None = None
     cache_dir: str | None = None
     shrink_on_oom: bool = False  # the paper's GPU protocol: halve the batch until it fits
-
-    @property
-    def threads(self) -> int:
-        return self.settings.threads or physical_cores()
+    schedule: Schedule = field(default_factory=lambda: Schedule(DEFAULT_ROUNDS, 0))
 
     def steps(self) -> int:
         return len(self.models) * len(self.backends) * len(self.batch_sizes)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower()
 
 
 @dataclass
 class Event:
     """Progress notification (outside any timed region)."""
 
-    kind: str  # model, step, entry
-    model: str
+    kind: EventKind
+    model: str = ""
     backend: str = ""
     batch_size: int = 0
     entry: Entry | None = None
+    round: int = 0  # ROUND: rounds done so far (0: the timing of a group starts)
+    rounds: int = 0  # ROUND: rounds planned
+    count: int = 0  # ROUND: entries timed in these rounds
 
 
-def execute(plan: Plan, on_event: Callable[[Event], None] | None = None) -> list[Entry]:
-    """Run every step of ``plan``; returns the entries in plan order."""
-    notify = on_event or (lambda _e: None)
+class _OutOfMemory(Exception):
+    """An entry ran out of memory; carries the failed entry (the paper's GPU protocol retries smaller)."""
+
+    def __init__(self, entry: Entry):
+        super().__init__(entry.reason)
+        self.entry = entry
+
+
+@dataclass
+class _Pending:
+    """A prepared entry waiting for its rounds."""
+
+    index: int  # its place in the plan
+    entry: Entry
+    runner: Runner
+    timed: Timed
+    images_per_call: int
+
+
+#: how allocators say they are out of memory (torch's CPU allocator, CUDA, ONNX Runtime, OpenVINO)
+_OOM_WORDS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory",
+              "failed to allocate memory", "bad_alloc")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or any(w in text for w in _OOM_WORDS)
+
+
+def execute(plan: Plan, on_event: Callable[[Event], None] | None = None,
+            show_warning: Callable[[str], None] | None = None) -> list[Entry]:
+    """Run every step of ``plan``; returns the entries in plan order.  Process state (threads,
+    inductor's cache, dynamo's policy, the warnings hook) is set for the run and restored after."""
     cache = ExportCache(plan.cache_dir)
-    threads = plan.threads
-    apply_threads(threads)
-    settings_base = replace(plan.settings, threads=threads)
-    device = torch.device(settings_base.device)
-    entries: list[Entry] = []
+    with run_state(plan.settings.threads, cache.root, show_warning):
+        return _Run(plan, cache, on_event or (lambda _e: None)).execute()
 
-    for name in plan.models:
-        notify(Event("model", name))
+
+class _Run:
+    def __init__(self, plan: Plan, cache: ExportCache, notify: Callable[[Event], None]):
+        self.plan, self.cache, self.notify = plan, cache, notify
+        self.device = torch.device(plan.settings.device)
+        self.done: list[tuple[int, Entry]] = []
+        self.pending: list[_Pending] = []
+        self.groups = 0
+        self.step = 0
+
+    def finish(self, index: int, entry: Entry) -> None:
+        self.done.append((index, entry))
+        self.notify(Event(EventKind.ENTRY, entry.model, entry.backend, entry.batch_size, entry))
+
+    def execute(self) -> list[Entry]:
         try:
-            reference = zoo.create_model(name, weights=plan.weights, img_size=plan.img_size)
-            img_size = reference.levit_bench_img_size
-            fused = zoo.fuse(reference)
-            fused.levit_bench_name = name
+            for name in self.plan.models:
+                self._prepare_model(name)
+            self._time_group()
+        except KeyboardInterrupt:
+            self._release_pending()
+            raise
+        return [e for _i, e in sorted(self.done, key=lambda ie: ie[0])]
+
+    def _prepare_model(self, name: str) -> None:
+        plan = self.plan
+        self.notify(Event(EventKind.MODEL, name))
+        img_size = zoo.input_size(name, plan.img_size)
+        try:
+            built = zoo.subject(name, weights=plan.weights, img_size=plan.img_size)
+            reference, fused, model_id = built.reference, built.fused, built.model_id
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - a model that won't build fails its entries, not the run
             for backend in plan.backends:
                 for bs in plan.batch_sizes:
-                    e = Entry(name, backend, settings_base.device, settings_base.precision, bs, threads, "failed",
-                              f"model build failed: {_first_line(exc)}")
-                    entries.append(e)
-                    notify(Event("entry", name, backend, bs, e))
-            continue
-        reference = reference.to(device)
+                    entry = Entry.for_step(name, backend, plan.settings, bs, img_size)
+                    entry.status, entry.reason = Status.FAILED, f"model build failed: {first_line(exc)}"
+                    self.finish(self.step, entry)
+                    self.step += 1
+            return
+        reference = reference.to(self.device)
         for backend_name in plan.backends:
-            backend = BACKENDS[backend_name]
             for bs in plan.batch_sizes:
-                while True:
-                    settings = replace(settings_base, batch_size=bs)
-                    notify(Event("step", name, backend_name, bs))
-                    entry = _run_one(name, img_size, reference, fused, backend, settings, plan.timing, cache)
-                    if not (plan.shrink_on_oom and entry.reason == "out of memory" and bs > 1):
-                        break
+                self._prepare_step(model_id, reference, fused, BACKENDS[backend_name], bs)
+                self.step += 1
+                if self._memory_short():
+                    self._time_group()
+        del reference, fused, built
+        _free(self.device)
+
+    def _prepare_step(self, model_id: ModelId, reference: nn.Module, fused: nn.Module, backend: Backend,
+                      bs: int) -> None:
+        while True:
+            self.notify(Event(EventKind.STEP, model_id.name, backend.name, bs))
+            try:
+                pending = _prepare(model_id, reference, fused, backend, self.plan, bs, self.cache)
+            except _OutOfMemory as oom:
+                if self.plan.shrink_on_oom and bs > 1:
                     bs //= 2
-                    _free(device)
-                entries.append(entry)
-                notify(Event("entry", name, backend_name, bs, entry))
-                _free(device)
-        del reference, fused
-        _free(device)
-    return entries
+                    _free(self.device)
+                    continue
+                pending = oom.entry
+            break
+        if isinstance(pending, Entry):
+            self.finish(self.step, pending)
+            _free(self.device)
+        else:
+            pending.index = self.step
+            self.pending.append(pending)
+
+    def _memory_short(self) -> bool:
+        """Whether to time what is prepared before preparing more (each runner holds its model)."""
+        vm = psutil.virtual_memory()
+        if vm.available < max(MIN_FREE_BYTES, MIN_FREE_FRACTION * vm.total):
+            return True
+        if self.device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(self.device)
+            return free < MIN_FREE_FRACTION * total
+        return False
+
+    def _time_group(self) -> None:
+        if not self.pending:
+            return
+        group, self.pending = self.pending, []
+        schedule = self.plan.schedule
+
+        def on_round(done: int, planned: int) -> None:
+            self.notify(Event(EventKind.ROUND, round=done, rounds=planned, count=len(group)))
+
+        on_round(0, schedule.rounds)
+        interrupted = False
+        try:
+            done = run_rounds([p.timed for p in group], self.plan.timing, schedule, on_round)
+        except KeyboardInterrupt:
+            interrupted, done = True, max(len(p.timed.rounds) for p in group)
+        for p in group:
+            self._record(p, done, interrupted)
+        self.groups += 1
+        _free(self.device)
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _record(self, p: _Pending, rounds_done: int, interrupted: bool) -> None:
+        t, entry = p.timed, p.entry
+        entry.group = self.groups
+        try:
+            if t.error is not None:
+                entry.status, entry.reason = Status.FAILED, f"during the timed rounds: {t.error}"
+            elif t.samples:
+                entry.record(t, p.images_per_call, _peak_memory(self.device))
+                if interrupted:
+                    entry.notes.append(f"interrupted: timed in {len(t.rounds)} rounds, not {self.plan.schedule.rounds}")
+                if self.plan.schedule.target_ci is not None and t.ci_half_width() > self.plan.schedule.target_ci:
+                    entry.notes.append(f"did not reach --target-ci {self.plan.schedule.target_ci:.1%} "
+                                       f"(half-width {t.ci_half_width():.1%} after {rounds_done} rounds)")
+            else:
+                entry.reason = "interrupted before its first timed round"
+        finally:
+            p.runner.close()
+        if t.samples or not interrupted:
+            self.finish(p.index, entry)
+
+    def _release_pending(self) -> None:
+        for p in self.pending:
+            p.runner.close()
+        self.pending = []
 
 
 def _free(device: torch.device) -> None:
@@ -116,64 +245,62 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _run_one(name, img_size, reference, fused, backend, settings: Settings, timing: TimingOptions, cache) -> Entry:
-    entry = Entry(name, backend.name, settings.device, settings.precision, settings.batch_size,
-                  settings.threads or 1, "skipped", img_size=img_size,
-                  options={"half_mode": settings.half_mode, "channels_last": settings.channels_last,
-                           "compile_mode": settings.compile_mode, "cuda_graphs": settings.cuda_graphs,
-                           "openvino_mode": settings.openvino_mode})
+def _peak_memory(device: torch.device) -> int | None:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+def _prepare(model_id: ModelId, reference: nn.Module, fused: nn.Module, backend: Backend, plan: Plan,
+             batch_size: int, cache: ExportCache) -> _Pending | Entry:
+    """A warmed-up runner that passed parity, or the finished (skipped/failed) entry."""
+    settings = plan.settings
+    entry = Entry.for_step(model_id.name, backend.name, settings, batch_size, model_id.img_size)
     reason = backend.unavailable_reason(settings)
     if reason:
         entry.reason = reason
         return entry
-    x = parity_input(settings.batch_size, img_size)
     runner = None
     try:
+        x = parity_input(batch_size, model_id.img_size)
         with torch.inference_mode():
-            ref_logits = reference(x.to(reference_device(reference))).float().cpu()
-        prepared = backend.prepare(fused, x, settings, cache)
+            ref_logits = reference(x.to(_device_of(reference))).float().cpu()
+        prepared = backend.prepare(fused, model_id, x, settings, cache)
         runner = prepared.runner
         entry.export_s, entry.export_reused = prepared.export_s, prepared.reused
         entry.artifact, entry.artifact_bytes = prepared.artifact, prepared.artifact_bytes
         entry.notes = [n for n in prepared.notes if n]
+        executed = prepared.executed_precision
+        if executed and executed != settings.precision:
+            entry.reason = (f"{backend.name} computes in {executed} here, not {settings.precision} as asked "
+                            "(no such units on this CPU): not measured, so no figure is labelled wrongly")
+            runner.close()
+            return entry
         parity = compare_logits(runner(x), ref_logits, settings.precision)
         entry.parity = parity.to_dict()
         if not parity.ok:
-            entry.status, entry.reason = "failed", parity.reason
+            entry.status, entry.reason = Status.FAILED, parity.reason
+            if prepared.reused and prepared.artifact:
+                cache.discard(Path(prepared.artifact))  # rebuilt next time, not failed forever
+                entry.notes.append("the cached artifact failed parity and was removed")
+            runner.close()
             return entry
-        call = runner.bind(x)
+        cuda = settings.device == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        timed = Timed(entry.label(), runner.bind(x), runner.synchronize, cuda)
         with torch.inference_mode():
-            m = measure(call, timing, synchronize=runner.synchronize, cuda=settings.device == "cuda")
-    except BackendUnavailable as exc:
-        entry.reason = _first_line(exc)
-        return entry
+            warm(timed, plan.timing, plan.schedule.rounds)
     except Exception as exc:  # noqa: BLE001 - export/runtime errors fail this entry only
-        entry.status = "failed"
-        entry.reason = "out of memory" if _is_oom(exc) else _first_line(exc)
-        return entry
-    finally:
         if runner is not None:
             runner.close()
-    images_per_call = settings.batch_size * runner.batches_per_call
-    s = summarize(m.samples_s, images_per_call)
-    entry.status, entry.reason = "ok", ""
-    entry.images_per_second = s.images_per_second
-    entry.ci95 = list(s.ci95_ips)
-    entry.iqr = s.iqr_ips
-    entry.noisy = s.noisy
-    entry.latency_ms = s.latency_ms
-    entry.time_s = {"median": s.median_s, "iqr": s.iqr_s, "min": s.min_s}
-    entry.samples_s = list(m.samples_s)
-    entry.images_per_call = images_per_call
-    entry.warmup_calls = m.warmup_calls
-    entry.first_call_s = m.first_call_s
-    entry.peak_rss_bytes = m.peak_rss_bytes
-    entry.cuda_max_memory_bytes = m.cuda_max_memory_bytes
-    if s.noisy:
-        entry.notes.append(f"noisy: IQR is {s.rel_iqr:.0%} of the median")
-    return entry
+        entry.status = Status.FAILED
+        if _is_oom(exc):
+            entry.reason = "out of memory"
+            raise _OutOfMemory(entry) from None
+        entry.reason = first_line(exc)
+        return entry
+    return _Pending(0, entry, runner, timed, batch_size * runner.batches_per_call)
 
 
-def reference_device(model: torch.nn.Module) -> torch.device:
+def _device_of(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")

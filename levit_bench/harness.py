@@ -4,26 +4,40 @@ The timed region holds only the runner's bound call and the clock reads: buffers
 (and CUDA events) are allocated before it starts; nothing is logged and no progress bar moves.
 CPU calls are timed with ``time.perf_counter``; CUDA calls with CUDA events, read after one final
 synchronisation.
+
+A run times each entry in rounds (``bench.py``): :func:`warm_up` once, then per round a short
+:func:`rewarm` and :func:`time_calls`.  :func:`measure` does all of it in one block, for scripts
+that time one thing.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
 import torch
+
+Call = Callable[[], Any]
 
 
 @dataclass(frozen=True)
 class TimingOptions:
     warmup_s: float = 1.0
     warmup_calls: int = 3
-    min_time_s: float = 2.0
-    min_calls: int = 5
+    min_time_s: float = 2.0  # timed seconds per entry, over all rounds
+    min_calls: int = 5  # timed calls per entry, over all rounds
     max_calls: int = 100_000
+    rewarm_s: float = 0.1  # per round, before its timed calls
+
+
+@dataclass
+class Warmup:
+    first_call_s: float
+    calls: int
+    per_call_s: float  # mean over the warm-up calls: sizes the timed blocks
+    rss_bytes: int
 
 
 @dataclass
@@ -33,37 +47,20 @@ class Measurement:
     warmup_calls: int
     peak_rss_bytes: int
     cuda_max_memory_bytes: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def physical_cores() -> int:
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+def _nothing() -> None:
+    return None
 
 
-def apply_threads(threads: int) -> None:
-    """Set torch's intra-op threads (ONNX Runtime and OpenVINO get theirs from the Settings)."""
-    torch.set_num_threads(threads)
-
-
-def measure(
-    call: Callable[[], Any],
-    options: TimingOptions = TimingOptions(),
-    *,
-    synchronize: Callable[[], None] | None = None,
-    cuda: bool = False,
-) -> Measurement:
-    """Time ``call`` (one batch per call): first call, warm-up, then timed calls until both
-    ``min_calls`` and ``min_time_s`` are reached."""
-    sync = synchronize or (lambda: None)
-    proc = psutil.Process()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-
+def warm_up(call: Call, options: TimingOptions, synchronize: Callable[[], None] | None = None) -> Warmup:
+    """The first call (timed alone: it may compile or allocate), then warm-up calls until both
+    ``warmup_calls`` and ``warmup_s`` are reached."""
+    sync = synchronize or _nothing
     t0 = time.perf_counter()
     call()
     sync()
     first = time.perf_counter() - t0
-
     n, start = 0, time.perf_counter()
     while n < options.warmup_calls or time.perf_counter() - start < options.warmup_s:
         call()
@@ -72,9 +69,57 @@ def measure(
             break
     sync()
     per_call = (time.perf_counter() - start) / max(n, 1)
-    rss = proc.memory_info().rss
+    return Warmup(first, n, per_call, psutil.Process().memory_info().rss)
 
-    cap = min(options.max_calls, options.min_calls + int(2 * options.min_time_s / max(per_call, 1e-9)) + 1)
+
+def rewarm(call: Call, seconds: float, per_call_s: float, synchronize: Callable[[], None] | None = None) -> int:
+    """Untimed calls for about ``seconds`` after other entries ran (caches, thread pools); none when
+    one call is longer than that (its own start-up cost is then small beside it).  Returns the count."""
+    if per_call_s > seconds:
+        return 0
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        call()
+        n += 1
+    (synchronize or _nothing)()
+    return n
+
+
+def time_calls(call: Call, n: int, *, cuda: bool = False, synchronize: Callable[[], None] | None = None) -> list[float]:
+    """Exactly ``n`` timed calls; per-call seconds."""
+    if cuda:
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        for i in range(n):
+            starts[i].record()
+            call()
+            ends[i].record()
+        torch.cuda.synchronize()
+        return [starts[k].elapsed_time(ends[k]) / 1000.0 for k in range(n)]
+    samples = [0.0] * n
+    clock = time.perf_counter
+    for i in range(n):
+        a = clock()
+        call()
+        samples[i] = clock() - a
+    (synchronize or _nothing)()
+    return samples
+
+
+def measure(
+    call: Call,
+    options: TimingOptions = TimingOptions(),
+    *,
+    synchronize: Callable[[], None] | None = None,
+    cuda: bool = False,
+) -> Measurement:
+    """Time ``call`` (one batch per call) in one block: first call, warm-up, then timed calls until
+    both ``min_calls`` and ``min_time_s`` are reached."""
+    sync = synchronize or _nothing
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    w = warm_up(call, options, sync)
+    cap = min(options.max_calls, options.min_calls + int(2 * options.min_time_s / max(w.per_call_s, 1e-9)) + 1)
     samples = [0.0] * cap
     if cuda:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(cap)]
@@ -103,6 +148,6 @@ def measure(
                 break
         sync()
         samples = samples[:i]
-    rss = max(rss, proc.memory_info().rss)
+    rss = max(w.rss_bytes, psutil.Process().memory_info().rss)
     cuda_mem = torch.cuda.max_memory_allocated() if cuda else None
-    return Measurement(samples, first, n, rss, cuda_mem)
+    return Measurement(samples, w.first_call_s, w.calls, rss, cuda_mem)

@@ -1,4 +1,4 @@
-"""Terminal output with rich: the results table, the zoo table, progress, messages."""
+"""Terminal output with rich: the results table, progress, consoles."""
 from __future__ import annotations
 
 import os
@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .present import Baselines, fmt_ratio, spread_pct
 from .results import Entry
-
-BASELINE_BACKEND = "torch"
+from .spec import BASELINE_BACKEND, Status
 
 
 def console(stderr: bool = False, quiet: bool = False) -> Console:
@@ -33,32 +33,20 @@ def cell(e: Entry | None) -> str:
     """Median images/s and spread (IQR as % of the median), or the status."""
     if e is None:
         return ""
-    if e.status != "ok" or e.images_per_second is None:
-        return f"[yellow]{e.status}[/]" if e.status == "skipped" else f"[red]{e.status}[/]"
-    spread = (e.iqr or 0.0) / e.images_per_second * 100
+    if not e.ok:
+        return f"[yellow]{e.status}[/]" if e.status is Status.SKIPPED else f"[red]{e.status}[/]"
     style = "yellow" if e.noisy else "dim"  # noisy: IQR above 10% of the median
-    return f"{e.images_per_second:,.1f} [{style}]±{spread:.0f}%[/]"
+    return f"{e.images_per_second:,.1f} [{style}]±{spread_pct(e):.0f}%[/]"
 
 
-def speedups(entries: Sequence[Entry]) -> dict[tuple, float]:
-    """Speed-up of each (model, backend, device, precision, threads) row over ``torch``,
-    at the largest batch size both measured."""
-    by_key = {e.key: e for e in entries if e.status == "ok"}
-    out: dict[tuple, float] = {}
-    for e in entries:
-        row = (e.model, e.backend, e.device, e.precision, e.threads)
-        base_rows = [b for b in by_key.values()
-                     if (b.model, b.backend, b.device, b.threads) == (e.model, BASELINE_BACKEND, e.device, e.threads)]
-        common = [b for b in base_rows if (e.model, e.backend, e.device, e.precision, b.batch_size, e.threads) in by_key]
-        if not common:
-            continue
-        base = max(common, key=lambda b: b.batch_size)
-        new = by_key[(e.model, e.backend, e.device, e.precision, base.batch_size, e.threads)]
-        out[row] = new.images_per_second / base.images_per_second
-    return out
+def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR)",
+                  emulated: str | None = None) -> Table:
+    """One row per model × backend variant × device/precision/threads, one column per batch size.
 
-
-def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR)") -> Table:
+    Under emulation (``emulated`` names the emulator) timings are not speed: cells say whether
+    parity held, and there is no speed-up column."""
+    if emulated:
+        return _emulated_table(entries, emulated)
     batches = sorted({e.batch_size for e in entries})
     table = Table(title=title, title_justify="left")
     for col in ("model", "backend", "precision"):
@@ -68,14 +56,27 @@ def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQ
     table.add_column(f"× {BASELINE_BACKEND}", justify="right")
     rows: dict[tuple, dict[int, Entry]] = {}
     for e in entries:
-        rows.setdefault((e.model, e.backend, e.device, e.precision, e.threads), {})[e.batch_size] = e
-    ups = speedups(entries)
-    for row, cells in rows.items():
-        up = ups.get(row)
-        table.add_row(row[0], row[1], f"{row[2]} {row[3]}", *[cell(cells.get(b)) for b in batches],
-                      f"{up:.2f}×" if up is not None else "")
+        s = e.setting
+        rows.setdefault((e.model, e.variant, s.device, s.precision, s.threads), {})[e.batch_size] = e
+    baselines = Baselines(entries)
+    for (model, variant, device, precision, _threads), cells in rows.items():
+        up = baselines.row_speedup(cells.values())
+        table.add_row(model, variant, f"{device} {precision}", *[cell(cells.get(b)) for b in batches],
+                      fmt_ratio(up) if up is not None else "")
+    return table
+
+
+def _emulated_table(entries: Sequence[Entry], emulated: str) -> Table:
+    table = Table(title=f"parity under emulation ({emulated}): timings here are not speed", title_justify="left")
+    for col in ("model", "backend", "batch", "parity", "max rel diff"):
+        table.add_column(col)
+    for e in entries:
+        par = e.parity or {}
+        verdict = "[green]ok[/]" if e.status is Status.OK else f"[red]{e.status}[/]"
+        table.add_row(e.model, e.variant, str(e.batch_size), verdict,
+                      f"{par['max_rel_diff']:.2g}" if "max_rel_diff" in par else "")
     return table
 
 
 def problems(entries: Iterable[Entry]) -> list[str]:
-    return [f"{e.status}: {e.label()}: {e.reason}" for e in entries if e.status != "ok"]
+    return [f"{e.status}: {e.label()}: {e.reason}" for e in entries if e.status is not Status.OK]

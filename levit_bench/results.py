@@ -1,6 +1,6 @@
 """The versioned results file: entries, run records, atomic writes, loading with clear errors.
 
-Merging several files into one view is the report's job (``report.py``).
+Merging several files into one view is the report's job (``report/merge.py``).
 
 Schema (documented in docs/results-schema.md, machine-checkable in results.schema.json):
 ``schema_version``, ``tool``, ``tool_version``, ``created``, ``complete``, ``system``, ``config``,
@@ -15,24 +15,29 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import psutil
 
 from . import __version__
 from .atomic import atomic_write_text
 from .errors import UserError
+from .roundstats import Ratio, between_round_spread, can_pair, median_ci, paired_ratio, split_rounds, unpaired_ratio
+from .spec import EntryKey, RuntimeOptions, Setting, Settings, Status, variant
+from .stats import NOISE_THRESHOLD, summarize
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "skipped")
+if TYPE_CHECKING:
+    from .schedule import Timed
 
-
-def threads_text(n: int) -> str:
-    """``1 thread``, ``2 threads``: how every label and table names a thread count."""
-    return f"{n} thread{'s' if n != 1 else ''}"
+#: 2: entries carry their rounds (``rounds``, ``group``, ``between_rounds``); 1 still loads (one round)
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
 class Entry:
-    """One measured (or not measured) model x backend x batch size."""
+    """One measured (or not measured) model x backend variant x setting, as saved in a results file."""
 
     model: str
     backend: str
@@ -40,7 +45,7 @@ class Entry:
     precision: str
     batch_size: int
     threads: int
-    status: str
+    status: Status
     reason: str = ""
     img_size: int | None = None
     images_per_second: float | None = None
@@ -62,13 +67,96 @@ class Entry:
     cuda_max_memory_bytes: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: one per round this entry was timed in, in time order: round, position in that round's
+    #: order, start (seconds after its group's timing began), calls; ``samples_s`` is their
+    #: concatenation.  None in files of schema 1: all samples are then one round.
+    rounds: list[dict[str, Any]] | None = None
+    group: int | None = None  # entries of one group were timed together (interleaved)
+    between_rounds: float | None = None  # IQR of the round medians over their median
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
+
+    @classmethod
+    def for_step(cls, model: str, backend: str, settings: Settings, batch_size: int,
+                 img_size: int | None = None) -> Entry:
+        """A not-yet-measured entry (skipped, no reason) carrying everything that identifies it."""
+        return cls(model, backend, settings.device, settings.precision, batch_size, settings.threads, Status.SKIPPED,
+                   img_size=img_size, options=settings.options.to_dict())
+
+    def record(self, timed: Timed, images_per_call: int, cuda_max_memory_bytes: int | None = None) -> None:
+        """Fill the timing fields from an entry timed in rounds; the entry becomes ``ok``.
+
+        The interval is the hierarchical bootstrap over rounds (``roundstats.median_ci``), so the
+        machine's drift during the run widens it; the noise flag looks at the spread of calls and
+        of round medians."""
+        s = summarize(timed.samples, images_per_call)
+        lo, hi = median_ci(timed.round_samples())
+        spread = between_round_spread(timed.round_samples())
+        self.status, self.reason = Status.OK, ""
+        self.images_per_second = s.images_per_second
+        self.ci95 = [images_per_call / hi, images_per_call / lo]
+        self.iqr = s.iqr_ips
+        self.noisy = s.noisy or spread > NOISE_THRESHOLD
+        self.between_rounds = spread
+        self.latency_ms = s.latency_ms
+        self.time_s = {"median": s.median_s, "iqr": s.iqr_s, "min": s.min_s}
+        self.samples_s = list(timed.samples)
+        self.rounds = [r.to_dict() for r in timed.rounds]
+        self.images_per_call = images_per_call
+        self.warmup_calls = timed.warm.calls if timed.warm else None
+        self.first_call_s = timed.warm.first_call_s if timed.warm else None
+        self.peak_rss_bytes = psutil.Process().memory_info().rss
+        self.cuda_max_memory_bytes = cuda_max_memory_bytes
+        if s.noisy:
+            self.notes.append(f"noisy: IQR is {s.rel_iqr:.0%} of the median")
+        if spread > NOISE_THRESHOLD:
+            self.notes.append(f"noisy: round medians spread {spread:.0%} (IQR over median)")
+
+    def round_samples(self) -> list[np.ndarray]:
+        """Per-call seconds grouped by round (a file of schema 1: one round)."""
+        return split_rounds(self.samples_s, [r["calls"] for r in self.rounds] if self.rounds else None)
+
+    def per_image_rounds(self) -> list[np.ndarray]:
+        """Per-image seconds grouped by round: comparable across batch sizes and request counts."""
+        images = self.images_per_call or self.batch_size
+        return [r / images for r in self.round_samples()]
+
 
     @property
-    def key(self) -> tuple:
-        return (self.model, self.backend, self.device, self.precision, self.batch_size, self.threads)
+    def ok(self) -> bool:
+        """Measured, with a speed."""
+        return self.status is Status.OK and bool(self.images_per_second)
+
+    @property
+    def runtime_options(self) -> RuntimeOptions:
+        return RuntimeOptions.from_dict(self.options)
+
+    @property
+    def variant(self) -> str:
+        return variant(self.backend, self.precision, self.runtime_options)
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.device, self.precision, self.batch_size, self.threads)
+
+    @property
+    def key(self) -> EntryKey:
+        return EntryKey(self.model, self.variant, self.setting)
 
     def label(self) -> str:
-        return f"{self.model} / {self.backend} / {self.device} {self.precision} / batch {self.batch_size} / {threads_text(self.threads)}"
+        return self.key.label()
+
+
+def speed_ratio(a: Entry, b: Entry, same_run: bool) -> Ratio:
+    """Speed of ``a`` over speed of ``b``, with a 95% interval.
+
+    Entries of one run timed in the same group are paired round by round (the machine's drift
+    cancels); otherwise the ratio of medians with independent two-level resamples."""
+    ra, rb = a.per_image_rounds(), b.per_image_rounds()
+    if same_run and a.group == b.group and can_pair(ra, rb):
+        return paired_ratio(ra, rb)
+    return unpaired_ratio(ra, rb)
 
 
 @dataclass
@@ -93,6 +181,60 @@ class RunRecord:
         p = Path(path)
         atomic_write_text(p, json.dumps(self.to_dict(), indent=1) + "\n")
         return p
+
+
+class ResultsWriter:
+    """The one writer of one results file for the length of a run.
+
+    It never replaces a file that exists unless told to (``replace``), refuses a file another run is
+    writing (an advisory lock beside it, released by the kernel if the process dies), and turns
+    write errors into one-line UserErrors.  Every save is atomic, so whatever was saved last stays
+    a valid file whatever happens after.
+    """
+
+    def __init__(self, path: str | os.PathLike, replace: bool = False):
+        self.path = Path(path)
+        self.replace = replace
+        self._lock: Any = None
+
+    def claim(self) -> ResultsWriter:
+        """Take the file for this run (UserError when it cannot be had); call before measuring."""
+        if self.path.is_dir():
+            raise UserError(f"--out {self.path}: is a folder; name a .json file or a folder without the .json suffix")
+        lock_path = self.path.with_name(f".{self.path.name}.lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = open(lock_path, "a+b")  # noqa: SIM115 - held for the run
+        except OSError as exc:
+            raise UserError(f"--out {self.path}: cannot write there ({exc.strerror or exc})") from None
+        try:
+            import fcntl
+
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): the existence check below still holds
+            pass
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise UserError(f"--out {self.path}: another levit-bench run is writing this file") from None
+        if self.path.exists() and not self.replace:
+            self.release()
+            raise UserError(f"--out {self.path}: exists, and levit-bench never replaces a results file unasked; "
+                            "choose another --out, or pass --force to replace it")
+        return self
+
+    def save(self, record: RunRecord) -> None:
+        try:
+            record.save(self.path)
+        except OSError as exc:
+            raise UserError(f"cannot write the results file {self.path}: {exc.strerror or exc}; "
+                            "the last complete save (if any) is intact") from None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            Path(self._lock.name).unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None
 
 
 def _finite(obj: Any) -> Any:
@@ -121,19 +263,60 @@ def load(path: str | os.PathLike) -> RunRecord:
         raise UserError(f"cannot read results file {p}: {exc}") from None
     if not isinstance(data, dict) or data.get("tool") != "levit-bench" or "results" not in data:
         raise UserError(f"{p} is not a levit-bench results file")
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_VERSIONS:
         raise UserError(
-            f"{p} has schema version {data.get('schema_version')}; this levit-bench reads version {SCHEMA_VERSION}"
+            f"{p} has schema version {data.get('schema_version')}; this levit-bench reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
+    # Validation, fast on big files (2,500 entries of 2,000 samples: 28 s with jsonschema.validate):
+    # the top level and each entry go through compiled validators, and the samples, the bulk of the
+    # file, are checked here with numpy instead of one jsonschema call per number.
+    full = schema()
+    entry_schema = dict(full["properties"]["results"]["items"])
+    entry_schema["properties"] = {**entry_schema["properties"], "samples_s": {"type": "array"}}
+    top_schema = {**full, "properties": {**full["properties"], "results": {"type": "array"}}}
     try:
         import jsonschema
-
-        jsonschema.validate(data, schema())
     except ImportError:
-        pass
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(x) for x in exc.absolute_path)
-        raise UserError(f"{p} does not follow the results schema at {where or 'top level'}: {exc.message}") from None
+        jsonschema = None
+    if jsonschema is not None:
+        cls = jsonschema.validators.validator_for(full)
+        entry_schema = {k: full[k] for k in ("$schema", "$defs") if k in full} | entry_schema
+        for prefix, validator, instances in (
+            ("", cls(top_schema), [data]),
+            ("results/{}", cls(entry_schema), data["results"] if isinstance(data["results"], list) else []),
+        ):
+            for i, instance in enumerate(instances):
+                error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+                if error is not None:
+                    where = "/".join([prefix.format(i)] * bool(prefix) + [str(x) for x in error.absolute_path])
+                    raise UserError(
+                        f"{p} does not follow the results schema at {where or 'top level'}: {error.message}"
+                    ) from None
+    import numpy as np
+
+    for i, e in enumerate(data["results"]):
+        if not isinstance(e, dict):
+            raise UserError(f"{p} does not follow the results schema at results/{i}: {e!r} is not an object")
+        what = (f"{p}: entry {i} ({e.get('model')} / {e.get('backend')} / batch {e.get('batch_size')}, "
+                f"status {e.get('status')})")
+        samples = e.get("samples_s", [])
+        if not isinstance(samples, list):
+            raise UserError(f"{p} does not follow the results schema at results/{i}/samples_s: "
+                            f"{samples!r} is not of type 'array'")
+        if not set(map(type, samples)) <= {int, float}:
+            j, bad = next((j, v) for j, v in enumerate(samples) if type(v) not in (int, float))
+            raise UserError(
+                f"{p} does not follow the results schema at results/{i}/samples_s/{j}: {bad!r} is not of type 'number'"
+            )
+        values = np.asarray(samples, dtype=float)
+        bad_mask = ~(np.isfinite(values) & (values > 0))
+        if bad_mask.any():
+            j = int(np.argmax(bad_mask))
+            raise UserError(f"{what}: samples_s[{j}] is {samples[j]!r}; call times must be finite and positive")
+        ips = e.get("images_per_second")
+        if ips is not None and (type(ips) not in (int, float) or not (math.isfinite(ips) and ips > 0)):
+            raise UserError(f"{what}: images_per_second is {ips!r}; it must be finite and positive")
     entries = [Entry(**{k: v for k, v in e.items() if k in Entry.__dataclass_fields__}) for e in data["results"]]
     fields = {k: data[k] for k in ("system", "config", "complete", "created", "schema_version", "tool", "tool_version")}
     return RunRecord(results=entries, source=str(p), **fields)

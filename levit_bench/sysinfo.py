@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from .emulation import detect_emulation
 
 LIBRARIES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "numpy", "levit-bench")
 
@@ -84,6 +87,11 @@ def _cpu_info() -> dict[str, Any]:
         return {}
 
 
+def physical_cores() -> int:
+    """Physical cores (the default thread count of a run)."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
 def collect() -> dict[str, Any]:
     """Everything a reader needs to know where a number came from."""
     info = _cpu_info()
@@ -92,6 +100,7 @@ def collect() -> dict[str, Any]:
     return {
         "cpu": info.get("brand_raw") or platform.processor() or "unknown",
         "arch": platform.machine(),
+        "emulated": detect_emulation(),  # "qemu-user" under user-mode emulation: timings are not speed
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": psutil.cpu_count(logical=True),
         "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "avx512_fp16"}),

@@ -7,6 +7,7 @@ local file, timm models are built with ``pretrained=False``.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .models.checkpoints import load_checkpoint
 from .models.fold import fold_batchnorm
 from .models.graft import build_graft
 from .models.levit import LEVIT_CONFIGS, Levit, build_levit, fuse_levit
+from .spec import ModelId
 
 PAPER = "LeViT paper (Graham et al., ICCV 2021), Table 3 and official code"
 PAPER_BASELINE = "LeViT paper Table 3 (throughput); top-1 from the model's own paper, unverified"
@@ -149,6 +151,17 @@ def model_spec(name: str) -> ModelSpec:
     raise UserError(unknown_model_message(name))
 
 
+def weight_seed(name: str) -> int:
+    """The seed random weights of ``name`` are drawn with: the same model gets the same weights in
+    every process, so its exports are found in the cache on the next run."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
+def input_size(name: str, img_size: int | None = None) -> int:
+    """The side of the square input ``name`` is measured at (its own unless overridden)."""
+    return img_size or model_spec(name).img_size
+
+
 def create_model(
     name: str,
     *,
@@ -157,20 +170,42 @@ def create_model(
     img_size: int | None = None,
     **overrides,
 ) -> nn.Module:
-    """An eval-ready model from the zoo; ``weights`` is a local checkpoint path (never a download)."""
+    """An eval-ready model from the zoo; ``weights`` is a local checkpoint path (never a download).
+
+    Without weights, the random initialisation is seeded per model name (:func:`weight_seed`)."""
     spec = model_spec(name)
     try:
-        model = spec.builder(spec.name, num_classes=num_classes, img_size=img_size, **overrides)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(weight_seed(name))
+            model = spec.builder(spec.name, num_classes=num_classes, img_size=img_size, **overrides)
     except (TypeError, ValueError) as exc:
         raise UserError(f"cannot build {name}: {exc}") from None
-    model.levit_bench_name = name
-    model.levit_bench_img_size = img_size or spec.img_size
     if weights is not None:
         load_checkpoint(model, weights)
     return model.eval()
 
 
-def fuse(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
+@dataclass(frozen=True)
+class Subject:
+    """A model ready to be measured: the eager reference (parity), its fused copy (what runtimes
+    get) and the identity that names it (export cache keys)."""
+
+    reference: nn.Module
+    fused: nn.Module
+    model_id: ModelId
+
+
+def subject(name: str, *, weights: str | None = None, img_size: int | None = None) -> Subject:
+    """Build ``name`` (seeded random weights unless ``weights``), fuse it, and name it."""
+    from .backends.cache import weights_hash
+
+    size = input_size(name, img_size)
+    reference = create_model(name, weights=weights, img_size=img_size)
+    fused = fuse(reference, img_size=size)
+    return Subject(reference, fused, ModelId(name, size, weights_hash(fused)))
+
+
+def fuse(model: nn.Module, example: torch.Tensor | None = None, img_size: int | None = None) -> nn.Module:
     """Inference-optimised copy (eval mode); the argument is not modified.
 
     LeViT: every BN folded, attention bias gathered once, heads merged.  Other models: each BN
@@ -179,8 +214,14 @@ def fuse(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
     if isinstance(model, Levit):
         return fuse_levit(model)
     if example is None:
-        size = getattr(model, "levit_bench_img_size", 224)
+        size = img_size or _own_input_size(model)
         p = next(model.parameters(), None)
         example = torch.zeros(1, 3, size, size, dtype=p.dtype if p is not None else torch.float32)
-    fused = fold_batchnorm(model, example)
-    return fused
+    return fold_batchnorm(model, example)
+
+
+def _own_input_size(model: nn.Module) -> int:
+    """The input side a model declares (timm's ``pretrained_cfg``), else 224."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    return int(size[-1]) if size else 224

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jsonschema
@@ -35,7 +36,7 @@ def test_run_prints_table_and_writes_valid_json(tmp_path, capsys, cache_args):
     assert "levit_128s" in printed and "onnxruntime" in printed and "batch 2" in printed and "× torch" in printed
     data = json.loads(out.read_text())
     jsonschema.validate(data, results.schema())
-    assert data["complete"] is True and data["schema_version"] == 1
+    assert data["complete"] is True and data["schema_version"] == results.SCHEMA_VERSION
     assert [(e["backend"], e["batch_size"]) for e in data["results"]] == [
         ("torch", 1), ("torch", 2), ("onnxruntime", 1), ("onnxruntime", 2)]
     for e in data["results"]:
@@ -95,10 +96,10 @@ def test_unwritable_out_exits_2_before_measuring(tmp_path, capsys):
 class _OomAtFour(Backend):
     name = "oom-at-4"
 
-    def prepare(self, model, example, settings, cache):
-        if settings.batch_size >= 4:
+    def prepare(self, model, model_id, example, settings, cache):
+        if example.shape[0] >= 4:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return TorchBackend().prepare(model, example, settings, cache)
+        return TorchBackend().prepare(model, model_id, example, settings, cache)
 
 
 def test_out_of_memory_fails_that_entry_only(tmp_path, monkeypatch, cache_args):
@@ -121,21 +122,41 @@ def test_list_and_sysinfo(capsys):
 
 
 def test_sigint_keeps_finished_entries(tmp_path, cache_args):
+    """Ctrl-C during the timed rounds: exit 130, every prepared entry kept with the rounds it
+    completed (complete: false), no traceback.
+
+    The signal goes only once the run says its rounds have started (and a moment later), and the
+    rounds are long by construction, so neither a slow nor a fast machine can end the run first."""
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "levit_bench.cli", "--model", "levit_128s", "--backend", "torch",
-           "--batch-size", "1,2,3,4,5,6,7,8", "--min-time", "1", "--warmup", "0", "--threads", "1",
+           "--batch-size", "1,2,3,4", "--rounds", "60", "--min-time", "30", "--warmup", "0", "--threads", "1",
            "--out", str(out), *cache_args]
     env = {**os.environ, "LEVIT_BENCH_NO_PROGRESS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if out.exists() and json.loads(out.read_text())["results"]:
-            break
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any("interleaved rounds" in line for line in lines):
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (exit {proc.returncode}) before its rounds started: {''.join(lines)}")
+            assert time.monotonic() < deadline, "the rounds did not start within 300 s"
+            time.sleep(0.05)
+        time.sleep(3.0)  # a few rounds of the 60
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err = "".join(lines)
     assert proc.returncode == 130, err
     data = json.loads(out.read_text())
-    assert data["complete"] is False and 1 <= len(data["results"]) < 8
-    assert all(e["status"] == "ok" for e in data["results"])
+    assert data["complete"] is False and [e["batch_size"] for e in data["results"]] == [1, 2, 3, 4]
+    for e in data["results"]:
+        assert e["status"] == "ok" and 1 <= len(e["rounds"]) < 60
+        assert sum(r["calls"] for r in e["rounds"]) == len(e["samples_s"])
+        assert any("interrupted" in n for n in e["notes"])
     assert "interrupted" in err and "Traceback" not in err

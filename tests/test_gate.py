@@ -13,6 +13,7 @@ from levit_bench import gate
 from levit_bench.cli import main
 from levit_bench.errors import UserError
 from levit_bench.results import Entry, RunRecord
+from levit_bench.spec import RuntimeOptions, Setting, variant
 from levit_bench.stats import summarize
 
 SYSTEM = {
@@ -126,7 +127,7 @@ def test_speed_up_is_reported_as_faster_and_passes(files):
     result = gate.compare_files(files["slow"], files["base"])  # the other way round
     slower_before = {r.key for r in result.rows if r.base.model == "efficientnet_b0"}
     assert {r.key for r in result.rows if r.verdict == gate.FASTER} == slower_before
-    assert result.exit_code(5.0) == 0
+    assert not result.failed(5.0)
 
 
 def test_large_but_noisy_slowdown_on_few_samples_is_not_flagged():
@@ -137,7 +138,7 @@ def test_large_but_noisy_slowdown_on_few_samples_is_not_flagged():
     result = gate.compare_runs(base, new)
     (row,) = result.rows
     assert row.change_pct < -5.0  # a fixed 5% threshold would fail the build
-    assert row.verdict == gate.UNCHANGED and result.exit_code(5.0) == 0
+    assert row.verdict == gate.UNCHANGED and not result.failed(5.0)
 
 
 def test_normalized_verdicts_survive_a_constant_machine_factor(files):
@@ -148,12 +149,12 @@ def test_normalized_verdicts_survive_a_constant_machine_factor(files):
         plain = gate.compare_files(files["base"], files[same])
         raw = gate.compare_files(files["base"], files[other])
         assert set(verdicts(raw).values()) == {gate.SLOWER}
-        assert raw.exit_code(5.0) == 1
+        assert raw.failed(5.0)
         normalized = gate.compare_files(files["base"], files[other], normalize_by=ref)
         got = verdicts(normalized)
         for key, verdict in verdicts(plain).items():
             assert got[key] == (gate.REFERENCE if key[:2] == ("levit_128s", "torch") else verdict), key
-        assert normalized.exit_code(5.0) == plain.exit_code(5.0) == (1 if same == "slow" else 0)
+        assert normalized.failed(5.0) == plain.failed(5.0) == (same == "slow")
     assert main(["compare", files["base"], files["copy_machine"], "--fail-above", "5", "--normalize-by", ref]) == 0
 
 
@@ -175,10 +176,10 @@ def test_normalization_uses_the_reference_median_of_the_same_setting():
     samples = 0.01 * rng.lognormal(0, 0.02, 20)
     run = make_record([ok_entry("levit_128s", "torch", 1, samples), ok_entry("deit_tiny", "torch", 1, samples * 2),
                        ok_entry("levit_128s", "torch", 4, samples * 2), ok_entry("deit_tiny", "torch", 4, samples * 2)])
-    speed = gate.reference_speed(run, ("levit_128s", "torch"), ("cpu", "fp32", 4, 2))
+    speed = gate.reference_speed(run, ("levit_128s", "torch"), Setting("cpu", "fp32", 4, 2))
     assert speed == pytest.approx(4 / float(np.median(samples * 2)))
     result = gate.compare_runs(run, run, normalize_by="levit_128s/torch")
-    rel = {r.key[4]: r.base_relative for r in result.rows if r.base.model == "deit_tiny"}
+    rel = {r.key.setting.batch_size: r.base_relative for r in result.rows if r.base.model == "deit_tiny"}
     assert rel[1] == pytest.approx(0.5, rel=1e-6)  # twice the reference's time per call at batch 1
     assert rel[4] == pytest.approx(1.0, rel=1e-6)  # the same time as the reference at batch 4
 
@@ -264,27 +265,31 @@ def test_bad_options_exit_2(files, args, capsys):
     assert "error" in capsys.readouterr().err
 
 
-def test_different_runtime_options_are_compared_with_a_warning(capsys, tmp_path):
+def test_different_runtime_options_are_different_measurements(capsys, tmp_path):
+    """channels_last (or CUDA graphs, ...) changes what is measured: such entries never match."""
     rng = np.random.default_rng(8)
     base = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
+    plain = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
     new = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
     new.options = {"channels_last": True}
-    result = gate.compare_runs(make_record([base]), make_record([new]))
-    assert result.warnings == ["runtime options differ: levit_256 / torch / cpu fp32 / batch 16 / 2 threads: "
-                               "base torch, new torch [channels last]"]
-    paths = [save(make_record([base]), tmp_path / "b.json"), save(make_record([new]), tmp_path / "n.json")]
-    assert main(["compare", *paths]) == 0
-    assert "warning: runtime options differ" in capsys.readouterr().out
+    assert base.key != new.key
+    result = gate.compare_runs(make_record([base]), make_record([plain, new]))
+    assert [r.new for r in result.rows] == [plain]
+    assert result.not_compared == ["only in new: levit_256 / torch [channels last] / cpu fp32 / batch 16 / 2 threads"]
+    with pytest.raises(UserError, match="no entry was measured successfully in both"):
+        gate.compare_runs(make_record([base]), make_record([new]))
 
 
 def test_variant_names_only_options_that_apply():
     e = ok_entry("levit_256", "onnxruntime", 1, np.full(3, 0.01))
     e.options = {"half_mode": "autocast", "channels_last": True, "openvino_mode": "async"}
-    assert gate.variant(e) == "onnxruntime"  # none of these change ONNX Runtime
+    assert e.variant == "onnxruntime"  # none of these change ONNX Runtime
     e.backend = "torch"
-    assert gate.variant(e) == "torch [channels last]"  # autocast means nothing in fp32
+    assert e.variant == "torch [channels last]"  # autocast means nothing in fp32
     e.precision = "fp16"
-    assert gate.variant(e) == "torch [autocast, channels last]"
+    assert e.variant == "torch [autocast, channels last]"
+    assert variant("torch-compile", "fp32", RuntimeOptions(cuda_graphs=True, compile_mode="max-autotune")) == \
+        "torch-compile [mode max-autotune, CUDA graphs]"
 
 
 def test_parse_reference():

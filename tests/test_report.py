@@ -10,6 +10,8 @@ import pytest
 
 from levit_bench import report
 from levit_bench.cli import main
+from levit_bench.results import SCHEMA_VERSION
+from levit_bench.spec import Setting
 
 from .test_gate import SYSTEM, make_record, not_ok_entry, ok_entry
 
@@ -156,7 +158,7 @@ def test_headline_uses_the_paper_protocol_and_the_faster_levit_layout(files):
              for h in report.headlines(machines)}
     assert set(found) == {("levit_128s", "efficientnet_b0"), ("levit_192", "efficientnet_b2")}
     h = found[("levit_192", "efficientnet_b2")]
-    assert h.setting == report.PAPER_CPU_SETTING and h.device == "cpu"
+    assert report.is_paper_setting(h.setting) and h.device == "cpu"
     # LeViT-192 ran on torch only, so EfficientNet-B2 is taken on torch too, not its faster onnxruntime
     assert h.levit.entry.model == "levit_192_conv" and h.efficientnet.entry.backend == "torch"
     assert h.ratio == pytest.approx(0.080 / 0.016, rel=0.05)
@@ -174,7 +176,7 @@ def test_headline_uses_the_paper_protocol_and_the_faster_levit_layout(files):
 def test_headline_without_the_paper_protocol_uses_the_largest_common_batch(files):
     machines = report.group_by_machine(report.load_results([files["beta"]]))
     (h,) = report.headlines(machines)
-    assert h.device == "cuda" and h.setting == ("fp16", 8, 256)
+    assert h.device == "cuda" and h.setting == Setting("cuda", "fp16", 256, 8)
     assert h.ratio == pytest.approx(0.0009 / 0.0002, rel=0.05)
     assert h.paper_ratio == pytest.approx(6582 / 1272) and "V100" in h.paper_hardware
 
@@ -196,10 +198,13 @@ def test_runtime_options_make_separate_columns_not_duplicates(tmp_path):
 
 
 def test_choose_setting():
-    assert report.choose_setting({("fp32", 4, 64): 5, ("fp32", 1, 16): 2}, "cpu") == ("fp32", 1, 16)
-    assert report.choose_setting({("fp32", 4, 64): 2, ("fp32", 4, 16): 5}, "cpu") == ("fp32", 4, 16)
-    assert report.choose_setting({("fp32", 4, 64): 2, ("fp32", 1, 64): 2, ("fp32", 4, 16): 2}, "cpu") == ("fp32", 1, 64)
-    assert report.choose_setting({}, "cpu") is None
+    def s(threads: int, batch: int) -> Setting:
+        return Setting("cpu", "fp32", batch, threads)
+
+    assert report.choose_setting({s(4, 64): 5, s(1, 16): 2}) == s(1, 16)
+    assert report.choose_setting({s(4, 64): 2, s(4, 16): 5}) == s(4, 16)
+    assert report.choose_setting({s(4, 64): 2, s(1, 64): 2, s(4, 16): 2}) == s(1, 64)
+    assert report.choose_setting({}) is None
 
 
 def test_a_folder_of_results_files_is_read(files, tmp_path):
@@ -243,9 +248,9 @@ def test_bad_input_exits_2_with_a_message(tmp_path, capsys, case, files):
         (tmp_path / "empty").mkdir()
         arg, expect = str(tmp_path / "empty"), "no results files"
     else:
-        text = Path(files["beta"]).read_text().replace('"schema_version": 1', '"schema_version": 2')
-        (tmp_path / "v2.json").write_text(text)
-        arg, expect = str(tmp_path / "v2.json"), "schema version 2"
+        text = Path(files["beta"]).read_text().replace(f'"schema_version": {SCHEMA_VERSION}', '"schema_version": 99')
+        (tmp_path / "v99.json").write_text(text)
+        arg, expect = str(tmp_path / "v99.json"), "schema version 99"
     assert main(["report", arg, "-o", str(tmp_path / "out.md")]) == 2
     err = capsys.readouterr().err
     assert expect in err and "Traceback" not in err

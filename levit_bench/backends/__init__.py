@@ -1,7 +1,8 @@
 """Runtimes behind one interface (see ``base.py``); one module per runtime."""
 from __future__ import annotations
 
-from .base import Backend, BackendUnavailable, Prepared, Runner, Settings, is_arm
+from ..spec import Settings
+from .base import Backend, Prepared, Runner, is_arm
 from .cache import ExportCache, default_cache_root
 from .onnxruntime import OnnxRuntimeBackend
 from .openvino import OpenVinoBackend
@@ -13,10 +14,6 @@ BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (TorchBackend(), TorchCompileBackend(), TorchScriptBackend(), OnnxRuntimeBackend(), OpenVinoBackend())
 }
-
-
-def get_backend(name: str) -> Backend:
-    return BACKENDS[name]
 
 
 def default_backends(device: str) -> list[str]:
@@ -32,6 +29,5 @@ def default_backends(device: str) -> list[str]:
 
 
 __all__ = [
-    "BACKENDS", "Backend", "BackendUnavailable", "ExportCache", "Prepared", "Runner", "Settings",
-    "default_backends", "default_cache_root", "get_backend",
+    "BACKENDS", "Backend", "ExportCache", "Prepared", "Runner", "Settings", "default_backends", "default_cache_root",
 ]

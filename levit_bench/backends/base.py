@@ -15,29 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..spec import ModelId, Settings
 from .cache import ExportCache
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a backend needs to know to prepare a runner; recorded with every result."""
-
-    device: str = "cpu"
-    precision: str = "fp32"
-    threads: int | None = None
-    batch_size: int = 16
-    half_mode: str = "cast"  # torch fp16/bf16: "cast" the weights, or "autocast"
-    channels_last: bool = False
-    compile_mode: str = "default"  # torch-compile: default, reduce-overhead, max-autotune, ...
-    cuda_graphs: bool = False  # torch-compile on CUDA: replay CUDA graphs (mode reduce-overhead)
-    openvino_mode: str = "sync"  # sync (latency hint) or async (throughput hint, AsyncInferQueue)
-
-
-class BackendUnavailable(Exception):
-    """Raised by ``prepare`` when the runtime cannot run here; the message is the one-line reason."""
 
 
 @dataclass
@@ -50,6 +31,9 @@ class Prepared:
     artifact_bytes: int | None = None
     reused: bool = False
     notes: list[str] = field(default_factory=list)
+    #: the precision the runtime reports it computes in, when it can differ from the one asked for
+    #: (OpenVINO on a CPU without bf16/fp16 units computes those requests in f32); None: as asked
+    executed_precision: str | None = None
 
 
 class Runner(ABC):
@@ -95,8 +79,11 @@ class Backend(ABC):
         return None
 
     @abstractmethod
-    def prepare(self, model: nn.Module, example: torch.Tensor, settings: Settings, cache: ExportCache) -> Prepared:
-        """Export/compile ``model`` (already fused, eval, fp32, on CPU) for ``settings``."""
+    def prepare(self, model: nn.Module, model_id: ModelId, example: torch.Tensor, settings: Settings,
+                cache: ExportCache) -> Prepared:
+        """Export/compile ``model`` (already fused, eval, fp32, on CPU) for ``settings``.
+
+        ``model_id`` names it (export cache keys); ``example`` is the batch parity runs on."""
 
     def versions(self) -> dict[str, str]:
         """Versions that go into the cache key and the results."""
@@ -115,6 +102,3 @@ def missing_package(module: str, pip_name: str) -> str | None:
 def is_arm() -> bool:
     return platform.machine().lower() in ("aarch64", "arm64")
 
-
-def model_name(model: nn.Module) -> str:
-    return getattr(model, "levit_bench_name", type(model).__name__)

@@ -4,6 +4,12 @@ Layout: ``<root>/<backend>/<model>-<key>/<artifact>`` plus ``meta.json`` holding
 and SHA-256.  An artifact is reused only when its meta matches; a corrupt or truncated file is
 removed and rebuilt.  Exports are written to a temporary name and renamed, so an interrupted export
 never leaves a file that is used later.
+
+The runtimes keep their own caches beside ours (``<root>/inductor``, ``<root>/openvino``); they are
+listed and cleared as one item each.  Each use of an artifact touches its ``meta.json``, so its
+modification time is the last use; after each build the least recently used items are removed until
+the cache is under ``max_bytes`` (default 5 GiB, ``$LEVIT_BENCH_CACHE_MAX_BYTES``).  Nothing used
+since the cache object was created (by this run, or by another one running now) is pruned.
 """
 from __future__ import annotations
 
@@ -13,16 +19,73 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..atomic import atomic_write_text
+from ..errors import UserError
 
 #: bump when the way artifacts are produced changes, so old ones are not reused
 CACHE_FORMAT = 1
+#: folders under the root that belong to the runtimes' own caches (torch inductor, OpenVINO CACHE_DIR)
+RUNTIME_DIRS = ("inductor", "openvino")
+DEFAULT_MAX_BYTES = 5 * 1024**3
+MAX_BYTES_ENV = "LEVIT_BENCH_CACHE_MAX_BYTES"
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``5368709120``, ``500M``, ``5G``, ``5GiB`` -> bytes (binary units); anything else is a UserError."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    number = t[: len(t) - len(unit)].strip()
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = float("nan")
+    if not value >= 1 or value == float("inf"):
+        raise UserError(f"{MAX_BYTES_ENV}={text!r}: expected a size in bytes, e.g. 5368709120, 500M or 5G")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class CachedArtifact:
+    """One item of the cache: an exported artifact's folder, or a runtime's own cache folder."""
+
+    backend: str  # the folder under the root: onnx, torchscript, ... or inductor/openvino for runtime caches
+    model: str  # the model it was exported from; "" for a runtime's cache
+    folder: Path
+    bytes: int
+    last_used: float  # seconds since the epoch (meta.json's modification time: touched on every use)
+    runtime: bool = False  # a runtime's own cache (inductor/, openvino/), counted as one item
+
+
+def _error_text(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _folder_stats(folder: Path) -> tuple[int, float]:
+    """(bytes of every file under ``folder``, newest modification time of anything in it)."""
+    total, newest = 0, 0.0
+    try:
+        newest = folder.stat().st_mtime
+    except OSError:
+        return 0, 0.0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            newest = max(newest, st.st_mtime)
+            if name in filenames:
+                total += st.st_size
+    return total, newest
 
 
 def default_cache_root() -> Path:
@@ -54,8 +117,39 @@ def file_sha256(path: Path) -> str:
 class ExportCache:
     """Folder of exported artifacts; ``get_or_build`` is the only way in."""
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, max_bytes: int | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_root()
+        self._max_bytes = max_bytes
+        # anything used after this moment (by this run or a concurrent one) is never pruned
+        self._created = time.time()
+
+    @property
+    def max_bytes(self) -> int:
+        """The size the automatic prune keeps the cache under: the constructor's ``max_bytes``, else
+        ``$LEVIT_BENCH_CACHE_MAX_BYTES``, else 5 GiB."""
+        if self._max_bytes is not None:
+            return self._max_bytes
+        env = os.environ.get(MAX_BYTES_ENV, "").strip()
+        return parse_size(env) if env else DEFAULT_MAX_BYTES
+
+    def check(self) -> None:
+        """Raise a one-line :class:`UserError` when the cache root cannot be created or written to
+        (a file in the way, a read-only folder, ...) or its size bound is malformed."""
+        where = f"export cache {self.root}"
+        hint = "; choose another place with --cache-dir or $LEVIT_BENCH_CACHE"
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"{where} is a file, not a folder{hint}")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{where} cannot be created: {_error_text(exc)}{hint}") from None
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise UserError(f"{where} is not writable: {_error_text(exc)}{hint}") from None
+        self.max_bytes  # noqa: B018 - a malformed $LEVIT_BENCH_CACHE_MAX_BYTES is said now, not mid-run
 
     @staticmethod
     def key(**parts: object) -> str:
@@ -74,6 +168,7 @@ class ExportCache:
         try:
             meta = json.loads(meta_path.read_text())
             if path.stat().st_size == meta["size"] and file_sha256(path) == meta["sha256"]:
+                _touch(meta_path)  # its modification time is the artifact's last use
                 return path
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -98,6 +193,131 @@ class ExportCache:
             os.replace(tmp, final)
             meta = {"size": final.stat().st_size, "sha256": file_sha256(final), **(describe() if describe else {})}
             atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, default=str))
-            return final, False
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        try:
+            self.prune(keep=[folder])
+        except (OSError, UserError):
+            pass  # a bound that cannot be applied never fails the build (check() reports a bad bound)
+        return final, False
+
+    # -----------------------------------------------------------------------------------------
+    # listing, bounding and clearing
+
+    def entries(self) -> list[CachedArtifact]:
+        """Every artifact folder (``<root>/<backend>/<model>-<key>``), and each runtime's own cache
+        folder as one item, least recently used first."""
+        out: list[CachedArtifact] = []
+        try:
+            tops = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return out
+        for top in tops:
+            if top.name in RUNTIME_DIRS:
+                size, used = _folder_stats(top)
+                out.append(CachedArtifact(top.name, "", top, size, used, runtime=True))
+                continue
+            try:
+                folders = sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for folder in folders:
+                size, newest = _folder_stats(folder)
+                meta_path = folder / "meta.json"
+                model, used = folder.name.rsplit("-", 1)[0], newest
+                try:
+                    used = meta_path.stat().st_mtime
+                    model = str(json.loads(meta_path.read_text()).get("model") or model)
+                except (OSError, ValueError, AttributeError):
+                    pass
+                out.append(CachedArtifact(top.name, model, folder, size, used))
+        out.sort(key=lambda a: a.last_used)
+        return out
+
+    def clear(self, older_than_s: float | None = None) -> tuple[int, int]:
+        """Remove every item (or those not used for ``older_than_s`` seconds), runtime caches
+        included; returns (items removed, bytes freed)."""
+        cutoff = None if older_than_s is None else time.time() - older_than_s
+        return self._remove(a for a in self.entries() if cutoff is None or a.last_used < cutoff)
+
+    def prune(self, max_bytes: int | None = None, keep: Iterable[str | os.PathLike] = ()) -> tuple[int, int]:
+        """Remove least recently used items until the cache holds at most ``max_bytes`` (default
+        :attr:`max_bytes`), never those in ``keep`` nor anything used since this object was created;
+        returns (items removed, bytes freed)."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        items = self.entries()
+        total = sum(a.bytes for a in items)
+        if total <= limit:
+            return 0, 0
+        protected = {Path(k).resolve() for k in keep}
+        victims = []
+        for a in items:  # least recently used first
+            if total <= limit:
+                break
+            if a.folder.resolve() in protected or a.last_used >= self._created:
+                continue
+            victims.append(a)
+            total -= a.bytes
+        return self._remove(victims)
+
+    def _remove(self, items: Iterable[CachedArtifact]) -> tuple[int, int]:
+        count = freed = 0
+        for a in items:
+            if a.runtime:
+                shutil.rmtree(a.folder, ignore_errors=True)
+            else:
+                _remove_artifact_folder(a.folder)
+            if not a.folder.exists():
+                count, freed = count + 1, freed + a.bytes
+        return count, freed
+
+    def discard(self, artifact: str | os.PathLike) -> bool:
+        """Remove a cached artifact (e.g. one that failed parity) with its meta.json and folder, so the
+        next run builds it again.  ``artifact`` is the artifact file or its folder; anything outside
+        this cache's ``<root>/<backend>/<model>-<key>/`` layout (runtime caches included) is left
+        alone.  Returns whether something was removed."""
+        try:
+            root = self.root.resolve()
+            parts = Path(artifact).expanduser().resolve().relative_to(root).parts
+        except (OSError, ValueError):
+            return False
+        if len(parts) < 2 or parts[0] in RUNTIME_DIRS or parts[0].startswith(".") or parts[1].startswith("."):
+            return False
+        folder = root / parts[0] / parts[1]
+        if not folder.is_dir():
+            return False
+        return _remove_artifact_folder(folder)
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache can still be read
+
+
+def _remove_artifact_folder(folder: Path) -> bool:
+    """meta.json first (so no reader takes the artifact for complete), then the artifact files, then
+    the folder if nothing else is left (a concurrent build's temporary folder stays its owner's)."""
+    removed = False
+    for name in ["meta.json"] + sorted(os.listdir(folder) if folder.is_dir() else []):
+        path = folder / name
+        if name.startswith(".build-") or path.is_dir() and not path.is_symlink():
+            continue
+        try:
+            path.unlink()
+            removed = True
+        except OSError:  # gone already, or not ours to remove: the folder then stays
+            continue
+    for stale in folder.glob(".build-*"):
+        try:
+            if stale.is_dir() and time.time() - stale.stat().st_mtime > 24 * 3600:
+                shutil.rmtree(stale, ignore_errors=True)  # left by a killed build long ago
+        except OSError:
+            continue
+    try:
+        folder.rmdir()
+        removed = True
+    except OSError:
+        pass
+    return removed

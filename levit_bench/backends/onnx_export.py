@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import model_name
-from .cache import ExportCache, weights_hash
+from ..errors import ExportError, first_line
+from ..spec import ModelId
+from .cache import ExportCache
 
 OPSET = 18
 FALLBACK_OPSET = 17
@@ -37,7 +38,7 @@ def _export(model: nn.Module, example: torch.Tensor, path: Path) -> str:
             )
             return f"dynamo exporter, opset {OPSET}"
         except Exception as exc:  # noqa: BLE001 - fall back, then report the first error line
-            errors.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            errors.append(first_line(exc))
         try:
             torch.onnx.export(
                 model, (example,), str(path), dynamo=False, opset_version=FALLBACK_OPSET,
@@ -46,17 +47,17 @@ def _export(model: nn.Module, example: torch.Tensor, path: Path) -> str:
             )
             return f"torchscript exporter, opset {FALLBACK_OPSET} (dynamo exporter failed: {errors[0]})"
         except Exception as exc:  # noqa: BLE001
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RuntimeError(f"ONNX export failed: {first}") from exc
+            first = first_line(exc)
+            raise ExportError(f"ONNX export failed: {first}") from exc
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, cache: ExportCache) -> tuple[Path, bool, float, str]:
+def export_onnx(model: nn.Module, model_id: ModelId, example: torch.Tensor, cache: ExportCache) -> tuple[Path, bool, float, str]:
     """(path, reused, export seconds, exporter note) of the ONNX artifact for this model and shape."""
     import onnx
 
-    name = model_name(model)
+    name = model_id.name
     key = cache.key(
-        artifact="onnx", model=name, weights=weights_hash(model), shape=tuple(example.shape[1:]),
+        artifact="onnx", model=name, weights=model_id.weights_hash, shape=tuple(example.shape[1:]),
         torch=torch.__version__, onnx=onnx.__version__,
     )
     folder = cache.entry("onnx", name, key)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Backend, Prepared, Runner, Settings, missing_package
+from ..spec import ModelId, Settings
+from .base import Backend, Prepared, Runner, missing_package
 from .cache import ExportCache
 from .onnx_export import export_onnx
 
@@ -43,8 +44,7 @@ def session_options(settings: Settings) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
-    if settings.threads:
-        opts.intra_op_num_threads = settings.threads
+    opts.intra_op_num_threads = settings.threads
     opts.log_severity_level = 3
     return opts
 
@@ -71,10 +71,11 @@ class OnnxRuntimeBackend(Backend):
 
         return {**super().versions(), "onnxruntime": ort.__version__}
 
-    def prepare(self, model: nn.Module, example: torch.Tensor, settings: Settings, cache: ExportCache) -> Prepared:
+    def prepare(self, model: nn.Module, model_id: ModelId, example: torch.Tensor, settings: Settings,
+                cache: ExportCache) -> Prepared:
         import onnxruntime as ort
 
-        path, reused, export_s, exporter = export_onnx(model, example, cache)
+        path, reused, export_s, exporter = export_onnx(model, model_id, example, cache)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if settings.device == "cuda" else ["CPUExecutionProvider"]
         session = ort.InferenceSession(str(path), sess_options=session_options(settings), providers=providers)
         return Prepared(OrtRunner(session), export_s, str(path), path.stat().st_size, reused, notes=[exporter])

@@ -1,14 +1,18 @@
-"""``torch.compile`` (inductor) on CPU or CUDA; on CUDA, optionally with CUDA-graph replay."""
+"""``torch.compile`` (inductor) on CPU or CUDA; on CUDA, optionally with CUDA-graph replay.
+
+Inductor's kernel cache (under the export cache) and dynamo's no-silent-fallback policy are set by
+the run (``runstate.run_state``), not here: they are process state.
+"""
 from __future__ import annotations
 
-import os
 import shutil
 import time
 
 import torch
 from torch import nn
 
-from .base import Backend, Prepared, Settings
+from ..spec import ModelId, Settings
+from .base import Backend, Prepared
 from .cache import ExportCache
 from .torch_eager import TorchRunner, describe, place
 
@@ -18,17 +22,6 @@ class CompiledRunner(TorchRunner):
 
     def close(self) -> None:
         torch._dynamo.reset()
-
-
-def _no_silent_fallback() -> None:
-    """Make dynamo raise, not quietly run eager, when it hits its recompile limit.
-
-    The limit counts per code object, so models of one family share it: in one process the ninth
-    LeViT compile used to fall back to eager and be timed as "torch-compile" (H100 log,
-    docs/performance.md).
-    """
-    if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):  # torch >= 2.6
-        torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 
 class TorchCompileBackend(Backend):
@@ -41,13 +34,11 @@ class TorchCompileBackend(Backend):
             return "torch.compile needs a C++ compiler (g++), none found"
         return None
 
-    def prepare(self, model: nn.Module, example: torch.Tensor, settings: Settings, cache: ExportCache) -> Prepared:
-        # inductor keeps its own compiled-kernel cache; keep it beside our exports
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache.root / "inductor"))
-        _no_silent_fallback()
+    def prepare(self, model: nn.Module, model_id: ModelId, example: torch.Tensor, settings: Settings,
+                cache: ExportCache) -> Prepared:
         placed, dtype = place(model, settings)
-        mode = settings.compile_mode
-        if settings.device == "cuda" and settings.cuda_graphs and mode == "default":
+        mode = settings.options.compile_mode
+        if settings.device == "cuda" and settings.options.cuda_graphs and mode == "default":
             mode = "reduce-overhead"
         compiled = torch.compile(placed, mode=None if mode == "default" else mode, dynamic=False)
         runner = CompiledRunner(compiled, settings, dtype)

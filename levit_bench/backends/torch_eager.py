@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import DTYPES, Backend, Prepared, Runner, Settings
+from ..spec import ModelId, Settings
+from .base import DTYPES, Backend, Prepared, Runner
 from .cache import ExportCache
 
 
@@ -21,8 +22,8 @@ class TorchRunner(Runner):
         self.module = module
         self.device = torch.device(settings.device)
         self.input_dtype = input_dtype
-        self.channels_last = settings.channels_last
-        self.autocast = settings.precision != "fp32" and settings.half_mode == "autocast"
+        self.channels_last = settings.options.channels_last
+        self.autocast = settings.precision != "fp32" and settings.options.half_mode == "autocast"
         self.autocast_dtype = DTYPES[settings.precision]
 
     def _convert(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,10 +70,10 @@ def place(model: nn.Module, settings: Settings) -> tuple[nn.Module, torch.dtype]
     if settings.device == "cuda" and hasattr(model, "set_attention"):
         model.set_attention("sdpa")
     dtype = torch.float32
-    if settings.precision != "fp32" and settings.half_mode == "cast":
+    if settings.precision != "fp32" and settings.options.half_mode == "cast":
         dtype = DTYPES[settings.precision]
         model = model.to(dtype)
-    if settings.channels_last:
+    if settings.options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, dtype
 
@@ -82,15 +83,16 @@ class TorchBackend(Backend):
     devices = ("cpu", "cuda")
     precisions = ("fp32", "fp16", "bf16")
 
-    def prepare(self, model: nn.Module, example: torch.Tensor, settings: Settings, cache: ExportCache) -> Prepared:
+    def prepare(self, model: nn.Module, model_id: ModelId, example: torch.Tensor, settings: Settings,
+                cache: ExportCache) -> Prepared:
         placed, dtype = place(model, settings)
         return Prepared(TorchRunner(placed, settings, dtype), notes=describe(placed, settings))
 
 
 def describe(placed: nn.Module, settings: Settings) -> list[str]:
     """Notes for the results: how half precision is applied, memory format, attention kernel."""
-    notes = [] if settings.precision == "fp32" else [f"{settings.precision} by {settings.half_mode}"]
-    if settings.channels_last:
+    notes = [] if settings.precision == "fp32" else [f"{settings.precision} by {settings.options.half_mode}"]
+    if settings.options.channels_last:
         notes.append("channels_last")
     if any(getattr(m, "sdpa", False) for m in placed.modules()):
         notes.append("sdpa attention")

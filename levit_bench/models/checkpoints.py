@@ -13,6 +13,8 @@ downloaded: ``path`` is a file on disk.
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,27 +26,150 @@ from ..errors import CheckpointError
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_ema")
 
 
+EXPECTED = "expected a state dict saved with torch.save or a .safetensors file"
+#: a safetensors header larger than this is not believed (safetensors itself refuses above 100 MB)
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _looks_like_text(head: bytes) -> str | None:
+    """The first line of ``head`` when it is text (an HTML error page, a Git LFS pointer, ...), else None."""
+    if not head or b"\0" in head:
+        return None
+    text = head.decode("utf-8", errors="replace")
+    if text[:-4].count("\ufffd") or not all(c.isprintable() or c in "\r\n\t\ufffd" for c in text):
+        return None
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:60] + ("..." if len(line) > 60 else "")
+
+
+def _safetensors_header_length(head: bytes, size: int) -> int | None:
+    """The header length when ``head`` starts like a safetensors file (8-byte length, then ``{``)."""
+    if len(head) < 9:
+        return None
+    n = int.from_bytes(head[:8], "little")
+    return n if 2 <= n <= size - 8 and head[8:9] == b"{" else None
+
+
+def _safetensors_problem(p: Path, head: bytes, size: int) -> str | None:
+    """Why ``p`` is not a complete safetensors file (bad header, truncated data), or None."""
+    import json
+
+    if size < 8:
+        return f"{size} bytes, shorter than the 8-byte header length"
+    n = int.from_bytes(head[:8], "little")
+    if n > MAX_SAFETENSORS_HEADER or n > size - 8:
+        return (f"its header length field says {n:,} bytes but the file has {size - 8:,} after it: "
+                "bad header or truncated")
+    with open(p, "rb") as f:
+        f.seek(8)
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"its {n}-byte header is not JSON ({_first_line(exc)})"
+    if not isinstance(header, dict):
+        return f"its header is a JSON {type(header).__name__}, not an object"
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and isinstance(v.get("data_offsets"), list)
+            and len(v["data_offsets"]) == 2 and isinstance(v["data_offsets"][1], int)]
+    if ends and 8 + n + max(ends) > size:
+        return f"truncated: its tensors need {8 + n + max(ends):,} bytes, the file has {size:,}"
+    return None
+
+
+def _zip_problem(p: Path) -> str | None:
+    """Why ``p`` (a zip) is not a PyTorch zip checkpoint, or None."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        return f"truncated or corrupt zip: {_first_line(exc)}"
+    if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+        return f"a zip archive without data.pkl, holding {shown or 'nothing'}"
+    return None
+
+
+def _unreadable(p: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"cannot read checkpoint {p}: {what}; {EXPECTED}")
+
+
+def _read_any(p: Path) -> object:
+    """The object stored in ``p``, or a CheckpointError saying what the file is and what was expected."""
+    size = p.stat().st_size
+    if size == 0:
+        raise _unreadable(p, "empty file (0 bytes)")
+    with open(p, "rb") as f:
+        head = f.read(4096)
+    if p.suffix == ".safetensors" or _safetensors_header_length(head, size) is not None:
+        problem = _safetensors_problem(p, head, size)
+        if problem:
+            raise _unreadable(p, f"not a valid safetensors file ({problem})")
+        try:
+            from safetensors.torch import load_file
+
+            return load_file(str(p), device="cpu")
+        except ImportError:
+            raise CheckpointError(f"{p} is a safetensors file: pip install safetensors to read it") from None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise _unreadable(p, f"corrupt safetensors file ({_first_line(exc)})") from None
+    if head.startswith(b"PK"):
+        problem = _zip_problem(p)
+        if problem:
+            raise _unreadable(p, f"not a PyTorch checkpoint ({problem})")
+    elif head.startswith(b"version https://git-lfs"):
+        raise _unreadable(p, "a Git LFS pointer, not the file itself (git lfs pull fetches it)")
+    elif (line := _looks_like_text(head)) is not None:
+        raise _unreadable(p, f"not a PyTorch checkpoint (a text file starting {line!r})")
+    elif not head.startswith(b"\x80"):  # pickle protocol >= 2: torch's legacy format
+        raise _unreadable(p, f"not a PyTorch checkpoint (unknown binary format, starts with {head[:8].hex(' ')})")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise, and an error under -W error
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+            what = ("a pickle of Python objects other than tensors (e.g. a whole model saved with "
+                    "torch.save(model)), which is not unpickled for safety; save model.state_dict() instead")
+        elif head.startswith(b"PK"):
+            what = f"not a PyTorch checkpoint (corrupt zip checkpoint: {_first_line(exc)})"
+        else:
+            what = f"not a PyTorch checkpoint (legacy pickle format: {_first_line(exc)})"
+        raise _unreadable(p, what) from None
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors from a ``.pth``/``.pt``/``.bin`` (optionally under ``model``/``state_dict``) or ``.safetensors`` file."""
+    """Tensors from a ``.pth``/``.pt``/``.bin`` (optionally under ``model``/``state_dict``) or ``.safetensors`` file.
+
+    An unreadable file raises a :class:`CheckpointError` saying what the file is (empty, text,
+    truncated zip, bad safetensors header, a pickle of something else) and what was expected.
+    """
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: object = load_file(str(p), device="cpu")
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is the user's to fix
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {p}: {first}") from None
+        obj = _read_any(p)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {p}: {exc.strerror or exc}") from None
     for key in WRAPPER_KEYS:
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
             break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{p} does not hold a state dict of tensors")
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a state dict; {EXPECTED}")
+    bad = next(((k, v) for k, v in obj.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"{p} holds a dict whose entry {str(bad[0])!r} is a {type(bad[1]).__name__}, not a tensor "
+            f"(keys: {', '.join(map(str, list(obj)[:5]))}{', ...' if len(obj) > 5 else ''}); {EXPECTED}"
+        )
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 

@@ -14,6 +14,19 @@ import torch
 from torch import nn
 
 
+@torch.no_grad()
+def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """``bn(x) == x * scale + shift`` in eval mode, per channel, in float64: the one place
+    BatchNorm folding is computed (LeViT's layers and the generic conv fold both use it)."""
+    scale = torch.sqrt(bn.running_var.double() + bn.eps).reciprocal()
+    if bn.weight is not None:
+        scale = scale * bn.weight.double()
+    shift = -bn.running_mean.double() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.double()
+    return scale, shift
+
+
 def _post_norm_part(bn: nn.BatchNorm2d) -> nn.Module | None:
     """What remains of a BN layer once its normalisation is folded away (None: unknown subclass)."""
     if type(bn) is nn.BatchNorm2d:
@@ -81,12 +94,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
         if rest is None or not bn.track_running_stats or bn.running_var is None:
             continue
         dtype = conv.weight.dtype
-        scale = torch.sqrt(bn.running_var.double() + bn.eps).reciprocal()
-        if bn.weight is not None:
-            scale = scale * bn.weight.double()
-        shift = -bn.running_mean.double() * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.double()
+        scale, shift = bn_scale_shift(bn)
         old_bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(shift)
         with torch.no_grad():
             weight = conv.weight.double() * scale.reshape(-1, 1, 1, 1)

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fold import bn_scale_shift
+
 Layout = Literal["token", "conv"]
 
 
@@ -113,6 +115,11 @@ class ProjNorm(nn.Module):
             return self.bn(x.flatten(0, 1)).reshape_as(x)
         return self.bn(x)
 
+    @torch.no_grad()
+    def fuse(self) -> nn.Module:
+        """One biased Linear/Conv2d computing the same function (BN folded, float64 arithmetic)."""
+        return folded_projection(self.linear, self.bn)
+
 
 class ConvNorm(nn.Module):
     """A bias-free k x k convolution followed by BatchNorm2d (the stem's unit)."""
@@ -124,6 +131,11 @@ class ConvNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.linear(x))
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Module:
+        """One biased Conv2d computing the same function (BN folded, float64 arithmetic)."""
+        return folded_projection(self.linear, self.bn)
 
 
 class NormLinear(nn.Module):
@@ -140,28 +152,39 @@ class NormLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.drop(self.bn(x)))
 
+    @torch.no_grad()
+    def fuse_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias (float64) of ``linear(bn(x))`` as one linear layer (BN before the layer)."""
+        scale, shift = bn_scale_shift(self.bn)
+        w = self.linear.weight.double()
+        return w * scale[None, :], self.linear.bias.double() + w @ shift
 
-def _fold_bn(weight: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``bn(conv_or_linear(x))`` as one layer, computed in float64."""
-    w = weight.detach().double()
-    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    shift = bn.bias.detach().double() - bn.running_mean.detach().double() * scale
-    w = w * scale.reshape(-1, *([1] * (w.dim() - 1)))
-    return w.to(weight.dtype), shift.to(weight.dtype)
+    def fuse(self) -> nn.Linear:
+        """One Linear computing the same function in eval mode (dropout is the identity there)."""
+        w, b = self.fuse_weights()
+        return _linear_like(self.linear, w, b)
 
 
-def _folded_layer(unit: nn.Module) -> nn.Module:
-    """Replace a ProjNorm/ConvNorm by one biased Linear/Conv2d with the BatchNorm folded in."""
-    lin = unit.linear
-    w, b = _fold_bn(lin.weight, unit.bn)
-    if isinstance(lin, nn.Linear):
-        out: nn.Module = nn.Linear(lin.in_features, lin.out_features, bias=True)
-    else:
-        out = nn.Conv2d(lin.in_channels, lin.out_channels, lin.kernel_size, lin.stride, lin.padding, bias=True)
-    out = out.to(device=w.device, dtype=w.dtype)
+def folded_projection(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> nn.Module:
+    """``bn(layer(x))`` (a bias-free Linear or Conv2d followed by BN) as one biased layer."""
+    scale, shift = bn_scale_shift(bn)
+    w = layer.weight.double() * scale.reshape(-1, *([1] * (layer.weight.dim() - 1)))
+    if isinstance(layer, nn.Linear):
+        return _linear_like(layer, w, shift)
+    out = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, bias=True)
+    return _with_weights(out, layer.weight, w, shift)
+
+
+def _linear_like(like: nn.Linear, w: torch.Tensor, b: torch.Tensor) -> nn.Linear:
+    return _with_weights(nn.Linear(w.shape[1], w.shape[0], bias=True), like.weight, w, b)
+
+
+def _with_weights(out: nn.Module, like: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> nn.Module:
+    """``out`` on ``like``'s device and dtype, holding ``w`` and ``b`` (rounded once from float64)."""
+    out = out.to(device=like.device, dtype=like.dtype)
     with torch.no_grad():
-        out.weight.copy_(w)
-        out.bias.copy_(b)
+        out.weight.copy_(w.to(like.dtype))
+        out.bias.copy_(b.to(like.dtype))
     return out
 
 
@@ -229,7 +252,7 @@ class _BiasedAttention(nn.Module):
     def _fuse_attention(self, query_unit_name: str, query_channels_of_head: int, head_width: int) -> None:
         """Fold BNs, fold the scale into the query projection and snapshot the gathered bias."""
         parent, attr = self._locate(query_unit_name)
-        folded = _folded_layer(getattr(parent, attr))
+        folded = getattr(parent, attr).fuse()
         # rows of the query projection: head h owns channels [h*head_width, h*head_width + key_dim)
         with torch.no_grad():
             rows = torch.zeros(folded.weight.shape[0], dtype=torch.bool)
@@ -277,7 +300,7 @@ class Attention(_BiasedAttention):
 
     def fuse(self) -> None:
         self._fuse_attention("qkv", self.key_dim, 2 * self.key_dim + self.val_dim)
-        self.proj.ln = _folded_layer(self.proj.ln)
+        self.proj.ln = self.proj.ln.fuse()
 
 
 class AttentionDownsample(_BiasedAttention):
@@ -319,8 +342,8 @@ class AttentionDownsample(_BiasedAttention):
 
     def fuse(self) -> None:
         self._fuse_attention("q.ln", self.key_dim, self.key_dim)
-        self.kv = _folded_layer(self.kv)
-        self.proj.ln = _folded_layer(self.proj.ln)
+        self.kv = self.kv.fuse()
+        self.proj.ln = self.proj.ln.fuse()
 
 
 class Subsample(nn.Module):
@@ -357,8 +380,8 @@ class Mlp(nn.Module):
         return self.ln2(self.act(self.ln1(x)))
 
     def fuse(self) -> None:
-        self.ln1 = _folded_layer(self.ln1)
-        self.ln2 = _folded_layer(self.ln2)
+        self.ln1 = self.ln1.fuse()
+        self.ln2 = self.ln2.fuse()
 
 
 class DropPath(nn.Module):
@@ -447,7 +470,7 @@ class Stem16(nn.Module):
 
     def fuse(self) -> None:
         for name in ("conv1", "conv2", "conv3", "conv4"):
-            setattr(self, name, _folded_layer(getattr(self, name)))
+            setattr(self, name, getattr(self, name).fuse())
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,15 +527,6 @@ class Levit(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _fold_head(head: NormLinear) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``linear(bn(x))`` as one linear layer (float64)."""
-    bn, lin = head.bn, head.linear
-    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    shift = bn.bias.detach().double() - bn.running_mean.detach().double() * scale
-    w = lin.weight.detach().double()
-    return w * scale[None, :], lin.bias.detach().double() + w @ shift
-
-
 def fuse_levit(model: Levit) -> Levit:
     """Inference copy of ``model``: every BN folded, one merged head, constant attention bias,
     in-place activations.
@@ -528,16 +542,11 @@ def fuse_levit(model: Levit) -> Levit:
         if isinstance(m, (Attention, AttentionDownsample, Mlp)):
             m.fuse()
     if isinstance(fused.head, NormLinear):
-        w, b = _fold_head(fused.head)
-        if fused.head_dist is not None:
-            w2, b2 = _fold_head(fused.head_dist)
+        w, b = fused.head.fuse_weights()
+        if fused.head_dist is not None:  # eval output is the mean of both heads: one layer
+            w2, b2 = fused.head_dist.fuse_weights()
             w, b = (w + w2) / 2, (b + b2) / 2
-        dtype, device = fused.head.linear.weight.dtype, fused.head.linear.weight.device
-        head = nn.Linear(w.shape[1], w.shape[0]).to(device=device, dtype=dtype)
-        with torch.no_grad():
-            head.weight.copy_(w)
-            head.bias.copy_(b)
-        fused.head = head
+        fused.head = _linear_like(fused.head.linear, w, b)
         fused.head_dist = None
     fused.fused = True
     return fused

@@ -1,0 +1,46 @@
+"""``levit-bench cache list|clear``: what the export cache holds, and emptying it."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import render
+from .args import EXIT_OK, Parser, seconds
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_cache(argv: Sequence[str]) -> int:
+    p = Parser(prog="levit-bench cache", description="The export cache: list what it holds, or clear it.")
+    p.add_argument("action", choices=["list", "clear"])
+    p.add_argument("--cache-dir", default=None, help="default: $LEVIT_BENCH_CACHE or ~/.cache/levit-bench")
+    p.add_argument("--older-than", type=seconds("--older-than", True, maximum=float("inf")), default=None,
+                   metavar="SECONDS", help="clear: only artifacts not used for this long")
+    args = p.parse_args(argv)
+    from ..backends.cache import ExportCache  # torch: only when the command runs
+
+    cache = ExportCache(args.cache_dir)
+    con = render.console()
+    if args.action == "clear":
+        count, freed = cache.clear(args.older_than)
+        con.print(f"removed {count} cached artifacts, {_size(freed)}, from {cache.root}")
+        return EXIT_OK
+    from datetime import datetime
+
+    from rich.table import Table
+
+    items = cache.entries()
+    t = Table(title=f"export cache {cache.root}", title_justify="left")
+    for col in ("backend", "model", "size", "last used", "folder"):
+        t.add_column(col, justify="right" if col == "size" else "left")
+    for a in items:
+        t.add_row(a.backend, a.model, _size(a.bytes), datetime.fromtimestamp(a.last_used).strftime("%Y-%m-%d %H:%M"),
+                  str(a.folder))
+    con.print(t)
+    con.print(f"{len(items)} artifacts, {_size(sum(a.bytes for a in items))} in all")
+    return EXIT_OK

@@ -1,0 +1,85 @@
+"""How numbers are shown, in the terminal and in Markdown alike: formats, tables, "× torch".
+
+One definition of each, so the terminal table, the report and ``compare`` never disagree about the
+same entries.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from .results import Entry, speed_ratio
+from .roundstats import Ratio
+from .spec import BASELINE_BACKEND, Setting
+
+NOISE_MARK = "⚠"
+
+
+def fmt_ips(v: float | None) -> str:
+    """Images/s: no decimals from 10,000 up, one below; a dash for none."""
+    if v is None:
+        return "—"
+    return f"{v:,.0f}" if v >= 10_000 else f"{v:,.1f}"
+
+
+def fmt_p(p: float) -> str:
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def fmt_ratio(r: float) -> str:
+    return f"{r:.2f}×"
+
+
+def spread_pct(e: Entry) -> float:
+    """IQR of images/s as a percentage of the median."""
+    return (e.iqr or 0.0) / e.images_per_second * 100 if e.images_per_second else 0.0
+
+
+def md_cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> str:
+    """A GitHub Markdown table; ``align`` holds one of l/r per column (default left)."""
+    marks = [("---:" if (align[i:i + 1] == "r") else "---") for i in range(len(header))]
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+class Baselines:
+    """The "× torch" of every entry: its speed over that of the ``torch`` entry of the same model at
+    the same setting (device, precision, batch size, threads); plain torch first, else torch with
+    runtime options.  Entries of one run are paired round by round (``results.speed_ratio``);
+    ``run_of`` tells which run an entry comes from (default: all from one)."""
+
+    def __init__(self, entries: Iterable[Entry], run_of: Callable[[Entry], object] = lambda _e: None):
+        self._run_of = run_of
+        self._by: dict[tuple[str, Setting], list[Entry]] = {}
+        self._cache: dict[int, Ratio | None] = {}
+        for e in entries:
+            if e.backend == BASELINE_BACKEND and e.ok:
+                self._by.setdefault((e.model, e.setting), []).append(e)
+
+    def baseline(self, e: Entry) -> Entry | None:
+        found = self._by.get((e.model, e.setting), [])
+        return min(found, key=lambda b: b.variant != BASELINE_BACKEND, default=None)
+
+    def ratio(self, e: Entry) -> Ratio | None:
+        """Speed over the baseline's, with its interval; None without a baseline."""
+        if id(e) not in self._cache:
+            base = self.baseline(e)
+            self._cache[id(e)] = None if base is None or not e.ok or not e.samples_s or not base.samples_s else \
+                speed_ratio(e, base, self._run_of(e) == self._run_of(base))
+        return self._cache[id(e)]
+
+    def speedup(self, e: Entry) -> float | None:
+        r = self.ratio(e)
+        return None if r is None else r.value
+
+    def row_speedup(self, row: Iterable[Entry]) -> float | None:
+        """For a table row spanning batch sizes: the speed-up at the largest batch that has one."""
+        for e in sorted(row, key=lambda x: -x.batch_size):
+            up = self.speedup(e)
+            if up is not None:
+                return up
+        return None

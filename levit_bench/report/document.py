@@ -1,0 +1,89 @@
+"""The whole report: assembled from its sections, written atomically with its plot."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..errors import UserError
+from ..results import RunRecord
+from .headline import headline_section
+from .merge import group_by_machine, load_results
+from .plot import plot_png, plot_section, speed_accuracy_panels
+from .sections import machine_section
+
+
+@dataclass
+class Report:
+    markdown: str
+    plot_png: bytes | None
+    plot_name: str | None
+
+
+def relative_to(records: Sequence[RunRecord], folder: str | os.PathLike) -> list[RunRecord]:
+    """Copies whose ``source`` is relative to ``folder`` (the report's) when the file lies inside it,
+    as a reader of the report sees it; other paths stay as given."""
+    out = []
+    for r in records:
+        src = r.source
+        if src and Path(src).resolve().is_relative_to(Path(folder).resolve()):
+            src = os.path.relpath(Path(src).resolve(), Path(folder).resolve())
+        out.append(replace(r, source=src))
+    return out
+
+
+def build_report(records: Sequence[RunRecord], plot_name: str | None = "speed-accuracy.png",
+                 command: str | None = None, analysis: str | None = None) -> Report:
+    """The Markdown text and the plot's PNG bytes (nothing written); ``plot_name`` is the link target.
+
+    ``analysis``: Markdown written by a person about these results, placed after the headline
+    (kept in its own file so that regenerating the report keeps it)."""
+    machines = group_by_machine(records)
+    panels = speed_accuracy_panels(machines)
+    png = plot_png(panels) if panels and plot_name else None
+    files = ", ".join(f"`{r.source or '(unsaved results)'}`" for r in records)
+    head = ["# levit-bench report", "",
+            f"From {len(records)} results file{'s' if len(records) != 1 else ''} ({files}), "
+            f"{len(machines)} machine{'s' if len(machines) != 1 else ''}."]
+    if command:
+        head.append(f"Regenerate this report: `{command}`.")
+    parts = ["\n".join(head) + "\n", headline_section(machines)]
+    if analysis:
+        parts.append(analysis.strip() + "\n")
+    parts.append(plot_section(panels, plot_name if png else None))
+    parts += [machine_section(m) for m in machines]
+    return Report("\n".join(parts).rstrip() + "\n", png, plot_name if png else None)
+
+
+def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
+    """The report file (a folder gets REPORT.md) and the plot next to it."""
+    p = Path(out)
+    if p.suffix.lower() != ".md":
+        p = p / "REPORT.md"
+    return p, p.with_name(f"{p.stem}-speed-accuracy.png")
+
+
+def write_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "results/REPORT.md",
+                 command: str | None = None, analysis: str | os.PathLike | None = None) -> tuple[Path, Path | None]:
+    """Load results files, build the report and write it (and its plot) atomically."""
+    report_path, plot_path = report_paths(out)
+    for target in (report_path, plot_path):
+        if target.is_dir():
+            raise UserError(f"cannot write the report to {target}: it is a folder (nothing was written)")
+    records = load_results(paths)
+    text = None
+    if analysis is not None:
+        try:
+            text = Path(analysis).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read the analysis file {analysis}: {exc}") from None
+    report = build_report(relative_to(records, report_path.parent), plot_path.name, command, text)
+    try:
+        if report.plot_png is not None:
+            atomic_write_bytes(plot_path, report.plot_png)
+        atomic_write_text(report_path, report.markdown)
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {report_path}: {exc.strerror or exc}") from None
+    return report_path, (plot_path if report.plot_png is not None else None)

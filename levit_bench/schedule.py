@@ -1,0 +1,131 @@
+"""Randomized interleaved rounds: the order entries are timed in.
+
+Entries timed one after another, each in one block, turn any slow change of a shared machine
+(neighbours, frequency, memory) into differences between entries, invisible to each entry's own
+interval.  Here every prepared entry is warmed up once, then timed in rounds: each round visits
+every entry once, in a fresh seeded random order, as a short re-warm plus a block of timed calls
+(Abedi & Brecht, "Conducting repeatable experiments in highly variable cloud computing
+environments", ICPE 2017).  The total timed time per entry stays what ``min_time_s`` says.
+
+With ``target_ci`` more rounds are added until every entry's 95% interval half-width is within
+that fraction of its estimate, or ``max_time_s`` is spent.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import first_line
+from .harness import Call, TimingOptions, Warmup, rewarm, time_calls, warm_up
+from .roundstats import median_ci
+
+
+@dataclass
+class RoundRecord:
+    """One visit of an entry: which round, its place in that round's order, when, how many calls."""
+
+    round: int
+    position: int
+    start_s: float  # seconds since the timing of its group began
+    calls: int
+
+    def to_dict(self) -> dict:
+        return {"round": self.round, "position": self.position, "start_s": round(self.start_s, 4),
+                "calls": self.calls}
+
+
+@dataclass
+class Timed:
+    """A prepared entry being timed: its call, its warm-up, and what the rounds gave so far."""
+
+    label: str
+    call: Call
+    synchronize: Callable[[], None]
+    cuda: bool
+    warm: Warmup | None = None
+    calls_per_round: int = 1
+    samples: list[float] = field(default_factory=list)
+    rounds: list[RoundRecord] = field(default_factory=list)
+    error: str | None = None  # a runtime error during the rounds: the entry stops being timed
+
+    def round_samples(self) -> list[np.ndarray]:
+        out, i = [], 0
+        for r in self.rounds:
+            out.append(np.asarray(self.samples[i:i + r.calls]))
+            i += r.calls
+        return out
+
+    def ci_half_width(self) -> float:
+        """Half the 95% interval of the median call time, relative to the median."""
+        if not self.samples:
+            return math.inf
+        lo, hi = median_ci(self.round_samples(), n_boot=500)
+        return (hi - lo) / 2 / float(np.median(self.samples))
+
+
+@dataclass
+class Schedule:
+    rounds: int
+    seed: int
+    target_ci: float | None = None  # fraction, e.g. 0.02
+    max_time_s: float | None = None
+
+
+def calls_per_round(per_call_s: float, timing: TimingOptions, rounds: int) -> int:
+    """Calls in each round's block so that the rounds together reach ``min_time_s`` and ``min_calls``."""
+    by_time = math.ceil(timing.min_time_s / rounds / max(per_call_s, 1e-9))
+    by_count = math.ceil(timing.min_calls / rounds)
+    return max(1, min(max(by_time, by_count), max(1, timing.max_calls // rounds)))
+
+
+def warm(item: Timed, timing: TimingOptions, rounds: int) -> None:
+    """Warm ``item`` up once (before any round) and size its per-round block."""
+    item.warm = warm_up(item.call, timing, item.synchronize)
+    item.calls_per_round = calls_per_round(item.warm.per_call_s, timing, rounds)
+
+
+def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule,
+               on_round: Callable[[int, int], None] | None = None) -> int:
+    """Time warmed-up items in rounds; returns the number of rounds done.
+
+    A KeyboardInterrupt propagates; every item keeps the rounds it completed.  An item whose call
+    raises stops being timed and keeps the error.
+    """
+    rng = np.random.default_rng(schedule.seed)
+    begin = time.perf_counter()
+    done = 0
+    while _more(items, schedule, done, begin):
+        order = rng.permutation(len(items))
+        for position, k in enumerate(order):
+            it = items[int(k)]
+            if it.error is not None:
+                continue
+            try:
+                rewarm(it.call, timing.rewarm_s, it.warm.per_call_s, it.synchronize)
+                start = time.perf_counter() - begin
+                block = time_calls(it.call, it.calls_per_round, cuda=it.cuda, synchronize=it.synchronize)
+            except Exception as exc:  # noqa: BLE001 - one runtime failing stops that entry, not the run
+                it.error = first_line(exc)
+                continue
+            it.samples += block
+            it.rounds.append(RoundRecord(done, position, start, len(block)))
+        done += 1
+        if on_round is not None:
+            on_round(done, schedule.rounds)
+    return done
+
+
+def _more(items: Sequence[Timed], schedule: Schedule, done: int, begin: float) -> bool:
+    if not items:
+        return False
+    if done < schedule.rounds:
+        return True
+    if schedule.target_ci is None:
+        return False
+    if schedule.max_time_s is not None and time.perf_counter() - begin >= schedule.max_time_s:
+        return False
+    return any(it.error is None and it.ci_half_width() > schedule.target_ci for it in items)
