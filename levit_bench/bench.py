@@ -30,11 +30,9 @@ from .harness import TimingOptions
 from .parity import compare_logits, parity_input
 from .results import Entry
 from .runstate import run_state
-from .schedule import Schedule, Timed, run_rounds, warm
+from .schedule import Schedule, Timed, rounds_for, run_rounds, warm
 from .spec import EventKind, ModelId, Settings, Status
 
-#: rounds per run unless asked otherwise (docs/measurement.md: how many a rerun needs)
-DEFAULT_ROUNDS = 10
 #: memory that must stay free while entries are kept prepared, else the prepared group is timed
 MIN_FREE_BYTES = 2 * 2**30
 MIN_FREE_FRACTION = 0.15
@@ -53,7 +51,7 @@ class Plan:
     img_size: int | None = None
     cache_dir: str | None = None
     shrink_on_oom: bool = False  # the paper's GPU protocol: halve the batch until it fits
-    schedule: Schedule = field(default_factory=lambda: Schedule(DEFAULT_ROUNDS, 0))
+    schedule: Schedule = field(default_factory=lambda: Schedule(None, 0))  # rounds chosen per group
 
     def steps(self) -> int:
         return len(self.models) * len(self.backends) * len(self.batch_sizes)
@@ -129,7 +127,7 @@ class _Run:
             for name in self.plan.models:
                 self._prepare_model(name)
             self._time_group()
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, a UserError of a later model, a failing save: release what is held
             self._release_pending()
             raise
         return [e for _i, e in sorted(self.done, key=lambda ie: ie[0])]
@@ -152,6 +150,7 @@ class _Run:
                     self.step += 1
             return
         reference = reference.to(self.device)
+        self.reference_logits: dict[int, torch.Tensor] = {}
         for backend_name in plan.backends:
             for bs in plan.batch_sizes:
                 self._prepare_step(model_id, reference, fused, BACKENDS[backend_name], bs)
@@ -166,8 +165,12 @@ class _Run:
         while True:
             self.notify(Event(EventKind.STEP, model_id.name, backend.name, bs))
             try:
-                pending = _prepare(model_id, reference, fused, backend, self.plan, bs, self.cache)
+                pending = _prepare(model_id, reference, fused, backend, self.plan, bs, self.cache,
+                                   self.reference_logits)
             except _OutOfMemory as oom:
+                if self.pending:  # the prepared runners hold memory: time them, then try this batch again
+                    self._time_group()
+                    continue
                 if self.plan.shrink_on_oom and bs > 1:
                     bs //= 2
                     _free(self.device)
@@ -200,16 +203,23 @@ class _Run:
         def on_round(done: int, planned: int) -> None:
             self.notify(Event(EventKind.ROUND, round=done, rounds=planned, count=len(group)))
 
-        on_round(0, schedule.rounds)
+        on_round(0, rounds_for([p.timed for p in group], self.plan.timing, schedule))
         interrupted = False
         try:
-            done = run_rounds([p.timed for p in group], self.plan.timing, schedule, on_round)
+            with torch.inference_mode():  # as in warm-up and parity: no autograd, no grad-mode recompile
+                done = run_rounds([p.timed for p in group], self.plan.timing, schedule, on_round)
         except KeyboardInterrupt:
             interrupted, done = True, max(len(p.timed.rounds) for p in group)
-        for p in group:
-            self._record(p, done, interrupted)
-        self.groups += 1
-        _free(self.device)
+        try:
+            for p in group:
+                self._record(p, done, interrupted)
+        finally:
+            for p in group:
+                p.runner.close()
+            for name in self.plan.backends:
+                BACKENDS[name].end_group()
+            self.groups += 1
+            _free(self.device)
         if interrupted:
             raise KeyboardInterrupt
 
@@ -222,14 +232,14 @@ class _Run:
             elif t.samples:
                 entry.record(t, p.images_per_call, _peak_memory(self.device))
                 if interrupted:
-                    entry.notes.append(f"interrupted: timed in {len(t.rounds)} rounds, not {self.plan.schedule.rounds}")
+                    entry.notes.append(f"interrupted: timed in {len(t.rounds)} of the planned rounds")
                 if self.plan.schedule.target_ci is not None and t.ci_half_width() > self.plan.schedule.target_ci:
                     entry.notes.append(f"did not reach --target-ci {self.plan.schedule.target_ci:.1%} "
                                        f"(half-width {t.ci_half_width():.1%} after {rounds_done} rounds)")
             else:
                 entry.reason = "interrupted before its first timed round"
         finally:
-            p.runner.close()
+            p.runner.close()  # (closing twice is harmless)
         if t.samples or not interrupted:
             self.finish(p.index, entry)
 
@@ -237,6 +247,8 @@ class _Run:
         for p in self.pending:
             p.runner.close()
         self.pending = []
+        for name in self.plan.backends:
+            BACKENDS[name].end_group()
 
 
 def _free(device: torch.device) -> None:
@@ -250,8 +262,9 @@ def _peak_memory(device: torch.device) -> int | None:
 
 
 def _prepare(model_id: ModelId, reference: nn.Module, fused: nn.Module, backend: Backend, plan: Plan,
-             batch_size: int, cache: ExportCache) -> _Pending | Entry:
-    """A warmed-up runner that passed parity, or the finished (skipped/failed) entry."""
+             batch_size: int, cache: ExportCache, reference_logits: dict[int, torch.Tensor]) -> _Pending | Entry:
+    """A warmed-up runner that passed parity, or the finished (skipped/failed) entry.
+    ``reference_logits``: the eager fp32 logits per batch size, computed once per model."""
     settings = plan.settings
     entry = Entry.for_step(model_id.name, backend.name, settings, batch_size, model_id.img_size)
     reason = backend.unavailable_reason(settings)
@@ -261,8 +274,10 @@ def _prepare(model_id: ModelId, reference: nn.Module, fused: nn.Module, backend:
     runner = None
     try:
         x = parity_input(batch_size, model_id.img_size)
-        with torch.inference_mode():
-            ref_logits = reference(x.to(_device_of(reference))).float().cpu()
+        if batch_size not in reference_logits:
+            with torch.inference_mode():
+                reference_logits[batch_size] = reference(x.to(_device_of(reference))).float().cpu()
+        ref_logits = reference_logits[batch_size]
         prepared = backend.prepare(fused, model_id, x, settings, cache)
         runner = prepared.runner
         entry.export_s, entry.export_reused = prepared.export_s, prepared.reused
@@ -288,7 +303,11 @@ def _prepare(model_id: ModelId, reference: nn.Module, fused: nn.Module, backend:
             torch.cuda.reset_peak_memory_stats()
         timed = Timed(entry.label(), runner.bind(x), runner.synchronize, cuda)
         with torch.inference_mode():
-            warm(timed, plan.timing, plan.schedule.rounds)
+            warm(timed, plan.timing)
+    except KeyboardInterrupt:
+        if runner is not None:
+            runner.close()
+        raise
     except Exception as exc:  # noqa: BLE001 - export/runtime errors fail this entry only
         if runner is not None:
             runner.close()

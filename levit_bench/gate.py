@@ -1,16 +1,18 @@
 """Compare two results files entry by entry, and gate CI on significant slowdowns only.
 
 A fixed threshold on one number (pytest-benchmark's ``--benchmark-compare-fail``) fires on shared
-runners whose speed drifts 10-30%.  Here an entry counts as slower only when the raw per-call
-samples say so (``stats.compare_samples``: Mann-Whitney U *and* a bootstrap CI of the ratio of
-medians that excludes 1), and the gate fails only when such a slowdown is also larger than the
-threshold.  ``normalize_by`` divides every speed by a reference entry's median speed measured in
-the same run, so a baseline recorded on another (faster or slower) machine still gates.
+runners whose speed drifts 10-30%.  Here an entry counts as slower only when its raw samples say
+so, with the round as the unit that repeats (``roundstats.compare_rounds``: Mann-Whitney U on round
+medians *and* a bootstrap interval of the ratio that excludes 1; files without enough rounds: the
+same on the calls, ``stats.compare_samples``), and the gate fails only when such a slowdown is also
+larger than the threshold.  ``normalize_by`` divides every speed by a reference entry's measured in
+the same run (round by round), so a baseline recorded on another machine still gates.
 
 Everything here is a plain function returning dataclasses; ``cli/compare.py`` parses and prints.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -23,7 +25,13 @@ from .roundstats import can_pair, compare_rounds
 from .stats import compare_samples
 
 FASTER, SLOWER, UNCHANGED, REFERENCE = "faster", "slower", "no significant change", "reference (not gated)"
-MIN_ROUNDS_TO_TEST = 3
+
+
+def rounds_can_reject(n_base: int, n_new: int, alpha: float) -> bool:
+    """Whether Mann-Whitney U on this many round medians can reach ``alpha`` at all (its smallest
+    two-sided p is 2 / C(n+m, n): 0.10 at 3 vs 3 rounds, 0.029 at 4 vs 4, 0.008 at 5 vs 5).  Where
+    it cannot, the gate tests the calls instead (files of one block, or very few rounds)."""
+    return n_base >= 2 and n_new >= 2 and 2 / math.comb(n_base + n_new, n_base) < alpha
 
 
 @dataclass
@@ -106,9 +114,9 @@ def reference_entry(record: RunRecord, reference: tuple[str, str], setting: Sett
     """The reference entry measured in ``record`` at ``setting`` (the setting a reference shares
     with the entries it normalizes)."""
     model, backend = reference
-    for e in _ok_entries(record).values():
-        if (e.model, e.backend) == reference and e.setting == setting:
-            return e
+    found = [e for e in _ok_entries(record).values() if (e.model, e.backend) == reference and e.setting == setting]
+    if found:  # the plain backend first (no runtime options), as "× torch" chooses its baseline
+        return min(found, key=lambda e: e.variant != backend)
     raise UserError(
         f"--normalize-by {model}/{backend}: {_source(record)} has no successful {model}/{backend} entry at "
         f"{Setting(*setting).words()} to normalize by (measure it in the same run)"
@@ -168,7 +176,7 @@ def compare_entries(base: Entry, new: Entry, alpha: float = 0.01, base_reference
     repeats (``roundstats.compare_rounds``).  Older files (one block) fall back to the calls.
     """
     b, n = relative_rounds(base, base_reference), relative_rounds(new, new_reference)
-    if min(len(b), len(n)) >= MIN_ROUNDS_TO_TEST:
+    if rounds_can_reject(len(b), len(n), alpha):
         c = compare_rounds(b, n, alpha=alpha)
     else:
         c = compare_samples(np.concatenate(b), np.concatenate(n), alpha=alpha)
@@ -234,7 +242,7 @@ def _compare_key(base: RunRecord, new: RunRecord, b: Entry, n: Entry,
     row = compare_entries(b, n, alpha, b_ref, n_ref)
     row.base_relative = 1.0 / float(np.median(np.concatenate(relative_rounds(b, b_ref))))
     row.new_relative = 1.0 / float(np.median(np.concatenate(relative_rounds(n, n_ref))))
-    if (b.model, b.backend) == reference:
+    if b is b_ref:
         row.gated, row.verdict = False, REFERENCE
     return row
 

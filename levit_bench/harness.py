@@ -54,19 +54,21 @@ def _nothing() -> None:
 
 
 def warm_up(call: Call, options: TimingOptions, synchronize: Callable[[], None] | None = None) -> Warmup:
-    """The first call (timed alone: it may compile or allocate), then warm-up calls until both
-    ``warmup_calls`` and ``warmup_s`` are reached."""
+    """The first call (timed alone: it may compile or allocate), then warm-up calls until
+    ``warmup_s`` is spent and ``warmup_calls`` are made; a call longer than ``warmup_s`` warms up
+    alone (three 3-second calls would cost 9 s for no better state)."""
     sync = synchronize or _nothing
     t0 = time.perf_counter()
     call()
     sync()
     first = time.perf_counter() - t0
     n, start = 0, time.perf_counter()
-    while n < options.warmup_calls or time.perf_counter() - start < options.warmup_s:
+    while n < options.max_calls:
         call()
         n += 1
-        if n >= options.max_calls:
-            break
+        elapsed = time.perf_counter() - start
+        if elapsed >= options.warmup_s and (n >= options.warmup_calls or elapsed / n >= options.warmup_s):
+            break  # warmup_s spent, and warmup_calls made unless one call alone is that long
     sync()
     per_call = (time.perf_counter() - start) / max(n, 1)
     return Warmup(first, n, per_call, psutil.Process().memory_info().rss)

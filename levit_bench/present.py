@@ -69,7 +69,7 @@ class Baselines:
         if id(e) not in self._cache:
             base = self.baseline(e)
             self._cache[id(e)] = None if base is None or not e.ok or not e.samples_s or not base.samples_s else \
-                speed_ratio(e, base, self._run_of(e) == self._run_of(base))
+                speed_ratio(e, base, self._run_of(e) == self._run_of(base), interval=False)
         return self._cache[id(e)]
 
     def speedup(self, e: Entry) -> float | None:

@@ -148,14 +148,18 @@ class Entry:
         return self.key.label()
 
 
-def speed_ratio(a: Entry, b: Entry, same_run: bool) -> Ratio:
-    """Speed of ``a`` over speed of ``b``, with a 95% interval.
+def speed_ratio(a: Entry, b: Entry, same_run: bool, interval: bool = True) -> Ratio:
+    """Speed of ``a`` over speed of ``b``, with a 95% interval (``interval=False``: the value only,
+    the interval set to it; the unpaired interval is a bootstrap, too slow for every table cell).
 
     Entries of one run timed in the same group are paired round by round (the machine's drift
     cancels); otherwise the ratio of medians with independent two-level resamples."""
     ra, rb = a.per_image_rounds(), b.per_image_rounds()
     if same_run and a.group == b.group and can_pair(ra, rb):
         return paired_ratio(ra, rb)
+    if not interval:
+        value = float(np.median(np.concatenate(rb)) / np.median(np.concatenate(ra)))
+        return Ratio(value, (value, value), False, min(len(ra), len(rb)))
     return unpaired_ratio(ra, rb)
 
 
@@ -231,8 +235,8 @@ class ResultsWriter:
                             "the last complete save (if any) is intact") from None
 
     def release(self) -> None:
+        """Unlock (the lock file stays: removing it would let two writers lock different files)."""
         if self._lock is not None:
-            Path(self._lock.name).unlink(missing_ok=True)
             self._lock.close()
             self._lock = None
 
@@ -317,6 +321,10 @@ def load(path: str | os.PathLike) -> RunRecord:
         ips = e.get("images_per_second")
         if ips is not None and (type(ips) not in (int, float) or not (math.isfinite(ips) and ips > 0)):
             raise UserError(f"{what}: images_per_second is {ips!r}; it must be finite and positive")
+        rounds = e.get("rounds")
+        if rounds and sum(r.get("calls", 0) for r in rounds) != len(samples):
+            raise UserError(f"{what}: its rounds hold {sum(r.get('calls', 0) for r in rounds)} calls but samples_s "
+                            f"has {len(samples)}")
     entries = [Entry(**{k: v for k, v in e.items() if k in Entry.__dataclass_fields__}) for e in data["results"]]
     fields = {k: data[k] for k in ("system", "config", "complete", "created", "schema_version", "tool", "tool_version")}
     return RunRecord(results=entries, source=str(p), **fields)

@@ -9,7 +9,7 @@ turn it into honest uncertainty:
   interval is as wide as the differences between rounds make it, not only as wide as the jitter
   between consecutive calls.
 * :func:`paired_ratio` — the ratio of two entries' speeds computed round by round (both were timed
-  minutes apart at most, under the same machine state), then bootstrapped over rounds, so a drift
+  minutes apart at most, under the same machine state), then summarized over rounds (Student t), so a drift
   cancels instead of landing on one side.
 
 Everything is vectorised with numpy and seeded: the same samples give the same interval.

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+RECOMPILE_LIMIT = 64
 
 
 @contextlib.contextmanager
@@ -55,12 +56,17 @@ def _dynamo_fails_on_fallback() -> Iterator[None]:
     if not hasattr(config, "fail_on_recompile_limit_hit"):  # torch < 2.6
         yield
         return
-    old = config.fail_on_recompile_limit_hit
+    # a group keeps every compiled model alive at once: each is a recompile of the same forward code,
+    # so the per-code limit (8) must cover a group's models; a fallback still fails the entry
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    old = config.fail_on_recompile_limit_hit, getattr(config, limit)
     config.fail_on_recompile_limit_hit = True
+    setattr(config, limit, max(old[1], RECOMPILE_LIMIT))
     try:
         yield
     finally:
-        config.fail_on_recompile_limit_hit = old
+        config.fail_on_recompile_limit_hit = old[0]
+        setattr(config, limit, old[1])
 
 
 @contextlib.contextmanager

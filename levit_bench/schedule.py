@@ -69,10 +69,33 @@ class Timed:
 
 @dataclass
 class Schedule:
-    rounds: int
+    rounds: int | None  # None: chosen per group by :func:`choose_rounds`
     seed: int
     target_ci: float | None = None  # fraction, e.g. 0.02
     max_time_s: float | None = None
+
+
+#: automatic rounds: as many as fit, within these bounds
+AUTO_ROUNDS = (5, 10)
+#: ... while the group's timed seconds stay within this factor of what one block per entry would take
+AUTO_BUDGET = 1.25
+
+
+def _timed_seconds(per_call_s: float, timing: TimingOptions, rounds: int) -> float:
+    return rounds * calls_per_round(per_call_s, timing, rounds) * per_call_s
+
+
+def choose_rounds(per_call_s: Sequence[float], timing: TimingOptions) -> int:
+    """The most rounds in ``AUTO_ROUNDS`` whose timed seconds stay within ``AUTO_BUDGET`` times
+    those of one block per entry.  Fast entries split ``min_time_s`` into any number of rounds for
+    free; an entry whose one call is longer than a round's share costs a call per round, so plans
+    of slow entries get fewer rounds (never fewer than the lower bound)."""
+    budget = AUTO_BUDGET * sum(_timed_seconds(c, timing, 1) for c in per_call_s)
+    low, high = AUTO_ROUNDS
+    for rounds in range(high, low, -1):
+        if sum(_timed_seconds(c, timing, rounds) for c in per_call_s) <= budget:
+            return rounds
+    return low
 
 
 def calls_per_round(per_call_s: float, timing: TimingOptions, rounds: int) -> int:
@@ -82,10 +105,16 @@ def calls_per_round(per_call_s: float, timing: TimingOptions, rounds: int) -> in
     return max(1, min(max(by_time, by_count), max(1, timing.max_calls // rounds)))
 
 
-def warm(item: Timed, timing: TimingOptions, rounds: int) -> None:
-    """Warm ``item`` up once (before any round) and size its per-round block."""
+def warm(item: Timed, timing: TimingOptions) -> None:
+    """Warm ``item`` up once, before any round (its per-call time sizes its blocks)."""
     item.warm = warm_up(item.call, timing, item.synchronize)
-    item.calls_per_round = calls_per_round(item.warm.per_call_s, timing, rounds)
+
+
+def rounds_for(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule) -> int:
+    """The rounds a group of warmed-up items is timed in (asked for, or chosen)."""
+    if schedule.rounds is not None:
+        return schedule.rounds
+    return choose_rounds([it.warm.per_call_s for it in items], timing)
 
 
 def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule,
@@ -95,10 +124,13 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
     A KeyboardInterrupt propagates; every item keeps the rounds it completed.  An item whose call
     raises stops being timed and keeps the error.
     """
+    planned = rounds_for(items, timing, schedule)
+    for it in items:
+        it.calls_per_round = calls_per_round(it.warm.per_call_s, timing, planned)
     rng = np.random.default_rng(schedule.seed)
     begin = time.perf_counter()
     done = 0
-    while _more(items, schedule, done, begin):
+    while _more(items, planned, schedule, done, begin):
         order = rng.permutation(len(items))
         for position, k in enumerate(order):
             it = items[int(k)]
@@ -115,14 +147,14 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
             it.rounds.append(RoundRecord(done, position, start, len(block)))
         done += 1
         if on_round is not None:
-            on_round(done, schedule.rounds)
+            on_round(done, planned)
     return done
 
 
-def _more(items: Sequence[Timed], schedule: Schedule, done: int, begin: float) -> bool:
+def _more(items: Sequence[Timed], planned: int, schedule: Schedule, done: int, begin: float) -> bool:
     if not items:
         return False
-    if done < schedule.rounds:
+    if done < planned:
         return True
     if schedule.target_ci is None:
         return False

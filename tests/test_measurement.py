@@ -12,7 +12,7 @@ import pytest
 
 from levit_bench import roundstats
 from levit_bench.harness import TimingOptions
-from levit_bench.schedule import Schedule, Timed, calls_per_round, run_rounds, warm
+from levit_bench.schedule import Schedule, Timed, calls_per_round, choose_rounds, run_rounds, warm
 from levit_bench.stats import median_ci as per_block_median_ci
 
 # ---------------------------------------------------------------------------------------------
@@ -31,7 +31,7 @@ def _schedule_run(seed: int, rounds: int = 6) -> tuple[list[Timed], list[str]]:
     items = _items(5, log)
     timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=rounds, rewarm_s=0.0)
     for it in items:
-        warm(it, timing, rounds)
+        warm(it, timing)
     log.clear()
     assert run_rounds(items, timing, Schedule(rounds, seed)) == rounds
     return items, log
@@ -51,6 +51,17 @@ def test_every_entry_once_per_round_in_a_seeded_random_order():
     assert log2 == log, "the same seed must give the same orders"
     _, log3 = _schedule_run(seed=8)
     assert log3 != log
+
+
+def test_automatic_rounds_fit_the_time_one_block_per_entry_would_take():
+    timing = TimingOptions(min_time_s=2.0, min_calls=5)
+    assert choose_rounds([0.001, 0.01, 0.05], timing) == 10  # fast entries split their 2 s freely
+    assert choose_rounds([3.0, 3.0], timing) == 6  # a call per round: 6 calls, within 1.25x the 5 min_calls asks
+    mixed = [0.01] * 8 + [0.45] * 4 + [3.0] * 4  # the README's main command on a 2-core VM
+    r = choose_rounds(mixed, timing)
+    assert 5 <= r < 10
+    one_block = sum(max(2.0, 5 * c) for c in mixed)
+    assert sum(r * calls_per_round(c, timing, r) * c for c in mixed) <= 1.25 * one_block
 
 
 def test_calls_per_round_share_min_time_and_min_calls():
@@ -73,7 +84,7 @@ def test_a_runtime_error_mid_rounds_stops_that_entry_only():
     items[1].call = flaky
     timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=4, rewarm_s=0.0)
     for it in items:
-        warm(it, timing, 4)
+        warm(it, timing)
     run_rounds(items, timing, Schedule(4, 0))
     assert items[1].error == "device lost"
     assert len(items[0].rounds) == len(items[2].rounds) == 4 and len(items[1].rounds) < 4

@@ -89,6 +89,11 @@ class Backend(ABC):
         """Versions that go into the cache key and the results."""
         return {"torch": torch.__version__}
 
+    def end_group(self) -> None:
+        """Release process-wide state after a group of runners was timed and closed (a runtime
+        whose state is global, like dynamo's caches, resets it here; never per runner, since the
+        other runners of the group are still in use then)."""
+
 
 def missing_package(module: str, pip_name: str) -> str | None:
     """``None`` if ``module`` imports, else the one-line reason with the install hint."""

@@ -17,17 +17,14 @@ from .cache import ExportCache
 from .torch_eager import TorchRunner, describe, place
 
 
-class CompiledRunner(TorchRunner):
-    """A compiled module; closing it drops dynamo's caches so the next model compiles afresh."""
-
-    def close(self) -> None:
-        torch._dynamo.reset()
-
-
 class TorchCompileBackend(Backend):
     name = "torch-compile"
     devices = ("cpu", "cuda")
     precisions = ("fp32", "fp16", "bf16")
+
+    def end_group(self) -> None:
+        """Drop dynamo's caches once the group's compiled runners are closed (they are global)."""
+        torch._dynamo.reset()
 
     def runtime_missing(self) -> str | None:
         if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
@@ -41,7 +38,7 @@ class TorchCompileBackend(Backend):
         if settings.device == "cuda" and settings.options.cuda_graphs and mode == "default":
             mode = "reduce-overhead"
         compiled = torch.compile(placed, mode=None if mode == "default" else mode, dynamic=False)
-        runner = CompiledRunner(compiled, settings, dtype)
+        runner = TorchRunner(compiled, settings, dtype)
         start = time.perf_counter()
         with torch.inference_mode():
             runner.bind(example)()  # compilation happens on the first call

@@ -19,7 +19,6 @@ from ..spec import DEVICES, PRECISIONS, EventKind, RuntimeOptions, Settings
 from .args import EXIT_INTERRUPTED, EXIT_OK, Parser, int_list, names, percent, positive_int, seconds
 
 DEFAULT_BATCHES = {"cpu": [1, 16, 64], "cuda": [256, 2048]}
-DEFAULT_ROUNDS = 10  # bench.DEFAULT_ROUNDS, without importing torch to print --help
 DEFAULT_MAX_TIME_S = 600.0
 DEFAULT_PRECISION = {"cpu": "fp32", "cuda": "fp16"}
 
@@ -60,9 +59,10 @@ def run_parser() -> Parser:
     p.add_argument("--min-time", type=seconds("--min-time", False), default=2.0,
                    help="timed seconds per entry, at least (default 2)")
     p.add_argument("--min-calls", type=positive_int("--min-calls"), default=5, help="timed calls, at least (default 5)")
-    p.add_argument("--rounds", type=positive_int("--rounds"), default=DEFAULT_ROUNDS,
-                   help=f"timing rounds: each visits every entry once in a random order, and --min-time is "
-                   f"shared between them (default {DEFAULT_ROUNDS})")
+    p.add_argument("--rounds", type=positive_int("--rounds"), default=None,
+                   help="timing rounds: each visits every entry once in a random order, and --min-time is "
+                   "shared between them (default: 5 to 10, as many as cost at most a quarter more timed time "
+                   "than one block per entry)")
     p.add_argument("--seed", type=positive_int("--seed"), default=None,
                    help="seed of the round orders (default: drawn, and recorded in the results)")
     p.add_argument("--target-ci", type=percent("--target-ci"), default=None, metavar="PCT",
@@ -158,6 +158,15 @@ def _check_weights(models: list[str], weights: str, img_size: int | None) -> Non
             raise UserError(f"--weights {weights} does not fit {name}: {exc}") from None
 
 
+def _check_img_size(models: list[str], img_size: int) -> None:
+    """Build every model at ``img_size`` now: one that cannot take it stops the run before anything
+    is measured (LeViT needs a multiple of 16)."""
+    from .. import zoo
+
+    for name in models:
+        zoo.create_model(name, img_size=img_size)  # UserError with the model's own reason
+
+
 def build_plan(args: argparse.Namespace):
     """The Plan, every value checked (UserError before anything is measured)."""
     from ..backends import ExportCache
@@ -187,6 +196,8 @@ def build_plan(args: argparse.Namespace):
         if not Path(args.weights).is_file():
             raise UserError(f"--weights {args.weights}: no such file")
         _check_weights(models, args.weights, args.img_size)
+    elif args.img_size is not None:
+        _check_img_size(models, args.img_size)
     ExportCache(args.cache_dir).check()
     settings = Settings(device=args.device, precision=precision, threads=_resolve_threads(threads), options=options)
     timing = TimingOptions(warmup_s=args.warmup, min_time_s=args.min_time, min_calls=args.min_calls)

@@ -93,8 +93,8 @@ def headline_section(machines: Sequence[Machine]) -> str:
     table = md_table(["pair", "machine", "setting", "LeViT img/s", "EfficientNet img/s",
                       "measured speed-up [95% CI]", "paper's speed-up"], rows, "lllrrrr")
     sources = sources_text(s for h in found for s in (h.levit, h.efficientnet))
-    lines += [table, "", "95% CI: when both were timed in one run, the per-round ratios bootstrapped over rounds "
-              "(paired: the machine's drift cancels); otherwise the ratio of medians with each side resampled "
+    lines += [table, "", "95% CI: when both were timed in one run, from the per-round ratios (Student t over "
+              "rounds: the machine's drift cancels); otherwise the ratio of medians with each side resampled "
               "by rounds, then calls. " + sources, ""]
     done = {(base_model(h.levit.entry.model), h.efficientnet.entry.model) for h in found}
     missing = [f"{a} vs {b}" for a, b in paper.HEADLINE_PAIRS if (a, b) not in done]

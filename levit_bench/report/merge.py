@@ -74,7 +74,8 @@ def load_results(paths: Iterable[str | os.PathLike]) -> list[RunRecord]:
 def machine_key(system: dict) -> tuple:
     """What identifies a machine across runs (the OS string changes with kernel updates, so not it)."""
     gpu = (system.get("gpu") or {}).get("name")
-    return (system.get("hostname"), system.get("cpu"), system.get("physical_cores"), system.get("memory_bytes"), gpu)
+    return (system.get("hostname"), system.get("cpu"), system.get("physical_cores"), system.get("memory_bytes"), gpu,
+            system.get("arch"), system.get("emulated"))
 
 
 def machine_title(system: dict) -> str:
