@@ -280,7 +280,8 @@ def _prepare(model_id: ModelId, reference: nn.Module, fused: nn.Module, backend:
         ref_logits = reference_logits[batch_size]
         prepared = backend.prepare(fused, model_id, x, settings, cache)
         runner = prepared.runner
-        entry.export_s, entry.export_reused = prepared.export_s, prepared.reused
+        entry.export_s = prepared.export_s
+        entry.export_reused = prepared.reused if prepared.artifact else None  # None: nothing is exported
         entry.artifact, entry.artifact_bytes = prepared.artifact, prepared.artifact_bytes
         entry.notes = [n for n in prepared.notes if n]
         executed = prepared.executed_precision

@@ -87,15 +87,13 @@ class Entry:
     def record(self, timed: Timed, images_per_call: int, cuda_max_memory_bytes: int | None = None) -> None:
         """Fill the timing fields from an entry timed in rounds; the entry becomes ``ok``.
 
-        The interval is the hierarchical bootstrap over rounds (``roundstats.median_ci``), so the
-        machine's drift during the run widens it; the noise flag looks at the spread of calls and
+        The interval is over rounds (``roundstats.median_ci``: order statistics of the round
+        medians), so the machine's drift during the run widens it; the noise flag looks at the spread of calls and
         of round medians."""
         s = summarize(timed.samples, images_per_call)
-        lo, hi = median_ci(timed.round_samples())
         spread = between_round_spread(timed.round_samples())
         self.status, self.reason = Status.OK, ""
         self.images_per_second = s.images_per_second
-        self.ci95 = [images_per_call / hi, images_per_call / lo]
         self.iqr = s.iqr_ips
         self.noisy = s.noisy or spread > NOISE_THRESHOLD
         self.between_rounds = spread
@@ -104,6 +102,7 @@ class Entry:
         self.samples_s = list(timed.samples)
         self.rounds = [r.to_dict() for r in timed.rounds]
         self.images_per_call = images_per_call
+        self.ci95 = list(self.interval())
         self.warmup_calls = timed.warm.calls if timed.warm else None
         self.first_call_s = timed.warm.first_call_s if timed.warm else None
         self.peak_rss_bytes = psutil.Process().memory_info().rss
@@ -116,6 +115,13 @@ class Entry:
     def round_samples(self) -> list[np.ndarray]:
         """Per-call seconds grouped by round (a file of schema 1: one round)."""
         return split_rounds(self.samples_s, [r["calls"] for r in self.rounds] if self.rounds else None)
+
+    def interval(self) -> tuple[float, float]:
+        """The 95% interval of images/s from the raw samples, as this version computes it (files
+        keep theirs in ``ci95``; this recomputes it, e.g. to compare runs of older versions)."""
+        lo, hi = median_ci(self.round_samples())
+        images = self.images_per_call or self.batch_size
+        return images / hi, images / lo
 
     def per_image_rounds(self) -> list[np.ndarray]:
         """Per-image seconds grouped by round: comparable across batch sizes and request counts."""

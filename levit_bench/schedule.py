@@ -63,7 +63,7 @@ class Timed:
         """Half the 95% interval of the median call time, relative to the median."""
         if not self.samples:
             return math.inf
-        lo, hi = median_ci(self.round_samples(), n_boot=500)
+        lo, hi = median_ci(self.round_samples())
         return (hi - lo) / 2 / float(np.median(self.samples))
 
 

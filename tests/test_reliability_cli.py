@@ -197,6 +197,9 @@ def test_a_second_run_reuses_every_export(tmp_path, cache_args):
     assert main([*argv, "--out", str(tmp_path / "b.json")]) == 0
     second = results.load(tmp_path / "b.json").results
     assert second and all(e.status == "ok" and e.export_reused for e in second)
+    assert main([*argv[:3], "torch", *argv[4:], "--out", str(tmp_path / "c.json")]) == 0
+    (eager,) = results.load(tmp_path / "c.json").results
+    assert eager.export_reused is None  # nothing to export, nothing to reuse
 
 
 # 4, through the command line: no figure labelled with a precision the runtime did not use

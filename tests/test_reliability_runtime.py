@@ -239,6 +239,7 @@ def test_loading_a_big_file_is_fast(tmp_path):
         e = copy.deepcopy(proto)
         e["batch_size"] = i + 1
         e["samples_s"] = np.round(0.01 * rng.lognormal(0, 0.05, 2000), 9).tolist()
+        e["rounds"] = None  # one block: the samples are synthesised
         data["results"].append(e)
     path = tmp_path / "big.json"
     path.write_text(json.dumps(data))
