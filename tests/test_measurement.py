@@ -7,6 +7,8 @@ machine's long-run mean speed, which a rerun estimates afresh.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,26 @@ def test_split_rounds_checks_the_counts():
     assert [len(r) for r in roundstats.split_rounds([1.0] * 5, [2, 3])] == [2, 3]
     with pytest.raises(ValueError):
         roundstats.split_rounds([1.0] * 5, [2, 2])
+
+
+def test_target_ci_adds_rounds_until_met_or_out_of_time():
+    timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=5, rewarm_s=0.0)
+    rng = np.random.default_rng(0)
+
+    def noisy():  # about 1 ms, 30% noise
+        t = time.perf_counter() + 0.001 * rng.lognormal(0, 0.3)
+        while time.perf_counter() < t:
+            pass
+
+    def steady():
+        t = time.perf_counter() + 0.001
+        while time.perf_counter() < t:
+            pass
+
+    for call, target, max_time, more in ((steady, 0.5, 5.0, False), (noisy, 1e-6, 0.3, True)):
+        item = Timed("x", call, lambda: None, False)
+        warm(item, timing)
+        start = time.perf_counter()
+        done = run_rounds([item], timing, Schedule(5, 0, target_ci=target, max_time_s=max_time))
+        assert (done > 5) is more
+        assert time.perf_counter() - start < max_time + 1.0  # bounded by --max-time

@@ -213,3 +213,13 @@ def test_openvino_bf16_on_a_cpu_without_bf16_is_skipped_not_mislabelled(tmp_path
                  "--threads", "1", *FAST, "--out", str(out), *cache_args]) == 0
     (entry,) = results.load(out).results
     assert entry.status == "skipped" and "bf16" in entry.reason and entry.images_per_second is None
+
+
+def test_target_ci_names_the_entries_that_did_not_get_there(tmp_path, capsys, cache_args):
+    out = tmp_path / "r.json"
+    assert main(["--model", "levit_128s", "--backend", "torch", "--batch-size", "1", "--threads", "1",
+                 "--min-time", "0.05", "--warmup", "0", "--rounds", "2", "--target-ci", "0.001", "--max-time", "2",
+                 "--out", str(out), *cache_args]) == 0
+    (entry,) = results.load(out).results
+    assert len(entry.rounds) > 2 and any("did not reach --target-ci" in n for n in entry.notes)
+    assert "did not reach --target-ci" in capsys.readouterr().out

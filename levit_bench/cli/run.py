@@ -278,5 +278,9 @@ def _measure(args: argparse.Namespace, plan, writer: ResultsWriter) -> int:
     out.print(render.results_table(record.results, emulated=record.system.get("emulated")))
     for line in render.problems(record.results):
         out.print(f"[dim]{line}[/]")
+    for e in record.results:  # --target-ci: name the entries that did not get there
+        for note in e.notes:
+            if note.startswith("did not reach --target-ci"):
+                out.print(f"[yellow]{e.label()}: {note}[/]")
     out.print(f"results: {writer.path}")
     return EXIT_OK
