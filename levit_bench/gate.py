@@ -97,8 +97,7 @@ class CompareResult:
 
 def per_image_seconds(entry: Entry) -> np.ndarray:
     """Per-call seconds divided by images per call: comparable across batch/request counts."""
-    images = entry.images_per_call or entry.batch_size
-    return np.asarray(entry.samples_s, dtype=float) / images
+    return np.concatenate(entry.per_image_rounds())
 
 
 def parse_reference(text: str) -> tuple[str, str]:

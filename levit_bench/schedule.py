@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import first_line
 from .harness import Call, TimingOptions, Warmup, rewarm, time_calls, warm_up
-from .roundstats import median_ci
+from .roundstats import median_ci, split_rounds
 
 
 @dataclass
@@ -53,11 +53,7 @@ class Timed:
     error: str | None = None  # a runtime error during the rounds: the entry stops being timed
 
     def round_samples(self) -> list[np.ndarray]:
-        out, i = [], 0
-        for r in self.rounds:
-            out.append(np.asarray(self.samples[i:i + r.calls]))
-            i += r.calls
-        return out
+        return split_rounds(self.samples, [r.calls for r in self.rounds])
 
     def ci_half_width(self) -> float:
         """Half the 95% interval of the median call time, relative to the median."""

@@ -147,24 +147,18 @@ def _resolve_threads(asked: int | None) -> int:
     return asked
 
 
-def _check_weights(models: list[str], weights: str, img_size: int | None) -> None:
-    """Load the checkpoint into every model now, so a misfit stops the run before anything is measured."""
+def _check_models(models: list[str], weights: str | None, img_size: int | None) -> None:
+    """Build every model as the run will (its weights, its input size) now, so a misfit stops the
+    run before anything is measured: weights of another model, a size LeViT cannot take."""
     from .. import zoo
 
     for name in models:
         try:
             zoo.create_model(name, weights=weights, img_size=img_size)
         except UserError as exc:
+            if weights is None:
+                raise
             raise UserError(f"--weights {weights} does not fit {name}: {exc}") from None
-
-
-def _check_img_size(models: list[str], img_size: int) -> None:
-    """Build every model at ``img_size`` now: one that cannot take it stops the run before anything
-    is measured (LeViT needs a multiple of 16)."""
-    from .. import zoo
-
-    for name in models:
-        zoo.create_model(name, img_size=img_size)  # UserError with the model's own reason
 
 
 def build_plan(args: argparse.Namespace):
@@ -192,12 +186,10 @@ def build_plan(args: argparse.Namespace):
         options = RuntimeOptions(**{**options.to_dict(), "half_mode": protocol.half_mode})
     precision = precision or DEFAULT_PRECISION[args.device]
     batches = list(dict.fromkeys(batches or DEFAULT_BATCHES[args.device]))
-    if args.weights:
-        if not Path(args.weights).is_file():
-            raise UserError(f"--weights {args.weights}: no such file")
-        _check_weights(models, args.weights, args.img_size)
-    elif args.img_size is not None:
-        _check_img_size(models, args.img_size)
+    if args.weights and not Path(args.weights).is_file():
+        raise UserError(f"--weights {args.weights}: no such file")
+    if args.weights or args.img_size is not None:
+        _check_models(models, args.weights, args.img_size)
     ExportCache(args.cache_dir).check()
     settings = Settings(device=args.device, precision=precision, threads=_resolve_threads(threads), options=options)
     timing = TimingOptions(warmup_s=args.warmup, min_time_s=args.min_time, min_calls=args.min_calls)
