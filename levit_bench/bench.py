@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -25,9 +25,13 @@ from torch import nn
 from . import zoo
 from .backends import BACKENDS, ExportCache
 from .backends.base import Backend, Runner
+from .energy import energy_record, open_counter
 from .errors import UserError, first_line
 from .harness import TimingOptions
-from .parity import compare_logits, parity_input
+from .opcount import OpCount, count_ops
+from .peak import cached_peak, get_peak
+from .parity import parity_input
+from .prepare import prepare_runner
 from .results import Entry
 from .runstate import run_state
 from .schedule import Schedule, Timed, rounds_for, run_rounds, warm
@@ -36,6 +40,8 @@ from .spec import EventKind, ModelId, Settings, Status
 #: memory that must stay free while entries are kept prepared, else the prepared group is timed
 MIN_FREE_BYTES = 2 * 2**30
 MIN_FREE_FRACTION = 0.15
+#: a run timing entries at least this long measures (and caches) the peak when none is cached
+PEAK_MIN_TIME_S = 2.0
 
 
 @dataclass
@@ -52,9 +58,15 @@ class Plan:
     cache_dir: str | None = None
     shrink_on_oom: bool = False  # the paper's GPU protocol: halve the batch until it fits
     schedule: Schedule = field(default_factory=lambda: Schedule(None, 0))  # rounds chosen per group
+    #: more than one: every entry at each precision, timed in the same rounds (int8 over fp32 paired)
+    precisions: list[str] = field(default_factory=list)
+
+    def settings_list(self) -> list[Settings]:
+        """``settings`` at each precision of the plan (just ``settings`` when none are listed)."""
+        return [replace(self.settings, precision=p) for p in self.precisions] or [self.settings]
 
     def steps(self) -> int:
-        return len(self.models) * len(self.backends) * len(self.batch_sizes)
+        return len(self.models) * len(self.backends) * len(self.batch_sizes) * len(self.settings_list())
 
 
 @dataclass
@@ -117,8 +129,14 @@ class _Run:
         self.pending: list[_Pending] = []
         self.groups = 0
         self.step = 0
+        self.ops: dict[str, OpCount | None] = {}  # per model: what it computes (None: could not count)
+        self.peaks: dict[str, float | None] = {}  # per precision: the machine's GEMM peak, GMAC/s
+        self.energy = open_counter(plan.settings.device)  # a counter, or why there is none
 
     def finish(self, index: int, entry: Entry) -> None:
+        ops = self.ops.get(entry.model)
+        if ops is not None:
+            entry.explain(ops.macs, ops.params, self.peaks.get(entry.precision))
         self.done.append((index, entry))
         self.notify(Event(EventKind.ENTRY, entry.model, entry.backend, entry.batch_size, entry))
 
@@ -142,30 +160,36 @@ class _Run:
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - a model that won't build fails its entries, not the run
-            for backend in plan.backends:
-                for bs in plan.batch_sizes:
-                    entry = Entry.for_step(name, backend, plan.settings, bs, img_size)
-                    entry.status, entry.reason = Status.FAILED, f"model build failed: {first_line(exc)}"
-                    self.finish(self.step, entry)
-                    self.step += 1
+            for settings in plan.settings_list():
+                for backend in plan.backends:
+                    for bs in plan.batch_sizes:
+                        entry = Entry.for_step(name, backend, settings, bs, img_size)
+                        entry.status, entry.reason = Status.FAILED, f"model build failed: {first_line(exc)}"
+                        self.finish(self.step, entry)
+                        self.step += 1
             return
+        try:
+            self.ops[name] = count_ops(fused, img_size)
+        except Exception:  # noqa: BLE001 - a model the counter cannot trace is still measured
+            self.ops[name] = None
         reference = reference.to(self.device)
         self.reference_logits: dict[int, torch.Tensor] = {}
-        for backend_name in plan.backends:
-            for bs in plan.batch_sizes:
-                self._prepare_step(model_id, reference, fused, BACKENDS[backend_name], bs)
-                self.step += 1
-                if self._memory_short():
-                    self._time_group()
+        for settings in plan.settings_list():
+            for backend_name in plan.backends:
+                for bs in plan.batch_sizes:
+                    self._prepare_step(model_id, reference, fused, BACKENDS[backend_name], settings, bs)
+                    self.step += 1
+                    if self._memory_short():
+                        self._time_group()
         del reference, fused, built
         _free(self.device)
 
     def _prepare_step(self, model_id: ModelId, reference: nn.Module, fused: nn.Module, backend: Backend,
-                      bs: int) -> None:
+                      settings: Settings, bs: int) -> None:
         while True:
             self.notify(Event(EventKind.STEP, model_id.name, backend.name, bs))
             try:
-                pending = _prepare(model_id, reference, fused, backend, self.plan, bs, self.cache,
+                pending = _prepare(model_id, reference, fused, backend, self.plan, settings, bs, self.cache,
                                    self.reference_logits)
             except _OutOfMemory as oom:
                 if self.pending:  # the prepared runners hold memory: time them, then try this batch again
@@ -199,6 +223,9 @@ class _Run:
             return
         group, self.pending = self.pending, []
         schedule = self.plan.schedule
+        for settings in self.plan.settings_list():  # measured (or read from the cache) before any timing
+            if settings.precision not in self.peaks:
+                self.peaks[settings.precision] = _peak(settings, self.cache.root, self.plan.timing)
 
         def on_round(done: int, planned: int) -> None:
             self.notify(Event(EventKind.ROUND, round=done, rounds=planned, count=len(group)))
@@ -207,7 +234,8 @@ class _Run:
         interrupted = False
         try:
             with torch.inference_mode():  # as in warm-up and parity: no autograd, no grad-mode recompile
-                done = run_rounds([p.timed for p in group], self.plan.timing, schedule, on_round)
+                done = run_rounds([p.timed for p in group], self.plan.timing, schedule, on_round,
+                                  None if isinstance(self.energy, str) else self.energy)
         except KeyboardInterrupt:
             interrupted, done = True, max(len(p.timed.rounds) for p in group)
         try:
@@ -231,6 +259,8 @@ class _Run:
                 entry.status, entry.reason = Status.FAILED, f"during the timed rounds: {t.error}"
             elif t.samples:
                 entry.record(t, p.images_per_call, _peak_memory(self.device))
+                entry.energy = energy_record(t.energy_j, t.metered_s, sum(r.calls for r in t.rounds[:len(t.energy_j)])
+                                             * p.images_per_call, self.energy)
                 if interrupted:
                     entry.notes.append(f"interrupted: timed in {len(t.rounds)} of the planned rounds")
                 if self.plan.schedule.target_ci is not None and t.ci_half_width() > self.plan.schedule.target_ci:
@@ -251,6 +281,21 @@ class _Run:
             BACKENDS[name].end_group()
 
 
+def _peak(settings: Settings, cache_root: Path, timing: TimingOptions) -> float | None:
+    """The machine's GEMM peak (GMAC/s) at the run's device, precision and threads: from the cache,
+    else measured now (2 s, then cached for this machine).  A run asking for less timing per entry
+    than that uses a cached peak only (``levit-bench sysinfo --peak`` caches one): measuring a
+    peak would cost it more than its entries.  None where there is none, or none is defined (int8)."""
+    s = settings
+    try:
+        if timing.min_time_s >= PEAK_MIN_TIME_S:
+            return get_peak(s.device, s.precision, s.threads, cache_root).gmacs_per_s
+        found = cached_peak(s.device, s.precision, s.threads, cache_root)
+        return found.gmacs_per_s if found else None
+    except UserError:
+        return None
+
+
 def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -262,42 +307,20 @@ def _peak_memory(device: torch.device) -> int | None:
 
 
 def _prepare(model_id: ModelId, reference: nn.Module, fused: nn.Module, backend: Backend, plan: Plan,
-             batch_size: int, cache: ExportCache, reference_logits: dict[int, torch.Tensor]) -> _Pending | Entry:
+             settings: Settings, batch_size: int, cache: ExportCache,
+             reference_logits: dict[int, torch.Tensor]) -> _Pending | Entry:
     """A warmed-up runner that passed parity, or the finished (skipped/failed) entry.
     ``reference_logits``: the eager fp32 logits per batch size, computed once per model."""
-    settings = plan.settings
     entry = Entry.for_step(model_id.name, backend.name, settings, batch_size, model_id.img_size)
     reason = backend.unavailable_reason(settings)
-    if reason:
+    if reason:  # before the parity batch is drawn (large at the GPU protocol's batch sizes)
         entry.reason = reason
         return entry
     runner = None
     try:
         x = parity_input(batch_size, model_id.img_size)
-        if batch_size not in reference_logits:
-            with torch.inference_mode():
-                reference_logits[batch_size] = reference(x.to(_device_of(reference))).float().cpu()
-        ref_logits = reference_logits[batch_size]
-        prepared = backend.prepare(fused, model_id, x, settings, cache)
-        runner = prepared.runner
-        entry.export_s = prepared.export_s
-        entry.export_reused = prepared.reused if prepared.artifact else None  # None: nothing is exported
-        entry.artifact, entry.artifact_bytes = prepared.artifact, prepared.artifact_bytes
-        entry.notes = [n for n in prepared.notes if n]
-        executed = prepared.executed_precision
-        if executed and executed != settings.precision:
-            entry.reason = (f"{backend.name} computes in {executed} here, not {settings.precision} as asked "
-                            "(no such units on this CPU): not measured, so no figure is labelled wrongly")
-            runner.close()
-            return entry
-        parity = compare_logits(runner(x), ref_logits, settings.precision)
-        entry.parity = parity.to_dict()
-        if not parity.ok:
-            entry.status, entry.reason = Status.FAILED, parity.reason
-            if prepared.reused and prepared.artifact:
-                cache.discard(Path(prepared.artifact))  # rebuilt next time, not failed forever
-                entry.notes.append("the cached artifact failed parity and was removed")
-            runner.close()
+        runner = prepare_runner(entry, model_id, reference, fused, backend, settings, x, cache, reference_logits)
+        if runner is None:
             return entry
         cuda = settings.device == "cuda"
         if cuda:
@@ -319,8 +342,3 @@ def _prepare(model_id: ModelId, reference: nn.Module, fused: nn.Module, backend:
         entry.reason = first_line(exc)
         return entry
     return _Pending(0, entry, runner, timed, batch_size * runner.batches_per_call)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")

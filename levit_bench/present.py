@@ -29,6 +29,18 @@ def fmt_ratio(r: float) -> str:
     return f"{r:.2f}×"
 
 
+def fmt_efficiency(e: Entry | None) -> str:
+    """Achieved GMAC/s and the fraction of the machine's measured peak: ``41.3 (12%)``."""
+    if e is None or e.gmacs_per_s is None:
+        return "—"
+    return f"{e.gmacs_per_s:,.1f}" + (f" ({e.efficiency:.0%})" if e.efficiency is not None else "")
+
+
+def most_efficient(entries: Iterable[Entry]) -> Entry | None:
+    """The entry that reached the most GMAC/s (the model is the same, so: the fastest per image)."""
+    return max((e for e in entries if e.gmacs_per_s is not None), key=lambda e: e.gmacs_per_s, default=None)
+
+
 def spread_pct(e: Entry) -> float:
     """IQR of images/s as a percentage of the median."""
     return (e.iqr or 0.0) / e.images_per_second * 100 if e.images_per_second else 0.0

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .present import Baselines, fmt_ratio, spread_pct
+from .present import Baselines, fmt_efficiency, fmt_ratio, most_efficient, spread_pct
 from .results import Entry
 from .spec import BASELINE_BACKEND, Status
 
@@ -41,7 +41,8 @@ def cell(e: Entry | None) -> str:
 
 def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR)",
                   emulated: str | None = None) -> Table:
-    """One row per model × backend variant × device/precision/threads, one column per batch size.
+    """One row per model × backend variant × device/precision/threads, one column per batch size;
+    "× torch" at the largest batch, and the GMAC/s (share of the measured peak) of the row's best batch.
 
     Under emulation (``emulated`` names the emulator) timings are not speed: cells say whether
     parity held, and there is no speed-up column."""
@@ -54,6 +55,7 @@ def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQ
     for b in batches:
         table.add_column(f"batch {b}", justify="right")
     table.add_column(f"× {BASELINE_BACKEND}", justify="right")
+    table.add_column("GMAC/s (% of peak)", justify="right")
     rows: dict[tuple, dict[int, Entry]] = {}
     for e in entries:
         s = e.setting
@@ -62,7 +64,7 @@ def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQ
     for (model, variant, device, precision, _threads), cells in rows.items():
         up = baselines.row_speedup(cells.values())
         table.add_row(model, variant, f"{device} {precision}", *[cell(cells.get(b)) for b in batches],
-                      fmt_ratio(up) if up is not None else "")
+                      fmt_ratio(up) if up is not None else "", fmt_efficiency(most_efficient(cells.values())))
     return table
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import psutil
 
 from . import __version__
+from .accuracy_record import AccuracyRecord
 from .atomic import atomic_write_text
 from .errors import UserError
 from .roundstats import Ratio, between_round_spread, can_pair, median_ci, paired_ratio, split_rounds, unpaired_ratio
@@ -73,6 +74,14 @@ class Entry:
     rounds: list[dict[str, Any]] | None = None
     group: int | None = None  # entries of one group were timed together (interleaved)
     between_rounds: float | None = None  # IQR of the round medians over their median
+    #: what the model computes (issue 13): per-image multiply-accumulates and parameters of the model
+    #: as timed, achieved GMAC/s, the machine's measured GEMM peak and the fraction of it reached
+    macs: int | None = None
+    params: int | None = None
+    gmacs_per_s: float | None = None
+    peak_gmacs_per_s: float | None = None
+    efficiency: float | None = None
+    energy: dict[str, Any] | None = None  # joules per image and its source, or {"unavailable": why}
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -111,6 +120,16 @@ class Entry:
             self.notes.append(f"noisy: IQR is {s.rel_iqr:.0%} of the median")
         if spread > NOISE_THRESHOLD:
             self.notes.append(f"noisy: round medians spread {spread:.0%} (IQR over median)")
+
+    def explain(self, macs: int | None, params: int | None, peak_gmacs_per_s: float | None) -> None:
+        """Record what the model computes and, for a measured entry, the GMAC/s reached and the
+        fraction of the machine's peak that is."""
+        self.macs, self.params = macs, params
+        if macs and self.ok:
+            self.gmacs_per_s = macs * self.images_per_second / 1e9
+            if peak_gmacs_per_s:
+                self.peak_gmacs_per_s = peak_gmacs_per_s
+                self.efficiency = self.gmacs_per_s / peak_gmacs_per_s
 
     def round_samples(self) -> list[np.ndarray]:
         """Per-call seconds grouped by round (a file of schema 1: one round)."""
@@ -179,6 +198,9 @@ class RunRecord:
     schema_version: int = SCHEMA_VERSION
     tool: str = "levit-bench"
     tool_version: str = __version__
+    accuracy: list[AccuracyRecord] = field(default_factory=list)  # ``levit-bench accuracy`` (optional in files)
+    #: ``levit-bench profile --out``: one ``Profile.to_dict()`` per model x backend (optional in files)
+    profiles: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None  # the file it was loaded from (not saved)
 
     def to_dict(self) -> dict[str, Any]:
@@ -333,4 +355,8 @@ def load(path: str | os.PathLike) -> RunRecord:
                             f"has {len(samples)}")
     entries = [Entry(**{k: v for k, v in e.items() if k in Entry.__dataclass_fields__}) for e in data["results"]]
     fields = {k: data[k] for k in ("system", "config", "complete", "created", "schema_version", "tool", "tool_version")}
-    return RunRecord(results=entries, source=str(p), **fields)
+    accuracy = [AccuracyRecord.from_dict(a) for a in data.get("accuracy") or []]
+    profiles = data.get("profiles") or []
+    if not isinstance(profiles, list) or not all(isinstance(x, dict) and "categories" in x for x in profiles):
+        raise UserError(f"{p}: 'profiles' must be a list of profiles as `levit-bench profile --out` writes them")
+    return RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), **fields)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .energy import EnergyCounter
 from .errors import first_line
 from .harness import Call, TimingOptions, Warmup, rewarm, time_calls, warm_up
 from .roundstats import median_ci, split_rounds
@@ -51,6 +52,8 @@ class Timed:
     samples: list[float] = field(default_factory=list)
     rounds: list[RoundRecord] = field(default_factory=list)
     error: str | None = None  # a runtime error during the rounds: the entry stops being timed
+    energy_j: list[float] = field(default_factory=list)  # joules of each timed block (when metered)
+    metered_s: float = 0.0  # wall seconds of the metered blocks
 
     def round_samples(self) -> list[np.ndarray]:
         return split_rounds(self.samples, [r.calls for r in self.rounds])
@@ -114,11 +117,12 @@ def rounds_for(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
 
 
 def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule,
-               on_round: Callable[[int, int], None] | None = None) -> int:
+               on_round: Callable[[int, int], None] | None = None, energy: EnergyCounter | None = None) -> int:
     """Time warmed-up items in rounds; returns the number of rounds done.
 
     A KeyboardInterrupt propagates; every item keeps the rounds it completed.  An item whose call
-    raises stops being timed and keeps the error.
+    raises stops being timed and keeps the error.  With an ``energy`` counter, it is read just
+    before and after each timed block (outside the timed calls).
     """
     planned = rounds_for(items, timing, schedule)
     for it in items:
@@ -134,8 +138,12 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
                 continue
             try:
                 rewarm(it.call, timing.rewarm_s, it.warm.per_call_s, it.synchronize)
+                joules = energy.read_j() if energy is not None else 0.0
                 start = time.perf_counter() - begin
                 block = time_calls(it.call, it.calls_per_round, cuda=it.cuda, synchronize=it.synchronize)
+                if energy is not None:
+                    it.metered_s += time.perf_counter() - begin - start
+                    it.energy_j.append(energy.read_j() - joules)
             except Exception as exc:  # noqa: BLE001 - one runtime failing stops that entry, not the run
                 it.error = first_line(exc)
                 continue

@@ -10,11 +10,16 @@ variant label in tables, reports and ``compare`` all follow from the declaration
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: precisions a torch tensor can be cast to (a GEMM peak, the torch backends)
+FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
+#: int8: post-training static quantization of the fp32 export (ONNX Runtime, OpenVINO; ``quantize.py``)
+PRECISIONS = FLOAT_PRECISIONS + ("int8",)
 BASELINE_BACKEND = "torch"
 TORCH_BACKENDS = frozenset({"torch", "torch-compile", "torchscript"})
 
@@ -51,8 +56,14 @@ class OptionInfo:
     backends: frozenset[str]  # the backends it changes; elsewhere it is not part of the variant
     label: str  # the variant label, ``{}`` replaced by the value ("mode {}", "channels last")
     help: str
-    choices: tuple[str, ...] | None = None  # None: a boolean flag
-    half_precision_only: bool = False  # only meaningful for fp16/bf16 (half_mode)
+    choices: tuple[str, ...] | None = None  # None: a boolean flag, unless ``metavar`` is given
+    precisions: tuple[str, ...] | None = None  # only meaningful at these precisions (None: at all)
+    metavar: str | None = None  # a free value (a path, ...): the flag takes it, e.g. ``--calibration DIR``
+    show: Callable[[Any], str] = str  # the value as the label shows it (a folder: its name)
+
+    def applies(self, backend: str, precision: str) -> bool:
+        """Whether the option changes how ``backend`` runs at ``precision``."""
+        return backend in self.backends and (self.precisions is None or precision in self.precisions)
 
 
 def _option(default: Any, info: OptionInfo) -> Any:
@@ -65,7 +76,7 @@ class RuntimeOptions:
 
     half_mode: str = _option("cast", OptionInfo(
         TORCH_BACKENDS, "{}", "how torch backends run fp16/bf16: cast the weights, or autocast",
-        ("cast", "autocast"), half_precision_only=True))
+        ("cast", "autocast"), precisions=("fp16", "bf16")))
     channels_last: bool = _option(False, OptionInfo(
         TORCH_BACKENDS, "channels last", "torch backends: channels_last memory format"))
     compile_mode: str = _option("default", OptionInfo(
@@ -76,6 +87,11 @@ class RuntimeOptions:
     openvino_mode: str = _option("sync", OptionInfo(
         frozenset({"openvino"}), "{}", "sync: latency hint, one request; async: throughput hint, AsyncInferQueue",
         ("sync", "async")))
+    calibration: str | None = _option(None, OptionInfo(
+        frozenset({"onnxruntime", "openvino"}), "calibration {}",
+        "int8: calibrate the quantization on this folder of images, read with each model's eval transform "
+        "(default: seeded synthetic inputs, and the accuracy is then unknown)",
+        precisions=("int8",), metavar="DIR", show=lambda v: Path(v).name or str(v)))
 
     @classmethod
     def declared(cls) -> list[tuple[str, Any, OptionInfo]]:
@@ -96,9 +112,9 @@ class RuntimeOptions:
         out = []
         for name, default, info in self.declared():
             value = getattr(self, name)
-            if value == default or backend not in info.backends or (info.half_precision_only and precision == "fp32"):
+            if value == default or not info.applies(backend, precision):
                 continue
-            out.append(info.label.format(value))
+            out.append(info.label.format(info.show(value)))
         return out
 
 

@@ -173,9 +173,9 @@ def test_a_cache_dir_that_is_a_file_exits_2_before_measuring(tmp_path, capsys):
 # 12. more threads than cores: said, not silent
 
 def test_oversubscribed_threads_are_warned_about(tmp_path, capsys):
-    from levit_bench.cli.run import _resolve_threads
+    from levit_bench.cli.run import resolve_threads
 
-    assert _resolve_threads(4 * (os.cpu_count() or 1)) == 4 * (os.cpu_count() or 1)
+    assert resolve_threads(4 * (os.cpu_count() or 1)) == 4 * (os.cpu_count() or 1)
     assert "more than this machine's" in capsys.readouterr().err
 
 

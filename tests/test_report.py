@@ -93,17 +93,19 @@ def test_system_summary_and_sources_are_stated(written, files):
 
 def test_paper_table_has_published_figures_and_our_best(written):
     _, md = written
-    assert "| model | device | top-1 (published) | params | FLOPs | paper img/s | paper hardware |" in md
+    assert ("| model | device | top-1 (published) | params | FLOPs | MACs (counted) | paper img/s | paper hardware "
+            "| ours at the paper's setting | GMAC/s (% of peak) there |") in md
     line = next(x for x in md.splitlines() if x.startswith("| levit_192 | cpu |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2:7] == ["80", "10.9M", "658M", "65.0", "Xeon Gold 6138, 1 thread, batch 16"]
-    paper_setting_ips, backend = re.fullmatch(r"([\d.,]+) \((\w+), batch 16\)", cells[7]).groups()
+    assert cells[2:8] == ["80", "10.9M", "658M", "—", "65.0", "Xeon Gold 6138, 1 thread, batch 16"]  # not counted
+    paper_setting_ips, backend = re.fullmatch(r"([\d.,]+) \((\w+), batch 16\)", cells[8]).groups()
     assert backend == "torch" and float(paper_setting_ips) == pytest.approx(16 / (16 * 0.020), rel=0.05)
-    assert cells[9] == "torch" and cells[10] == "fp32, batch 64, 2 threads"  # the fastest entry: 3× at batch 64
-    assert float(cells[8].replace(",", "")) == pytest.approx(3 / 0.020, rel=0.05)
+    assert cells[9] == "—"  # entries of files without counted MACs: no efficiency
+    assert cells[11] == "torch" and cells[12] == "fp32, batch 64, 2 threads"  # the fastest entry: 3× at batch 64
+    assert float(cells[10].replace(",", "")) == pytest.approx(3 / 0.020, rel=0.05)
     eff = next(x for x in md.splitlines() if x.startswith("| efficientnet_b3 | cuda |"))
     assert "77.1" not in eff and "81.6*" in eff and "V100, AMP fp16, batch 512" in eff
-    assert re.fullmatch(r"[\d.,]+ \(torch, batch 256\)", eff.split("|")[8].strip())  # GPU: largest batch measured
+    assert re.fullmatch(r"[\d.,]+ \(torch, batch 256\)", eff.split("|")[9].strip())  # GPU: largest batch measured
     assert "| timm:resnet18 | cpu |" not in md  # no published figures to show
 
 

@@ -1,5 +1,5 @@
 """Command line: a thin dispatcher over one module per command (run, list, sysinfo, report,
-compare, cache).  Exit codes: 0 done, 1 regression (compare), 2 bad input (before anything is
+compare, cache, accuracy, profile).  Exit codes: 0 done, 1 regression (compare), 2 bad input (before anything is
 measured), 130 interrupted (finished entries kept)."""
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 
 from ..errors import UserError
 from ..runstate import preserved_environment
+from .accuracy import cmd_accuracy
 from .args import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from .cache import cmd_cache
 from .compare import cmd_compare
 from .list_models import cmd_list
+from .profile import cmd_profile
 from .report import cmd_report
 from .run import cmd_run
 from .sysinfo import cmd_sysinfo
@@ -22,6 +24,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "report": cmd_report,
     "compare": cmd_compare,
     "cache": cmd_cache,
+    "accuracy": cmd_accuracy,
+    "profile": cmd_profile,
 }
 
 

@@ -30,7 +30,9 @@ def _flag(name: str) -> str:
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
     """One flag per declared runtime option (``spec.RuntimeOptions``): nothing to add here by hand."""
     for name, default, info in RuntimeOptions.declared():
-        if info.choices is None:
+        if info.metavar is not None:
+            p.add_argument(_flag(name), dest=name, default=default, metavar=info.metavar, help=info.help)
+        elif info.choices is None:
             p.add_argument(_flag(name), dest=name, action="store_true", help=info.help)
         else:
             p.add_argument(_flag(name), dest=name, choices=info.choices, default=default,
@@ -53,7 +55,9 @@ def run_parser() -> Parser:
                    help="batch sizes (repeatable, comma lists; default cpu 1,16,64, cuda 256,2048)")
     p.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="threads for torch, ONNX Runtime and OpenVINO (default: physical cores)")
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="default fp32 on cpu, fp16 on cuda")
+    p.add_argument("--precision", action="append", type=names("--precision"), default=None,
+                   help=f"{', '.join(PRECISIONS)}; a comma list measures each, timed in the same rounds "
+                   "(default fp32 on cpu, fp16 on cuda)")
     add_runtime_options(p)
     p.add_argument("--warmup", type=seconds("--warmup", True), default=1.0, help="warm-up seconds (default 1)")
     p.add_argument("--min-time", type=seconds("--min-time", False), default=2.0,
@@ -126,9 +130,19 @@ def output_path(out: str, device: str) -> Path:
     return p / f"{host}-{device}-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}.json"
 
 
+def resolve_precisions(groups: list[list[str]] | None, device: str) -> list[str]:
+    """``--precision`` values (repeatable, comma lists) in order, each once; the device's default without."""
+    wanted = [p for g in groups for p in g] if groups else [DEFAULT_PRECISION[device]]
+    for p in wanted:
+        if p not in PRECISIONS:
+            raise UserError(f"unknown precision {p!r} (choose from {', '.join(PRECISIONS)})")
+    return list(dict.fromkeys(wanted))
+
+
 def _paper_conflicts(args: argparse.Namespace) -> None:
     protocol = paper.PROTOCOLS[args.device]
-    asked = {"--threads": (args.threads, protocol.threads), "--precision": (args.precision, protocol.precision),
+    asked = {"--threads": (args.threads, protocol.threads),
+             "--precision": (args.precision and [p for g in args.precision for p in g], [protocol.precision]),
              "--batch-size": (args.batch_size and [b for g in args.batch_size for b in g], [protocol.batch_size])}
     for flag, (given, fixed) in asked.items():
         if given is not None and fixed is not None and given != fixed:
@@ -137,7 +151,7 @@ def _paper_conflicts(args: argparse.Namespace) -> None:
                             "contradicts it (drop one of the two)")
 
 
-def _resolve_threads(asked: int | None) -> int:
+def resolve_threads(asked: int | None) -> int:
     if asked is None:
         return sysinfo.physical_cores()
     logical = os.cpu_count() or 1
@@ -147,7 +161,7 @@ def _resolve_threads(asked: int | None) -> int:
     return asked
 
 
-def _check_models(models: list[str], weights: str | None, img_size: int | None) -> None:
+def check_models(models: list[str], weights: str | None, img_size: int | None) -> None:
     """Build every model as the run will (its weights, its input size) now, so a misfit stops the
     run before anything is measured: weights of another model, a size LeViT cannot take."""
     from .. import zoo
@@ -161,37 +175,48 @@ def _check_models(models: list[str], weights: str | None, img_size: int | None) 
             raise UserError(f"--weights {weights} does not fit {name}: {exc}") from None
 
 
+def check_device(device: str) -> None:
+    """A UserError for ``--device cuda`` where torch sees no CUDA device."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+
+
+def options_of(args: argparse.Namespace) -> RuntimeOptions:
+    """The runtime options the generated flags (:func:`add_runtime_options`) were given."""
+    return RuntimeOptions(**{name: getattr(args, name) for name, _d, _i in RuntimeOptions.declared()})
+
+
 def build_plan(args: argparse.Namespace):
     """The Plan, every value checked (UserError before anything is measured)."""
     from ..backends import ExportCache
     from ..bench import Plan
     from ..harness import TimingOptions
+    from ..quantize import check_calibration
     from ..schedule import Schedule
 
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+    check_device(args.device)
     models = resolve_models(args.model)
     backends = resolve_backends(args.backend, args.device)
     batches = [b for g in args.batch_size for b in g] if args.batch_size else None
-    options = RuntimeOptions(**{name: getattr(args, name) for name, _d, _i in RuntimeOptions.declared()})
-    precision, threads = args.precision, args.threads
+    options = options_of(args)
+    precisions, threads = resolve_precisions(args.precision, args.device), args.threads
     if args.paper:
         _paper_conflicts(args)
         protocol = paper.PROTOCOLS[args.device]
-        precision, threads = protocol.precision, protocol.threads or threads
+        precisions, threads = [protocol.precision], protocol.threads or threads
         batches = [protocol.batch_size]
         options = RuntimeOptions(**{**options.to_dict(), "half_mode": protocol.half_mode})
-    precision = precision or DEFAULT_PRECISION[args.device]
+    check_calibration(options.calibration, "int8" if "int8" in precisions else precisions[0])
     batches = list(dict.fromkeys(batches or DEFAULT_BATCHES[args.device]))
     if args.weights and not Path(args.weights).is_file():
         raise UserError(f"--weights {args.weights}: no such file")
     if args.weights or args.img_size is not None:
-        _check_models(models, args.weights, args.img_size)
+        check_models(models, args.weights, args.img_size)
     ExportCache(args.cache_dir).check()
-    settings = Settings(device=args.device, precision=precision, threads=_resolve_threads(threads), options=options)
+    settings = Settings(device=args.device, precision=precisions[0], threads=resolve_threads(threads), options=options)
     timing = TimingOptions(warmup_s=args.warmup, min_time_s=args.min_time, min_calls=args.min_calls)
     if args.max_time is not None and args.target_ci is None:
         raise UserError("--max-time bounds the rounds --target-ci adds; give --target-ci too")
@@ -199,7 +224,8 @@ def build_plan(args: argparse.Namespace):
                         None if args.target_ci is None else args.target_ci / 100,
                         (args.max_time or DEFAULT_MAX_TIME_S) if args.target_ci is not None else None)
     return Plan(models, backends, batches, settings, timing, args.weights, args.img_size, args.cache_dir,
-                shrink_on_oom=bool(args.paper and paper.PROTOCOLS[args.device].shrink_on_oom), schedule=schedule)
+                shrink_on_oom=bool(args.paper and paper.PROTOCOLS[args.device].shrink_on_oom), schedule=schedule,
+                precisions=precisions if len(precisions) > 1 else [])
 
 
 def config_of(args: argparse.Namespace, plan) -> dict:
@@ -212,6 +238,7 @@ def config_of(args: argparse.Namespace, plan) -> dict:
         "backends": plan.backends,
         "batch_sizes": plan.batch_sizes,
         "settings": {"device": s.device, "precision": s.precision, "threads": s.threads, **s.options.to_dict()},
+        "precisions": [x.precision for x in plan.settings_list()],
         "timing": asdict(plan.timing),
         "schedule": asdict(plan.schedule),
         "weights": plan.weights,

@@ -1,4 +1,5 @@
-"""``levit-bench sysinfo``: the machine and library facts recorded with every result."""
+"""``levit-bench sysinfo``: the machine and library facts recorded with every result; with
+``--peak``, the machine's measured GEMM peak (cached per machine) that "% of peak" divides by."""
 from __future__ import annotations
 
 import json
@@ -6,13 +7,39 @@ import sys
 from collections.abc import Sequence
 
 from .. import render, sysinfo
-from .args import EXIT_OK, Parser
+from ..spec import DEVICES, FLOAT_PRECISIONS
+from .args import EXIT_OK, Parser, positive_int, seconds
 
 
 def cmd_sysinfo(argv: Sequence[str]) -> int:
     p = Parser(prog="levit-bench sysinfo", description="Machine and library facts recorded with every result.")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--peak", action="store_true",
+                   help="the machine's peak GMAC/s (a large dense GEMM through torch, timed like any entry); "
+                   "cached per machine, measured when not cached")
+    p.add_argument("--remeasure", action="store_true", help="--peak: measure again even when cached")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="--peak: device (default cpu)")
+    p.add_argument("--precision", choices=FLOAT_PRECISIONS, default=None,
+                   help="--peak: precision (default fp32 on cpu, fp16 on cuda: a run's default)")
+    p.add_argument("--threads", type=positive_int("--threads"), action="append", default=None,
+                   help="--peak: torch threads (repeatable; default 1 and the physical cores, "
+                   "the threads a run uses by default)")
+    p.add_argument("--size", type=positive_int("--size"), default=None,
+                   help="--peak: GEMM side n (default 2048 on cpu, 8192 on cuda; smaller for a slow precision)")
+    p.add_argument("--min-time", type=seconds("--min-time", False), default=None,
+                   help="--peak: timed seconds per measurement (default 2)")
+    p.add_argument("--cache-dir", default=None,
+                   help="--peak: cache (default: $LEVIT_BENCH_CACHE or ~/.cache/levit-bench)")
     args = p.parse_args(argv)
+    peak_only = [flag for flag, given in (("--remeasure", args.remeasure), ("--precision", args.precision),
+                                          ("--threads", args.threads), ("--size", args.size),
+                                          ("--cache-dir", args.cache_dir), ("--min-time", args.min_time),
+                                          ("--device", args.device != "cpu"))
+                 if given]
+    if peak_only and not args.peak:
+        p.error(f"{', '.join(peak_only)} {'applies' if len(peak_only) == 1 else 'apply'} only with --peak")
+    if args.peak:
+        return _peak(args)
     info = sysinfo.collect()
     if args.json:
         sys.stdout.write(json.dumps(info, indent=1) + "\n")
@@ -27,4 +54,51 @@ def cmd_sysinfo(argv: Sequence[str]) -> int:
             v = ", ".join(map(str, v))
         t.add_row(k, str(v))
     render.console().print(t)
+    return EXIT_OK
+
+
+def _peak(args) -> int:
+    from .. import peak as peaks
+    from .run import DEFAULT_PRECISION
+
+    precision = args.precision or DEFAULT_PRECISION[args.device]
+    cores = sysinfo.physical_cores()
+    if args.threads:
+        threads = list(dict.fromkeys(args.threads))
+    else:  # a run's default on cuda is the physical cores; on cpu, one core beside all of them
+        threads = [cores] if args.device == "cuda" else list(dict.fromkeys([1, cores]))
+    rows = []
+    err = render.console(stderr=True)
+    for n in threads:
+        cached = None if args.remeasure else peaks.cached_peak(args.device, precision, n, args.cache_dir)
+        if cached is not None:
+            rows.append((cached, True))
+            continue
+        if not args.json:
+            err.print(f"measuring the peak: {args.device} {precision}, {n} thread{'s' if n > 1 else ''} …")
+        fresh = peaks.measure_peak(args.device, precision, n, min_time=args.min_time or 2.0, size=args.size)
+        try:
+            peaks.store_peak(fresh, args.cache_dir)
+        except OSError as exc:
+            sys.stderr.write(f"levit-bench: warning: the peak cannot be cached: {exc.strerror or exc} "
+                             "(choose another place with --cache-dir or $LEVIT_BENCH_CACHE)\n")
+        rows.append((fresh, False))
+    if args.json:
+        out = [{**pk.to_dict(), "cached": was_cached} for pk, was_cached in rows]
+        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+        return EXIT_OK
+    from rich.table import Table
+
+    t = Table(title="peak: dense GEMM through torch (n×n · n×n, n³ multiply-accumulates a call)",
+              title_justify="left")
+    for col, just in [("device", "left"), ("precision", "left"), ("threads", "right"), ("GMAC/s", "right"),
+                      ("95% interval", "right"), ("n", "right"), ("measured (UTC)", "left"), ("source", "left")]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for pk, was_cached in rows:
+        t.add_row(pk.device, pk.precision, str(pk.threads), f"{pk.gmacs_per_s:,.1f}",
+                  f"{pk.low:,.1f} – {pk.high:,.1f}", str(pk.size), pk.measured_at.replace("+00:00", ""),
+                  "cached" if was_cached else "measured now")
+    con = render.console()
+    con.print(t)
+    con.print("[dim]Cached per machine, device, precision and threads; --remeasure measures again.[/]")
     return EXIT_OK

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..errors import UserError
+from ..profiling import profiles_png
 from ..results import RunRecord
 from .headline import headline_section
+from .int8 import Top1, int8_section
 from .merge import group_by_machine, load_results
 from .plot import plot_png, plot_section, speed_accuracy_panels
+from .profile import machine_profiles, profile_section
 from .sections import machine_section
 
 
@@ -20,6 +23,7 @@ class Report:
     markdown: str
     plot_png: bytes | None
     plot_name: str | None
+    figures: dict[str, bytes] = field(default_factory=dict)  # other PNGs it links to (profiles), by name
 
 
 def relative_to(records: Sequence[RunRecord], folder: str | os.PathLike) -> list[RunRecord]:
@@ -54,7 +58,26 @@ def build_report(records: Sequence[RunRecord], plot_name: str | None = "speed-ac
         parts.append(analysis.strip() + "\n")
     parts.append(plot_section(panels, plot_name if png else None))
     parts += [machine_section(m) for m in machines]
-    return Report("\n".join(parts).rstrip() + "\n", png, plot_name if png else None)
+    figures: dict[str, bytes] = {}
+    for m in machines:
+        profiles = machine_profiles(m)
+        if not profiles:
+            continue
+        name = None
+        if plot_name and any(p.ok for p in profiles):
+            name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}profile-{len(figures) + 1}.png"
+            figures[name] = profiles_png(profiles, f"share of op time per category · {m.title}")
+        parts.append(profile_section(m, profiles, name))
+    parts.append(int8_section(machines, measured_top1(records)))
+    return Report("\n".join(parts).rstrip() + "\n", png, plot_name if png else None, figures)
+
+
+def measured_top1(records: Sequence[RunRecord]) -> Top1:
+    """Top-1 measured with trained weights (``levit-bench accuracy --weights``) per (model, backend,
+    precision), the newest where measured more than once; random-weight records are not accuracy."""
+    found = sorted((a for r in records for a in r.accuracy if a.ok and not a.random_weights),
+                   key=lambda a: a.measured_at)
+    return {(a.model, a.backend, a.precision): a.top1 for a in found}
 
 
 def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -83,6 +106,8 @@ def write_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     try:
         if report.plot_png is not None:
             atomic_write_bytes(plot_path, report.plot_png)
+        for name, png in report.figures.items():
+            atomic_write_bytes(report_path.parent / name, png)
         atomic_write_text(report_path, report.markdown)
     except OSError as exc:
         raise UserError(f"cannot write the report to {report_path}: {exc.strerror or exc}") from None

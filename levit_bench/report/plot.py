@@ -5,7 +5,9 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..accuracy_record import AccuracyRecord
 from ..spec import BASELINE_BACKEND, Setting
 from .choice import best_entry, choose_setting, setting_words
 from .merge import Machine, Sourced, base_model, family_of, sources_text, spec_of
@@ -22,6 +24,7 @@ class Point:
     top1: float
     images_per_second: float
     source: Sourced
+    measured: AccuracyRecord | None = None  # top-1 measured here (``levit-bench accuracy``), trained weights
 
 
 @dataclass
@@ -32,9 +35,9 @@ class Panel:
     left_out: list[str] = field(default_factory=list)  # models measured on this device, not at this setting
 
 
-def panel_for(machine: Machine, device: str) -> Panel | None:
+def panel_for(machine: Machine, device: str, measured: Sequence[AccuracyRecord] = ()) -> Panel | None:
     """One setting and one backend variant (the form of the paper's figure: one runtime), token/conv
-    merged, for the models with a published top-1."""
+    merged, for the models with a published top-1; ``measured``: accuracy records to mark beside it."""
     ok = [s for s in machine.ok() if s.entry.device == device and _published_top1(s.entry.model) is not None]
     coverage: dict[Setting, set] = {}
     for s in ok:
@@ -48,7 +51,7 @@ def panel_for(machine: Machine, device: str) -> Panel | None:
     for model in sorted({base_model(s.entry.model) for s in at if s.entry.variant == chosen}):
         best = best_entry(s for s in at if base_model(s.entry.model) == model and s.entry.variant == chosen)
         points.append(Point(best.entry.model, family_of(model), _published_top1(model), best.entry.images_per_second,
-                            best))
+                            best, measured_for(measured, model, chosen, setting.precision)))
     shown = {base_model(p.model) for p in points}
     left_out = sorted({base_model(s.entry.model) for s in ok} - shown)
     return Panel(f"{device} · {machine.title}", points, f"{setting_words(setting)}, {chosen}", left_out)
@@ -62,13 +65,27 @@ def choose_variant(entries: Sequence[Sourced]) -> str:
     return min(models, key=lambda v: (-len(models[v]), v != BASELINE_BACKEND, v))
 
 
+def measured_for(records: Sequence[AccuracyRecord], model: str, variant: str, precision: str) -> AccuracyRecord | None:
+    """The newest measured accuracy of ``model`` (either layout) with trained weights: of the panel's
+    own variant and precision when measured, else of eager torch fp32 (the model itself)."""
+    usable = [r for r in records if r.ok and not r.random_weights and base_model(r.model) == model]
+    for wanted in ((variant, precision), (BASELINE_BACKEND, "fp32")):
+        same = [r for r in usable if (r.variant, r.precision) == wanted]
+        if same:
+            return max(same, key=lambda r: r.measured_at)
+    return None
+
+
 def _published_top1(model: str) -> float | None:
     spec = spec_of(model)
     return spec.published.top1 if spec and spec.published else None
 
 
 def speed_accuracy_panels(machines: Sequence[Machine]) -> list[Panel]:
-    return [p for m in machines if not m.emulated for d in m.devices() if (p := panel_for(m, d)) is not None]
+    """One panel per real machine and device; measured accuracy from any of the files (it is the
+    model's, not the machine's)."""
+    measured = [a for m in machines for r in m.records for a in r.accuracy]
+    return [p for m in machines if not m.emulated for d in m.devices() if (p := panel_for(m, d, measured)) is not None]
 
 
 def _label_below(point, points) -> bool:
@@ -95,10 +112,18 @@ def plot_png(panels: Sequence[Panel]) -> bytes:
                 crowded = _label_below(p, panel.points)
                 ax.annotate(p.model, (p.top1, p.images_per_second), fontsize=7,
                             xytext=(3, -10) if crowded else (3, 3), textcoords="offset points")
+            measured = [p for p in pts if p.measured is not None]
+            for p in measured:  # hollow marker at the measured top-1, dotted to the published one
+                ax.plot([p.top1, p.measured.top1], [p.images_per_second] * 2, ":", color=color, linewidth=0.8)
+            if measured:
+                ax.plot([p.measured.top1 for p in measured], [p.images_per_second for p in measured], marker,
+                        color=color, markerfacecolor="none", linestyle="none",
+                        label=f"{FAMILY_LABELS.get(family, family)}, measured here")
         ax.set_yscale("log")
         _plain_log_ticks(ax)
         ax.margins(x=0.12, y=0.15)
-        ax.set_xlabel("ImageNet top-1 (published), %")
+        measured_any = any(p.measured is not None for p in panel.points)
+        ax.set_xlabel("ImageNet top-1, %: published" + ("; hollow: measured here" if measured_any else ""))
         ax.set_ylabel("images/s (measured)")
         ax.set_title(f"{panel.title}\n{panel.setting}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
@@ -138,5 +163,18 @@ def plot_section(panels: Sequence[Panel], plot_name: str | None) -> str:
               "merged:", ""]
     lines += [f"- {p.title}: {p.setting}" + (f" (not measured there, so not shown: {', '.join(p.left_out)})"
                                               if p.left_out else "") for p in panels]
+    measured = {id(pt.measured): pt.measured for p in panels for pt in p.points if pt.measured is not None}
+    if measured:
+        lines += ["", "Hollow markers: top-1 measured here (`levit-bench accuracy`), not published:", ""]
+        lines += [f"- {measured_words(r)}" for r in measured.values()]
     lines += ["", sources_text(pt.source for p in panels for pt in p.points), ""]
     return "\n".join(lines)
+
+
+def measured_words(r: AccuracyRecord) -> str:
+    """``levit_256: 81.5% (torch fp32, 50,000 images of /data/val, weights levit_256.pth)``."""
+    data = r.data or {}
+    skipped = f", {data['skipped']} unreadable skipped" if data.get("skipped") else ""
+    weights = Path((r.weights or {}).get("file") or "?").name
+    return (f"{r.model}: {r.top1:.2f}% top-1, {r.top5:.2f}% top-5 ({r.variant} {r.precision}, "
+            f"{data.get('images', 0):,} images of `{data.get('root', '?')}`{skipped}; weights `{weights}`)")

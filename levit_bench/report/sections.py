@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from .. import paper
-from ..present import NOISE_MARK, Baselines, fmt_ips, fmt_ratio, md_table, spread_pct
+from ..present import NOISE_MARK, Baselines, fmt_efficiency, fmt_ips, fmt_ratio, md_table, most_efficient, spread_pct
 from ..results import Entry
 from ..spec import BASELINE_BACKEND, Status, threads_text
 from ..zoo import Published
@@ -41,7 +41,9 @@ def files_table(machine: Machine) -> str:
     rows = []
     for r in machine.records:
         status = "complete" if r.complete else "**incomplete** (interrupted or still running)"
-        rows.append((f"`{r.source or '(unsaved results)'}`", r.created, len(r.results), status, f"`{command_of(r)}`"))
+        count = f"{len(r.results)}" + (f" (+ {len(r.accuracy)} accuracy records)" if r.accuracy else "") \
+            + (f" (+ {len(r.profiles)} profiles)" if r.profiles else "")
+        rows.append((f"`{r.source or '(unsaved results)'}`", r.created, count, status, f"`{command_of(r)}`"))
     return md_table(["results file", "started", "entries", "status", "command"], rows)
 
 
@@ -73,11 +75,18 @@ def device_table(entries: Sequence[Sourced]) -> str:
     batches = sorted({s.entry.batch_size for s in entries})
     cells = {(s.entry.model, s.entry.variant, s.entry.batch_size): s.entry for s in entries}
     columns = [(v, n) for v in variants for n in batches if any(k[1:] == (v, n) for k in cells)]
-    header = ["model"] + [f"{v} · batch {n}" for v, n in columns]
+    header = ["model"] + [f"{v} · batch {n}" for v, n in columns] + ["GMAC/s (% of peak)"]
     run = {id(s.entry): id(s.record) for s in entries}
     baselines = Baselines((s.entry for s in entries), run_of=lambda e: run[id(e)])
-    rows = [[m] + [cell(cells.get((m, v, n)), baselines) for v, n in columns] for m in models]
-    return md_table(header, rows, "l" + "r" * len(columns))
+    rows = [[m] + [cell(cells.get((m, v, n)), baselines) for v, n in columns] + [_efficiency_cell(m, entries)]
+            for m in models]
+    return md_table(header, rows, "l" + "r" * (len(columns) + 1))
+
+
+def _efficiency_cell(model: str, entries: Sequence[Sourced]) -> str:
+    """The model's most efficient entry in the table: GMAC/s, share of the measured peak, where."""
+    best = most_efficient(s.entry for s in entries if s.entry.model == model)
+    return f"{fmt_efficiency(best)} {best.variant}, b{best.batch_size}" if best else "—"
 
 
 def device_section(group: tuple[str, str, int], entries: Sequence[Sourced]) -> str:
@@ -85,7 +94,10 @@ def device_section(group: tuple[str, str, int], entries: Sequence[Sourced]) -> s
     lines = [f"### {device} · {precision} · {threads_text(threads)}", "",
              device_table(entries), "",
              f"images/s: median ± IQR as % of the median; {NOISE_MARK} noisy (IQR above 10%); (n×): speed-up over "
-             f"`{BASELINE_BACKEND}` at the same batch size; [options]: runtime options other than the defaults.", "",
+             f"`{BASELINE_BACKEND}` at the same batch size; [options]: runtime options other than the defaults. "
+             "GMAC/s: multiply-accumulates per second reached (counted MACs per image × images/s), and in brackets "
+             "the share of this machine's dense-GEMM peak at the same precision and threads "
+             "(`levit-bench sysinfo --peak`), for the model's most efficient entry of the table.", "",
              sources_text(entries), ""]
     return "\n".join(lines)
 
@@ -124,9 +136,9 @@ def paper_rows(machine: Machine) -> list[list[str]]:
             e = best.entry if best else None
             rows.append([
                 model, device, _top1(pub), f"{pub.params / 1e6:.1f}M" if pub.params else "—",
-                f"{pub.flops_m:g}M" if pub.flops_m else "—", fmt_ips(published), hardware,
+                f"{pub.flops_m:g}M" if pub.flops_m else "—", _counted(mine), fmt_ips(published), hardware,
                 f"{fmt_ips(same.entry.images_per_second)} ({same.entry.variant}, batch {same.entry.batch_size})"
-                if same else "—",
+                if same else "—", fmt_efficiency(same.entry) if same else "—",
                 fmt_ips(e.images_per_second) if e else "not measured",
                 e.variant if e else "—",
                 f"{e.precision}, batch {e.batch_size}, {threads_text(e.threads)}" if e else "—",
@@ -134,17 +146,25 @@ def paper_rows(machine: Machine) -> list[list[str]]:
     return rows
 
 
+def _counted(entries: Sequence[Sourced]) -> str:
+    macs = next((s.entry.macs for s in entries if s.entry.macs), None)
+    return f"{macs / 1e6:,.0f}M" if macs else "—"
+
+
 def paper_section(machine: Machine) -> str:
     rows = paper_rows(machine)
     if not rows:
         return ""
-    table = md_table(["model", "device", "top-1 (published)", "params", "FLOPs", "paper img/s", "paper hardware",
-                      "ours at the paper's setting", "our best img/s", "backend", "our setting"], rows, "llrrrrlrrll")
+    table = md_table(["model", "device", "top-1 (published)", "params", "FLOPs", "MACs (counted)", "paper img/s",
+                      "paper hardware", "ours at the paper's setting", "GMAC/s (% of peak) there", "our best img/s",
+                      "backend", "our setting"], rows, "llrrrrrlrrrll")
     return "\n".join([
         "### Paper figures and ours", "", table, "",
         "\\* top-1 from the model's own paper, not verified against the LeViT paper's table. "
         "Ours at the paper's setting: on CPU fp32, 1 thread, batch 16; on GPU fp16 at the largest batch measured; "
-        "fastest backend there. Our best: the fastest successful entry on this machine over every backend and setting.", "",
+        "fastest backend there. Our best: the fastest successful entry on this machine over every backend and setting. "
+        "FLOPs: multiply-adds as published; MACs (counted): counted by `torch.utils.flop_counter` on the model as "
+        "timed (BN folded, at its input size).", "",
     ])
 
 

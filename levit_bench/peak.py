@@ -1,0 +1,273 @@
+"""The machine's peak: multiply-accumulates per second of a large dense GEMM through torch.
+
+A model's achieved GMAC/s (its counted MACs times images/s, ``opcount.py``) means little alone;
+beside what this machine reaches on the friendliest workload torch has, one square ``n×n·n×n``
+matrix product per call, it says how much of the hardware a runtime uses.  The GEMM is timed like
+any entry (``schedule.py``: warm-up, then seeded rounds of the harness's timed calls) and its
+interval comes from ``roundstats.median_ci``, so a peak has the same honesty as the figures it
+divides.  Peaks are cached per machine (CPU model, flags and cores, torch version, GPU name),
+device, precision and thread count, one JSON file each under ``<cache root>/peak/``: a damaged or
+foreign file is measured again, never trusted and never fatal.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+from .errors import UserError, first_line
+from .spec import DEVICES, FLOAT_PRECISIONS
+
+#: GEMM side per device: large enough to be compute bound with every core busy
+DEFAULT_SIZE = {"cpu": 2048, "cuda": 8192}
+#: a slow (emulated) precision gets a smaller side, so that one call stays under this: a bf16 GEMM
+#: of side 2048 takes over a minute on an AVX2-only CPU, and a side of 512 is still compute bound
+MAX_CALL_S = 1.0
+MIN_SIZE = 256
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A measured peak: the median GMAC/s and its 95% interval, and what it was measured on."""
+
+    gmacs_per_s: float
+    low: float
+    high: float
+    device: str
+    precision: str
+    threads: int
+    size: int  # GEMM n (n×n times n×n: n³ multiply-accumulates per call)
+    measured_at: str  # ISO 8601, UTC
+    machine: str  # fingerprint of the machine it was measured on (:func:`machine_fingerprint`)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Peak:
+        """A peak from :meth:`to_dict`'s output; ValueError for anything else (wrong keys or types,
+        a non-positive or non-finite rate, an interval that does not hold the median)."""
+        if not isinstance(data, dict) or set(data) != {f.name for f in fields(cls)}:
+            raise ValueError("not a peak record")
+        floats = ("gmacs_per_s", "low", "high")
+        if not all(isinstance(data[k], (int, float)) and not isinstance(data[k], bool) for k in floats):
+            raise ValueError("rates must be numbers")
+        if not all(isinstance(data[k], int) and not isinstance(data[k], bool) for k in ("threads", "size")):
+            raise ValueError("threads and size must be integers")
+        if not all(isinstance(data[k], str) for k in ("device", "precision", "measured_at", "machine")):
+            raise ValueError("device, precision, measured_at and machine must be strings")
+        peak = cls(**{k: float(data[k]) if k in floats else data[k] for k in data})
+        if not (all(math.isfinite(getattr(peak, k)) for k in floats)
+                and 0 < peak.low <= peak.gmacs_per_s <= peak.high and peak.threads > 0 and peak.size > 0):
+            raise ValueError("implausible peak values")
+        return peak
+
+
+def efficiency(gmacs_per_s: float, peak: Peak) -> float:
+    """The fraction of the machine's peak an achieved rate is (0.25: a quarter of it)."""
+    if not (peak.gmacs_per_s > 0 and math.isfinite(peak.gmacs_per_s)):
+        raise ValueError(f"a peak must be a positive rate, got {peak.gmacs_per_s}")
+    return gmacs_per_s / peak.gmacs_per_s
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine a peak belongs to
+
+def machine_facts(device: str) -> dict[str, Any]:
+    """What decides a GEMM's speed and does not change between runs (sysinfo's facts, without
+    the current frequency, memory or host name): the CPU, its flags and cores, torch, the GPU."""
+    return dict(_machine_facts(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _machine_facts(device: str) -> tuple[tuple[str, Any], ...]:
+    from . import sysinfo
+
+    info = sysinfo.collect()
+    facts = {k: info.get(k) for k in ("cpu", "arch", "emulated", "physical_cores", "logical_cores", "cpu_flags")}
+    facts["torch"] = (info.get("versions") or {}).get("torch")
+    gpu = info.get("gpu") or {}
+    facts["gpu"] = gpu.get("name") if device == "cuda" else None
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in facts.items())
+
+
+def machine_fingerprint(device: str) -> str:
+    facts = machine_facts(device)
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring
+
+def _check(device: str, precision: str, threads: int) -> None:
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
+    if precision not in FLOAT_PRECISIONS:  # int8 runs quantized graphs: a float GEMM is not their ceiling
+        raise UserError(f"no GEMM peak is defined for precision {precision!r} "
+                        f"(choose from {', '.join(FLOAT_PRECISIONS)})")
+    if not isinstance(threads, int) or threads < 1:
+        raise UserError(f"threads must be a positive integer, got {threads!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+
+
+def _operands(device: str, precision: str, n: int):
+    import torch
+
+    from .backends.base import DTYPES
+
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=DTYPES[precision]) for _ in range(2))
+    return a, b, torch.empty_like(a)
+
+
+def _supported(device: str, precision: str) -> None:
+    """A clear UserError where torch cannot multiply matrices of this precision on this device."""
+    import torch
+
+    a, b, c = _operands(device, precision, 8)
+    try:
+        torch.mm(a, b, out=c)
+    except (RuntimeError, NotImplementedError) as exc:
+        raise UserError(f"torch cannot multiply {precision} matrices on {device} here: {first_line(exc)}") from None
+
+
+def _gemm_call(device: str, precision: str, n: int):
+    import torch
+
+    a, b, c = _operands(device, precision, n)
+    return lambda: torch.mm(a, b, out=c)  # into one output: no allocation (and page faults) per call
+
+
+def _choose_size(device: str, precision: str, sync) -> int:
+    """The device's default side, or less where a call of twice the side (8× the work) of the
+    last one tried would take longer than ``MAX_CALL_S``: probed upwards from ``MIN_SIZE``, so a
+    slow precision never runs one huge call."""
+    n = MIN_SIZE
+    while n < DEFAULT_SIZE[device]:
+        call = _gemm_call(device, precision, n)
+        call()
+        sync()  # the first call may allocate workspaces: time the second
+        start = time.perf_counter()
+        call()
+        sync()
+        if 8 * (time.perf_counter() - start) > MAX_CALL_S:
+            break
+        n *= 2
+    return n
+
+
+def measure_peak(device: str, precision: str, threads: int, *, min_time: float = 2.0,
+                 size: int | None = None) -> Peak:
+    """Time ``torch.mm`` of two ``size``-square matrices (default :data:`DEFAULT_SIZE`, smaller for a
+    slow precision) on ``device`` in ``precision`` with ``threads`` torch threads (restored after),
+    as a run times an entry: warm-up, then seeded rounds of ``min_time`` timed seconds in all."""
+    import numpy as np
+    import torch
+
+    from .harness import TimingOptions
+    from .roundstats import median_ci
+    from .schedule import Schedule, Timed, run_rounds, warm
+
+    _check(device, precision, threads)
+    if size is not None and size < 1:
+        raise UserError(f"GEMM size must be a positive integer, got {size}")
+    if not (min_time > 0 and math.isfinite(min_time)):
+        raise UserError(f"min_time must be a positive number of seconds, got {min_time}")
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _supported(device, precision)
+        n = size or _choose_size(device, precision, sync)
+        item = Timed(f"gemm {n}", _gemm_call(device, precision, n), sync, cuda)
+        timing = TimingOptions(warmup_s=min(1.0, min_time / 2), min_time_s=min_time)
+        with torch.inference_mode():
+            warm(item, timing)
+            run_rounds([item], timing, Schedule(rounds=None, seed=0))
+    finally:
+        torch.set_num_threads(old_threads)
+    if item.error is not None or not item.samples:
+        raise UserError(f"the peak GEMM failed on {device} {precision}: {item.error or 'no timed calls'}")
+    macs = float(n) ** 3
+    median = float(np.median(item.samples))
+    lo, hi = median_ci(item.round_samples())
+    return Peak(gmacs_per_s=macs / median / 1e9, low=macs / hi / 1e9, high=macs / lo / 1e9, device=device,
+                precision=precision, threads=threads, size=n,
+                measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                machine=machine_fingerprint(device))
+
+
+# ---------------------------------------------------------------------------------------------
+# the cache
+
+def _root(cache_root: str | Path | None) -> Path:
+    if cache_root is not None:
+        return Path(cache_root).expanduser()
+    from .backends.cache import default_cache_root
+
+    return default_cache_root()
+
+
+def cache_path(device: str, precision: str, threads: int, cache_root: str | Path | None = None,
+               machine: str | None = None) -> Path:
+    """``<cache root>/peak/<machine>-<device>-<precision>-t<threads>.json``."""
+    machine = machine or machine_fingerprint(device)
+    return _root(cache_root) / "peak" / f"{machine}-{device}-{precision}-t{threads}.json"
+
+
+def cached_peak(device: str, precision: str, threads: int, cache_root: str | Path | None = None) -> Peak | None:
+    """The cached peak of this machine for these settings; None when there is none, or when the file
+    is unreadable, damaged, of another format, or describes another machine or setting."""
+    _check(device, precision, threads)
+    machine = machine_fingerprint(device)
+    path = cache_path(device, precision, threads, cache_root, machine)
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+            return None
+        peak = Peak.from_dict(data.get("peak"))
+    except (OSError, ValueError, TypeError):
+        return None
+    if (peak.machine, peak.device, peak.precision, peak.threads) != (machine, device, precision, threads):
+        return None
+    return peak
+
+
+def store_peak(peak: Peak, cache_root: str | Path | None = None) -> Path:
+    """Write ``peak`` to its cache file (atomically: a reader never sees half a file)."""
+    path = cache_path(peak.device, peak.precision, peak.threads, cache_root, peak.machine)
+    record = {"format": CACHE_FORMAT, "peak": peak.to_dict(), "machine_facts": machine_facts(peak.device)}
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def get_peak(device: str, precision: str, threads: int, cache_root: str | Path | None = None, *,
+             remeasure: bool = False, min_time: float = 2.0, size: int | None = None) -> Peak:
+    """The cached peak, or (none usable, or ``remeasure``) a fresh measurement, then cached.  A cache
+    that cannot be written costs a warning, not the measurement."""
+    if not remeasure:
+        found = cached_peak(device, precision, threads, cache_root)
+        if found is not None:
+            return found
+    peak = measure_peak(device, precision, threads, min_time=min_time, size=size)
+    try:
+        store_peak(peak, cache_root)
+    except OSError as exc:
+        warnings.warn(f"the peak was measured but cannot be cached under {_root(cache_root)}: "
+                      f"{exc.strerror or exc} (choose another place with --cache-dir or $LEVIT_BENCH_CACHE)",
+                      stacklevel=2)
+    return peak

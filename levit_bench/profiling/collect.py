@@ -1,0 +1,182 @@
+"""Profile models × backends: prepare each as a run does, then time unprofiled and profiled blocks
+in interleaved rounds.
+
+Preparation is a run's: ``zoo.subject`` (the eager reference and the fused copy), then
+``prepare.prepare_runner`` with the run's ``Settings`` (the backend's ``prepare``, the same refusals,
+parity against eager fp32 on the seeded batch; a profiled twin session or compiled model is
+checked too), and warm-up.  Then, per round, one block of the
+run's own call and one block under the profiler, in alternating order: the profiled blocks give the
+op times, and both give the profiler's overhead on this machine, now.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .. import zoo
+from ..backends import BACKENDS, ExportCache
+from ..backends.base import Backend, Runner
+from ..prepare import prepare_runner
+from ..errors import UserError, first_line
+from ..harness import TimingOptions, rewarm, time_calls, warm_up
+from ..parity import compare_logits, parity_input
+from ..results import Entry
+from ..runstate import run_state
+from ..spec import Settings, variant
+from .probe import Probe, ProfileFailed
+from .record import Profile
+from .torch_profile import TorchProbe, preparing
+
+#: the backends whose runtime has a profiler this package reads
+PROFILERS = ("torch", "torch-compile", "torchscript", "onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """How much to profile: at least ``calls`` profiled calls and ``min_time_s`` profiled seconds,
+    spread over ``rounds`` rounds (each also times as many unprofiled calls: the overhead is paired
+    by round, and its interval needs a few of them)."""
+
+    calls: int = 10
+    min_time_s: float = 1.0
+    rounds: int = 5
+    warmup_s: float = 0.5
+
+
+def cannot_profile(backend: str, settings: Settings) -> str | None:
+    """One line saying why ``backend`` cannot be profiled with ``settings`` here, or None."""
+    if backend not in BACKENDS:
+        return f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})"
+    if backend not in PROFILERS:
+        return f"{backend} has no profiler levit-bench reads"
+    if backend == "openvino" and settings.options.openvino_mode != "sync":
+        from .openvino_profile import ASYNC_REFUSAL
+
+        return ASYNC_REFUSAL
+    if settings.device != "cpu":
+        return (f"profiling on {settings.device} is not supported: the categories are read from CPU "
+                "profilers (torch.profiler CPU time, ONNX Runtime's CPU trace, OpenVINO's CPU counters)")
+    return BACKENDS[backend].unavailable_reason(settings)
+
+
+def profile_entries(models: Sequence[str], backends: Sequence[str], settings: Settings, batch_size: int, *,
+                    options: ProfileOptions = ProfileOptions(), weights: str | None = None,
+                    img_size: int | None = None, cache_dir: str | None = None,
+                    on_entry: Callable[[str, str], None] | None = None,
+                    show_warning: Callable[[str], None] | None = None) -> list[Profile]:
+    """One :class:`Profile` per model × backend, in that order (a failed one says why).
+
+    Raises :class:`UserError` before anything runs when a backend cannot be profiled here.
+    ``on_entry(model, backend)`` is told when an entry starts (progress)."""
+    for backend in backends:
+        reason = cannot_profile(backend, settings)
+        if reason:
+            raise UserError(f"cannot profile {backend}: {reason}")
+    cache = ExportCache(cache_dir)
+    out: list[Profile] = []
+    with run_state(settings.threads, cache.root, show_warning):
+        for name in models:
+            try:
+                subject = zoo.subject(name, weights=weights, img_size=img_size)
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a model that won't build fails its entries, not the rest
+                size = zoo.input_size(name, img_size)
+                out += [_failed(Profile(name, b, variant(b, settings.precision, settings.options), settings.device,
+                                        settings.precision, settings.threads, batch_size, size),
+                                f"model build failed: {first_line(exc)}") for b in backends]
+                continue
+            x = parity_input(batch_size, subject.model_id.img_size)
+            reference_logits: dict[int, torch.Tensor] = {}  # the eager fp32 logits, computed once per model
+            for backend in backends:
+                if on_entry is not None:
+                    on_entry(name, backend)
+                out.append(_profile_one(subject, BACKENDS[backend], settings, x, reference_logits, cache, options))
+    return out
+
+
+def _profile_one(subject: zoo.Subject, backend: Backend, settings: Settings, x: torch.Tensor,
+                 reference_logits: dict[int, torch.Tensor], cache: ExportCache, options: ProfileOptions) -> Profile:
+    mid = subject.model_id
+    profile = Profile(mid.name, backend.name, variant(backend.name, settings.precision, settings.options),
+                      settings.device, settings.precision, settings.threads, x.shape[0], mid.img_size)
+    entry = Entry.for_step(mid.name, backend.name, settings, x.shape[0], mid.img_size)
+    runner: Runner | None = None
+    probe: Probe | None = None
+    try:
+        with preparing(backend.name):  # the run's own path: prepare, precision check, parity gate
+            runner = prepare_runner(entry, mid, subject.reference, subject.fused, backend, settings, x, cache,
+                                    reference_logits)
+        if runner is None:
+            return _failed(profile, entry.reason)
+        unprofiled = runner.bind(x)
+        probe = make_probe(backend.name, runner, entry.artifact, x, settings, unprofiled)
+        if probe.twin:
+            parity = compare_logits(probe.logits(x), reference_logits[x.shape[0]], settings.precision)
+            if not parity.ok:
+                return _failed(profile, f"profiled twin: {parity.reason}")
+        profile.profiler, profile.notes = probe.profiler, list(entry.notes)
+        with torch.inference_mode():
+            plain, profiled = _interleaved(unprofiled, probe, options)
+        profile.ops = probe.finish()
+        profile.notes += probe.notes
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - an export, runtime or profiler failure fails this entry only
+        return _failed(profile, first_line(exc))
+    finally:
+        if probe is not None:
+            probe.close()
+        if runner is not None:
+            runner.close()
+        backend.end_group()
+    profile.unprofiled_rounds, profile.profiled_rounds = plain, profiled
+    return profile
+
+
+def _interleaved(unprofiled: Callable[[], object], probe: Probe,
+                 options: ProfileOptions) -> tuple[list[list[float]], list[list[float]]]:
+    """Warm both up, then per round one unprofiled and one profiled block, the order alternating;
+    the per-call seconds of each block, by round."""
+    timing = TimingOptions(warmup_s=options.warmup_s)
+    per_call = warm_up(unprofiled, timing).per_call_s
+    probe.warm(timing)
+    rounds = options.rounds
+    block = max(math.ceil(options.calls / rounds), math.ceil(options.min_time_s / rounds / max(per_call, 1e-9)))
+    plain: list[list[float]] = []
+    profiled: list[list[float]] = []
+    for r in range(rounds):
+        for kind in (("plain", "profiled") if r % 2 == 0 else ("profiled", "plain")):
+            if kind == "plain":
+                if probe.rewarms:
+                    rewarm(unprofiled, timing.rewarm_s, per_call)
+                plain.append(time_calls(unprofiled, block))
+            else:
+                if probe.rewarms:
+                    probe.rewarm(timing.rewarm_s, per_call)
+                profiled.append(probe.profiled_block(block))
+    return plain, profiled
+
+
+def make_probe(backend: str, runner: Runner, artifact: str | None, x: torch.Tensor, settings: Settings,
+               unprofiled: Callable[[], object]) -> Probe:
+    """The probe of ``backend``'s profiler around the runner a run would time (and its artifact)."""
+    if backend in ("onnxruntime", "openvino") and not artifact:
+        raise ProfileFailed(f"{backend} prepared no artifact to open a profiled twin of")
+    if backend == "onnxruntime":
+        from .ort_profile import OrtProbe
+
+        return OrtProbe(artifact, settings, x)
+    if backend == "openvino":
+        from .openvino_profile import OpenVinoProbe
+
+        return OpenVinoProbe(runner.compiled, artifact, x, settings)
+    return TorchProbe(unprofiled, backend, getattr(runner, "module", None))
+
+
+def _failed(profile: Profile, reason: str) -> Profile:
+    profile.status, profile.reason = "failed", reason
+    return profile

@@ -1,0 +1,154 @@
+"""The machine's GEMM peak (issue 13): measured with the harness, cached per machine, never trusted
+when damaged.  Measurements here use a tiny GEMM and a short time: they check the plumbing, not
+the machine (no timed assertions)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from levit_bench import peak
+from levit_bench.cli import main
+from levit_bench.errors import UserError
+from levit_bench.peak import Peak, cached_peak, efficiency, get_peak, measure_peak
+
+FAST = {"min_time": 0.05, "size": 32}
+CLI_FAST = ["--size", "32", "--min-time", "0.05"]
+
+
+def _peak(**changes) -> Peak:
+    fields = dict(gmacs_per_s=100.0, low=90.0, high=110.0, device="cpu", precision="fp32", threads=1, size=2048,
+                  measured_at="2026-01-01T00:00:00+00:00", machine=peak.machine_fingerprint("cpu"))
+    return Peak(**{**fields, **changes})
+
+
+def test_efficiency_is_the_fraction_of_the_peak():
+    assert efficiency(25.0, _peak()) == pytest.approx(0.25)
+    assert efficiency(150.0, _peak()) == pytest.approx(1.5)
+    with pytest.raises(ValueError):
+        efficiency(1.0, _peak(gmacs_per_s=0.0))
+
+
+def test_a_peak_survives_its_dict_and_refuses_nonsense():
+    p = _peak()
+    assert Peak.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    for bad in ({**p.to_dict(), "low": 120.0}, {**p.to_dict(), "threads": "1"}, {**p.to_dict(), "gmacs_per_s": -1},
+                {k: v for k, v in p.to_dict().items() if k != "machine"}, [], None):
+        with pytest.raises(ValueError):
+            Peak.from_dict(bad)
+
+
+def test_measuring_uses_the_threads_asked_and_restores_them():
+    before = torch.get_num_threads()
+    seen = []
+    real_mm = torch.mm
+    torch_mm = lambda *a, **k: (seen.append(torch.get_num_threads()), real_mm(*a, **k))[1]  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "mm", torch_mm)
+        p = measure_peak("cpu", "fp32", 1, **FAST)
+    assert torch.get_num_threads() == before
+    assert seen and set(seen) == {1}
+    assert (p.device, p.precision, p.threads, p.size) == ("cpu", "fp32", 1, 32)
+    assert 0 < p.low <= p.gmacs_per_s <= p.high
+    assert p.machine == peak.machine_fingerprint("cpu")
+
+
+def test_the_cache_round_trip_and_a_corrupt_file_is_measured_again(tmp_path, monkeypatch):
+    calls = []
+    real = peak.measure_peak
+    monkeypatch.setattr(peak, "measure_peak", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
+    assert cached_peak("cpu", "fp32", 1, tmp_path) is None
+    first = get_peak("cpu", "fp32", 1, tmp_path, **FAST)
+    assert len(calls) == 1 and cached_peak("cpu", "fp32", 1, tmp_path) == first
+    assert get_peak("cpu", "fp32", 1, tmp_path, **FAST) == first and len(calls) == 1  # read, not measured
+
+    path = peak.cache_path("cpu", "fp32", 1, tmp_path)
+    for damage in ("{ not json", json.dumps({"format": 1, "peak": {"gmacs_per_s": "fast"}}),
+                   json.dumps({"format": 99, "peak": first.to_dict()}),
+                   json.dumps({"format": 1, "peak": {**first.to_dict(), "machine": "another-machine"}})):
+        path.write_text(damage)
+        assert cached_peak("cpu", "fp32", 1, tmp_path) is None
+    again = get_peak("cpu", "fp32", 1, tmp_path, **FAST)
+    assert len(calls) == 2 and cached_peak("cpu", "fp32", 1, tmp_path) == again
+    get_peak("cpu", "fp32", 1, tmp_path, remeasure=True, **FAST)
+    assert len(calls) == 3
+
+
+def test_entries_are_per_precision_and_threads(tmp_path):
+    get_peak("cpu", "fp32", 1, tmp_path, **FAST)
+    assert cached_peak("cpu", "fp32", 2, tmp_path) is None
+    assert cached_peak("cpu", "bf16", 1, tmp_path) is None
+
+
+def test_an_unwritable_cache_costs_a_warning_not_the_measurement(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.warns(UserWarning, match="cannot be cached"):
+        p = get_peak("cpu", "fp32", 1, blocker, **FAST)
+    assert p.gmacs_per_s > 0
+
+
+def test_a_precision_torch_cannot_multiply_is_a_user_error(monkeypatch):
+    def refuse(*_a, **_k):
+        raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Half\'\nmore')
+
+    monkeypatch.setattr(torch, "mm", refuse)
+    with pytest.raises(UserError, match="cannot multiply fp16 matrices on cpu"):
+        measure_peak("cpu", "fp16", 1, **FAST)
+
+
+def test_bad_settings_are_user_errors():
+    for args in (("tpu", "fp32", 1), ("cpu", "fp8", 1), ("cpu", "fp32", 0)):
+        with pytest.raises(UserError):
+            measure_peak(*args, **FAST)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA device"):
+            measure_peak("cuda", "fp16", 1, **FAST)
+
+
+# ---------------------------------------------------------------------------------------------
+# levit-bench sysinfo --peak
+
+def test_sysinfo_peak_measures_then_reads_the_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LEVIT_BENCH_CACHE", str(tmp_path))
+    assert main(["sysinfo", "--peak", "--json", "--threads", "1", *CLI_FAST]) == 0
+    (fresh,) = json.loads(capsys.readouterr().out)
+    assert fresh["cached"] is False and fresh["threads"] == 1 and fresh["size"] == 32
+    assert list((tmp_path / "peak").glob("*.json"))
+    assert main(["sysinfo", "--peak", "--json", "--threads", "1", *CLI_FAST]) == 0
+    (cached,) = json.loads(capsys.readouterr().out)
+    assert cached == {**fresh, "cached": True}
+    assert main(["sysinfo", "--peak", "--json", "--threads", "1", "--remeasure", *CLI_FAST]) == 0
+    (again,) = json.loads(capsys.readouterr().out)
+    assert again["cached"] is False
+
+
+def test_sysinfo_peak_defaults_to_one_thread_and_the_physical_cores(tmp_path, capsys):
+    from levit_bench.sysinfo import physical_cores
+
+    assert main(["sysinfo", "--peak", "--cache-dir", str(tmp_path), *CLI_FAST]) == 0
+    out = capsys.readouterr().out
+    assert "GMAC/s" in out and "measured now" in out
+    assert main(["sysinfo", "--peak", "--json", "--cache-dir", str(tmp_path), *CLI_FAST]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["threads"] for r in rows] == list(dict.fromkeys([1, physical_cores()]))
+    assert all(r["cached"] and r["precision"] == "fp32" and r["device"] == "cpu" for r in rows)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sysinfo", "--remeasure"], "only with --peak"),
+    (["sysinfo", "--peak", "--threads", "0"], "--threads must be a positive integer"),
+    (["sysinfo", "--peak", "--precision", "fp8"], "invalid choice"),
+])
+def test_sysinfo_bad_input_exits_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_sysinfo_peak_on_cuda_without_cuda_is_one_line(capsys):
+    assert main(["sysinfo", "--peak", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no CUDA device" in err
