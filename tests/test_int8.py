@@ -256,7 +256,7 @@ def test_fp32_and_int8_in_one_run_are_timed_in_the_same_rounds_and_paired(tmp_pa
     assert int8.ok and fp32.ok and int8.group == fp32.group and len(int8.rounds) == len(fp32.rounds) == 2
     assert speed_ratio(int8, fp32, same_run=True).paired
     assert record.config["precisions"] == ["int8", "fp32"]
-    assert fp32.efficiency is not None and int8.efficiency is None  # no float GEMM peak stands for int8
+    assert fp32.gmacs_per_s > 0 and int8.gmacs_per_s > 0 and int8.efficiency is None  # no float peak for int8
     assert "(paired)" in int8_section(group_by_machine([record]))
 
 
