@@ -259,8 +259,7 @@ class _Run:
                 entry.status, entry.reason = Status.FAILED, f"during the timed rounds: {t.error}"
             elif t.samples:
                 entry.record(t, p.images_per_call, _peak_memory(self.device))
-                entry.energy = energy_record(t.energy_j, t.metered_s, sum(r.calls for r in t.rounds[:len(t.energy_j)])
-                                             * p.images_per_call, self.energy)
+                entry.energy = energy_record(t.energy_j, t.metered_s, t.metered_calls * p.images_per_call, self.energy)
                 if interrupted:
                     entry.notes.append(f"interrupted: timed in {len(t.rounds)} of the planned rounds")
                 if self.plan.schedule.target_ci is not None and t.ci_half_width() > self.plan.schedule.target_ci:

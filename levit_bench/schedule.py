@@ -54,6 +54,7 @@ class Timed:
     error: str | None = None  # a runtime error during the rounds: the entry stops being timed
     energy_j: list[float] = field(default_factory=list)  # joules of each timed block (when metered)
     metered_s: float = 0.0  # wall seconds of the metered blocks
+    metered_calls: int = 0  # calls of the metered blocks
 
     def round_samples(self) -> list[np.ndarray]:
         return split_rounds(self.samples, [r.calls for r in self.rounds])
@@ -138,21 +139,34 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
                 continue
             try:
                 rewarm(it.call, timing.rewarm_s, it.warm.per_call_s, it.synchronize)
-                joules = energy.read_j() if energy is not None else 0.0
+                joules = _read_j(energy)
                 start = time.perf_counter() - begin
                 block = time_calls(it.call, it.calls_per_round, cuda=it.cuda, synchronize=it.synchronize)
-                if energy is not None:
-                    it.metered_s += time.perf_counter() - begin - start
-                    it.energy_j.append(energy.read_j() - joules)
+                seconds = time.perf_counter() - begin - start
             except Exception as exc:  # noqa: BLE001 - one runtime failing stops that entry, not the run
                 it.error = first_line(exc)
                 continue
+            after = _read_j(energy)
+            if joules is not None and after is not None:  # a counter that failed costs the figure, not the entry
+                it.energy_j.append(after - joules)
+                it.metered_s += seconds
+                it.metered_calls += len(block)
             it.samples += block
             it.rounds.append(RoundRecord(done, position, start, len(block)))
         done += 1
         if on_round is not None:
             on_round(done, planned)
     return done
+
+
+def _read_j(energy: EnergyCounter | None) -> float | None:
+    """The counter's joules, or None without a counter or when reading it fails."""
+    if energy is None:
+        return None
+    try:
+        return energy.read_j()
+    except (OSError, ValueError, RuntimeError):
+        return None
 
 
 def _more(items: Sequence[Timed], planned: int, schedule: Schedule, done: int, begin: float) -> bool:

@@ -26,7 +26,7 @@ PAPER = "LeViT paper (Graham et al., ICCV 2021), Table 3 and official code"
 PAPER_BASELINE = "LeViT paper Table 3 (throughput); top-1 from the model's own paper, unverified"
 # Counted on the models as timed (opcount.py), these are within 5%: DeiT-Ti's 1.25 G prints as 1.3 at
 # two digits; EfficientNet-B4 counts 4.39 G at 380 (timm follows the TF reference: 19.3M parameters,
-# the paper says 19M), 4.6% over the paper's 4.2, a gap other counters report too (thop: 4.49 G).
+# the paper says 19M), 4.6% over the paper's 4.2; the figure published is below what the architecture counts.
 EFFICIENTNET_FLOPS = "EfficientNet paper (Tan & Le, ICML 2019), Table 2 (its FLOPs are multiply-adds)"
 DEIT_FLOPS = ("DeiT (Touvron et al., ICML 2021) as commonly cited: 1.3/4.6/17.6 G multiply-adds at 224; "
               "not checked against the paper's own table here")

@@ -83,7 +83,7 @@ def test_no_counter_says_why(tmp_path, monkeypatch):
 
 
 class _FakeCounter:
-    """A counter that advances 2 J on every read after the first of each pair (one 'block')."""
+    """A counter that advances 1 J per read: 1 J between the two reads around each block."""
 
     source, scope = "fake", "test"
 
@@ -101,6 +101,7 @@ def test_rounds_meter_every_block_and_the_record_divides_by_images():
     done = run_rounds([item], timing, Schedule(3, 0), energy=_FakeCounter())
     assert done == 3 and item.energy_j == [1.0, 1.0, 1.0] and item.metered_s > 0
     calls = sum(r.calls for r in item.rounds)
+    assert item.metered_calls == calls
     rec = energy.energy_record(item.energy_j, item.metered_s, calls * 16, _FakeCounter())
     assert rec["joules_per_image"] == pytest.approx(3.0 / (calls * 16))
     assert rec["watts"] == pytest.approx(3.0 / item.metered_s)
@@ -175,3 +176,19 @@ def test_profile_out_is_a_results_file_the_report_draws(tmp_path):
     assert "### Where the time goes" in md and "![share of op time per category](R-profile-1.png)" in md
     assert "| levit_128s | torch | fp32, batch 1, 1 thread |" in md and "(+ 1 profiles)" in md
     assert (tmp_path / "R-profile-1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class _BrokenCounter:
+    source, scope = "broken", "test"
+
+    def read_j(self) -> float:
+        raise OSError("counter gone")
+
+
+def test_a_counter_that_fails_costs_the_energy_figure_not_the_entry():
+    timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=4, rewarm_s=0.0)
+    item = Timed("x", lambda: sum(range(100)), lambda: None, False)
+    warm(item, timing)
+    assert run_rounds([item], timing, Schedule(2, 0), energy=_BrokenCounter()) == 2
+    assert item.error is None and len(item.rounds) == 2 and item.energy_j == [] and item.metered_calls == 0
+    assert "no timed block was metered" in energy.energy_record(item.energy_j, item.metered_s, 0, _BrokenCounter())["unavailable"]
