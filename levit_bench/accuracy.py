@@ -88,7 +88,7 @@ def evaluate(plan: AccuracyPlan, notify: Notify | None = None,
     cache = ExportCache(plan.cache_dir)
     state = _State(notify or (lambda _d, _n: None))
     out: list[AccuracyRecord] = []
-    with run_state(plan.settings.threads, cache.root, show_warning):
+    with run_state(plan.settings.threads, cache.runtime_dir("inductor"), show_warning):
         for name in plan.models:
             for record in _evaluate_model(plan, name, cache, state, predictions):
                 out.append(record)

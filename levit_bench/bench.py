@@ -117,7 +117,7 @@ def execute(plan: Plan, on_event: Callable[[Event], None] | None = None,
     """Run every step of ``plan``; returns the entries in plan order.  Process state (threads,
     inductor's cache, dynamo's policy, the warnings hook) is set for the run and restored after."""
     cache = ExportCache(plan.cache_dir)
-    with run_state(plan.settings.threads, cache.root, show_warning):
+    with run_state(plan.settings.threads, cache.runtime_dir("inductor"), show_warning):
         return _Run(plan, cache, on_event or (lambda _e: None)).execute()
 
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 RECOMPILE_LIMIT = 64
@@ -99,13 +98,14 @@ def preserved_environment() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def run_state(threads: int, cache_root: str | os.PathLike,
+def run_state(threads: int, inductor_dir: str | os.PathLike,
               show_warning: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Threads for torch, inductor's cache under ``cache_root``, no silent eager fallback in dynamo,
+    """Threads for torch, inductor's cache in ``inductor_dir`` (the export cache's
+    ``runtime_dir("inductor")``), no silent eager fallback in dynamo,
     warnings through ``show_warning`` (when given); all restored on exit."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(_threads(threads))
-        stack.enter_context(_env(INDUCTOR_CACHE_ENV, str(Path(cache_root) / "inductor")))
+        stack.enter_context(_env(INDUCTOR_CACHE_ENV, str(inductor_dir)))
         stack.enter_context(_dynamo_fails_on_fallback())
         stack.enter_context(_warnings_to(show_warning))
         yield

@@ -202,7 +202,7 @@ def test_torch_compile_cpu_compiles_once(models, cache):
     # channels_last makes the runner convert the input into a new tensor (as .to("cuda") does),
     # which is where an inference tensor and a normal one used to differ
     settings = Settings(threads=2).with_options(channels_last=True)
-    with run_state(2, cache.root):
+    with run_state(2, cache.runtime_dir("inductor")):
         _check_compiles_once(fused, x, want, settings, cache)
 
 

@@ -256,7 +256,7 @@ def test_loading_a_big_file_is_fast(tmp_path):
 def test_cache_check_accepts_a_new_folder(tmp_path):
     cache = ExportCache(tmp_path / "a" / "b")
     cache.check()
-    assert cache.root.is_dir() and not list(cache.root.iterdir())
+    assert cache.root.is_dir() and [p.name for p in cache.root.iterdir()] == ["CACHEDIR.TAG"]  # only the tag
 
 
 def test_cache_check_refuses_a_file(tmp_path):
@@ -341,8 +341,7 @@ def test_discard_leaves_anything_else_alone(tmp_path):
     build(cache, "onnx", "m1")
     outside = tmp_path / "precious.bin"
     outside.write_bytes(b"keep")
-    (cache.root / "openvino").mkdir()
-    blob = cache.root / "openvino" / "abc.blob"
+    blob = cache.runtime_dir("openvino") / "abc.blob"
     blob.write_bytes(b"compiled")
     assert cache.discard(outside) is False and outside.read_bytes() == b"keep"
     assert cache.discard(blob) is False and blob.is_file()
@@ -352,7 +351,7 @@ def test_discard_leaves_anything_else_alone(tmp_path):
 
 def runtime_dirs(cache: ExportCache) -> None:
     for name, size in (("inductor", 300), ("openvino", 200)):
-        d = cache.root / name / "sub"
+        d = cache.runtime_dir(name) / "sub"
         d.mkdir(parents=True)
         (d / "blob").write_bytes(b"z" * size)
 

@@ -6,7 +6,14 @@ removed and rebuilt.  Exports are written to a temporary name and renamed, so an
 never leaves a file that is used later.
 
 The runtimes keep their own caches beside ours (``<root>/inductor``, ``<root>/openvino``); they are
-listed and cleared as one item each.  Each use of an artifact touches its ``meta.json``, so its
+listed and cleared as one item each.
+
+A cache proves it is one before anything in it is deleted: the root carries a ``CACHEDIR.TAG`` (the
+Cache Directory Tagging Specification, naming levit-bench), written only when the folder is new,
+empty or already laid out as a levit-bench cache; an artifact folder counts only when its
+``meta.json`` describes a file beside it, and a runtime's folder only when it carries the marker
+levit-bench wrote when it handed the folder to the runtime.  ``list``, ``clear`` and the prune ignore
+everything else, so a mistyped ``--cache-dir ~`` deletes nothing.  Each use of an artifact touches its ``meta.json``, so its
 modification time is the last use; after each build the least recently used items are removed until
 the cache is under ``max_bytes`` (default 5 GiB, ``$LEVIT_BENCH_CACHE_MAX_BYTES``).  Nothing used
 since the cache object was created (by this run, or by another one running now) is pruned.
@@ -34,6 +41,15 @@ from ..errors import UserError
 CACHE_FORMAT = 1
 #: folders under the root that belong to the runtimes' own caches (torch inductor, OpenVINO CACHE_DIR)
 RUNTIME_DIRS = ("inductor", "openvino")
+#: every top-level name a levit-bench cache holds (artifact folders per backend, runtime caches, peaks)
+KNOWN_TOPS = frozenset({"onnx", "torchscript", "onnxruntime-int8", "openvino-int8", "peak", *RUNTIME_DIRS})
+#: the root's marker: the Cache Directory Tagging Specification's file, with a line naming us
+MARKER = "CACHEDIR.TAG"
+MARKER_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+               "# This file is a cache directory tag created by levit-bench (its export cache).\n"
+               "# For information about cache directory tags, see https://bford.info/cachedir/\n")
+#: written into a runtime's own cache folder when levit-bench hands it to the runtime
+RUNTIME_MARKER = ".levit-bench-runtime-cache"
 DEFAULT_MAX_BYTES = 5 * 1024**3
 MAX_BYTES_ENV = "LEVIT_BENCH_CACHE_MAX_BYTES"
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -78,6 +94,8 @@ def _folder_stats(folder: Path) -> tuple[int, float]:
         return 0, 0.0
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in dirnames + filenames:
+            if name == RUNTIME_MARKER:
+                continue  # ours, written once: neither the runtime's bytes nor a use
             try:
                 st = os.lstat(os.path.join(dirpath, name))
             except OSError:
@@ -143,13 +161,61 @@ class ExportCache:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"{where} cannot be created: {_error_text(exc)}{hint}") from None
+        foreign = self.foreign_items() if not self.is_marked() else []
+        if foreign:
+            raise UserError(f"{where} is not a levit-bench cache: it holds {_names(foreign)}, which levit-bench "
+                            f"did not write{hint} (a new or empty folder)")
         try:
             fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=self.root)
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
             raise UserError(f"{where} is not writable: {_error_text(exc)}{hint}") from None
+        self.mark()
         self.max_bytes  # noqa: B018 - a malformed $LEVIT_BENCH_CACHE_MAX_BYTES is said now, not mid-run
+
+    # -----------------------------------------------------------------------------------------
+    # proving the folder is a cache
+
+    def is_marked(self) -> bool:
+        """Whether the root carries the tag levit-bench writes (and so may be listed and cleared)."""
+        try:
+            return (self.root / MARKER).read_text(errors="replace").startswith(MARKER_TEXT.split("\n")[0]) and \
+                "levit-bench" in (self.root / MARKER).read_text(errors="replace")
+        except OSError:
+            return False
+
+    def foreign_items(self) -> list[str]:
+        """Top-level names under the root that no levit-bench cache holds (empty: a new, empty or
+        levit-bench-shaped folder)."""
+        try:
+            names = sorted(p.name for p in self.root.iterdir())
+        except OSError:
+            return []
+        return [n for n in names if n not in KNOWN_TOPS and n != MARKER and not n.startswith(".")]
+
+    def mark(self) -> None:
+        """Write the root's tag, if the folder is new, empty or already laid out as a cache."""
+        if self.is_marked() or self.foreign_items():
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.root / MARKER, MARKER_TEXT)
+        except OSError:
+            pass  # a read-only cache is still read; it is never cleared without its tag
+
+    def runtime_dir(self, name: str) -> Path:
+        """``<root>/<name>`` for a runtime's own cache (inductor, OpenVINO's CACHE_DIR), created with
+        the marker that lets ``clear`` recognise it later."""
+        folder = self.root / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            marker = folder / RUNTIME_MARKER
+            if not marker.exists():
+                marker.touch()  # empty: its presence is the proof
+        except OSError:
+            pass
+        return folder
 
     @staticmethod
     def key(**parts: object) -> str:
@@ -184,6 +250,7 @@ class ExportCache:
         found = self.lookup(folder, filename)
         if found is not None:
             return found, True
+        self.mark()
         folder.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
         try:
@@ -191,7 +258,8 @@ class ExportCache:
             build(tmp)
             final = folder / filename
             os.replace(tmp, final)
-            meta = {"size": final.stat().st_size, "sha256": file_sha256(final), **(describe() if describe else {})}
+            meta = {"size": final.stat().st_size, "sha256": file_sha256(final), "file": filename,
+                    **(describe() if describe else {})}
             atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, default=str))
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -205,34 +273,63 @@ class ExportCache:
     # listing, bounding and clearing
 
     def entries(self) -> list[CachedArtifact]:
-        """Every artifact folder (``<root>/<backend>/<model>-<key>``), and each runtime's own cache
-        folder as one item, least recently used first."""
+        """Every artifact folder (``<root>/<backend>/<model>-<key>`` whose ``meta.json`` describes a
+        file beside it), and each runtime's own cache folder that carries levit-bench's marker, as
+        one item; least recently used first.  Nothing is listed from a root without the cache tag."""
         out: list[CachedArtifact] = []
-        try:
-            tops = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
+        if not self.is_marked():
             return out
-        for top in tops:
+        for top in self._tops():
             if top.name in RUNTIME_DIRS:
-                size, used = _folder_stats(top)
-                out.append(CachedArtifact(top.name, "", top, size, used, runtime=True))
+                if (top / RUNTIME_MARKER).is_file():
+                    size, used = _folder_stats(top)
+                    out.append(CachedArtifact(top.name, "", top, size, used, runtime=True))
                 continue
             try:
-                folders = sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
+                folders = sorted(p for p in top.iterdir() if p.is_dir() and not p.is_symlink()
+                                 and not p.name.startswith("."))
             except OSError:
                 continue
             for folder in folders:
-                size, newest = _folder_stats(folder)
-                meta_path = folder / "meta.json"
-                model, used = folder.name.rsplit("-", 1)[0], newest
+                meta = _artifact_meta(folder)
+                if meta is None:
+                    continue  # not written by us: left alone
+                size, _ = _folder_stats(folder)
                 try:
-                    used = meta_path.stat().st_mtime
-                    model = str(json.loads(meta_path.read_text()).get("model") or model)
-                except (OSError, ValueError, AttributeError):
-                    pass
+                    used = (folder / "meta.json").stat().st_mtime
+                except OSError:
+                    continue
+                model = str(meta.get("model") or folder.name.rsplit("-", 1)[0])
                 out.append(CachedArtifact(top.name, model, folder, size, used))
         out.sort(key=lambda a: a.last_used)
         return out
+
+    def unrecognised(self) -> list[Path]:
+        """What the root holds that :meth:`entries` does not list (and nothing ever deletes)."""
+        if not self.is_marked():
+            try:
+                return sorted(p for p in self.root.iterdir() if p.name != MARKER)
+            except OSError:
+                return []
+        listed = {a.folder for a in self.entries()}
+        out: list[Path] = []
+        for top in self._tops(all_names=True):
+            if top.name in RUNTIME_DIRS or top.name == "peak" or not top.is_dir() or top.is_symlink():
+                if top.name not in KNOWN_TOPS or (top.name in RUNTIME_DIRS and top not in listed):
+                    out.append(top)
+                continue
+            try:
+                out += sorted(p for p in top.iterdir() if p not in listed and not p.name.startswith("."))
+            except OSError:
+                continue
+        return out
+
+    def _tops(self, all_names: bool = False) -> list[Path]:
+        try:
+            return sorted(p for p in self.root.iterdir() if not p.name.startswith(".") and p.name != MARKER
+                          and (all_names or (p.is_dir() and not p.is_symlink())))
+        except OSError:
+            return []
 
     def clear(self, older_than_s: float | None = None) -> tuple[int, int]:
         """Remove every item (or those not used for ``older_than_s`` seconds), runtime caches
@@ -275,7 +372,10 @@ class ExportCache:
         """Remove a cached artifact (e.g. one that failed parity) with its meta.json and folder, so the
         next run builds it again.  ``artifact`` is the artifact file or its folder; anything outside
         this cache's ``<root>/<backend>/<model>-<key>/`` layout (runtime caches included) is left
-        alone.  Returns whether something was removed."""
+        alone, and so is everything in a folder without the cache tag.  Returns whether something was
+        removed."""
+        if not self.is_marked():
+            return False
         try:
             root = self.root.resolve()
             parts = Path(artifact).expanduser().resolve().relative_to(root).parts
@@ -284,9 +384,33 @@ class ExportCache:
         if len(parts) < 2 or parts[0] in RUNTIME_DIRS or parts[0].startswith(".") or parts[1].startswith("."):
             return False
         folder = root / parts[0] / parts[1]
-        if not folder.is_dir():
+        if not folder.is_dir() or folder.is_symlink():
             return False
         return _remove_artifact_folder(folder)
+
+
+def _names(items: list[str], most: int = 3) -> str:
+    shown = ", ".join(repr(n) for n in items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def _artifact_meta(folder: Path) -> dict | None:
+    """The folder's ``meta.json`` if it is one the cache wrote: a size and SHA-256 that describe a
+    file in the folder (``file`` names it; files of older versions are found by their size)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("size"), int) or not isinstance(meta.get("sha256"), str) \
+            or not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
+        return None
+    names = [meta["file"]] if isinstance(meta.get("file"), str) else [
+        n for n in os.listdir(folder) if n != "meta.json" and not n.startswith(".")]
+    for name in names:
+        path = folder / name
+        if "/" not in name and path.is_file() and not path.is_symlink() and path.stat().st_size == meta["size"]:
+            return meta
+    return None
 
 
 def _touch(path: Path) -> None:

@@ -187,7 +187,7 @@ class OpenVinoBackend(Backend):
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": hint,
             "INFERENCE_PRECISION_HINT": OV_PRECISION[settings.precision],
-            "CACHE_DIR": str(cache.root / "openvino"),
+            "CACHE_DIR": str(cache.runtime_dir("openvino")),
         }
         config["INFERENCE_NUM_THREADS"] = settings.threads
         start = time.perf_counter()

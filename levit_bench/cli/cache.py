@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import render
+from ..errors import UserError
 from .args import EXIT_OK, Parser, seconds
 
 
@@ -22,13 +23,17 @@ def cmd_cache(argv: Sequence[str]) -> int:
     p.add_argument("--older-than", type=seconds("--older-than", True, maximum=float("inf")), default=None,
                    metavar="SECONDS", help="clear: only artifacts not used for this long")
     args = p.parse_args(argv)
-    from ..backends.cache import ExportCache  # torch: only when the command runs
+    from ..backends.cache import MARKER, ExportCache  # torch: only when the command runs
 
     cache = ExportCache(args.cache_dir)
     con = render.console()
+    if cache.root.is_dir() and not cache.is_marked():
+        raise UserError(f"{cache.root} is not a levit-bench cache (it has no {MARKER} written by levit-bench); "
+                        "nothing was listed or removed")
     if args.action == "clear":
         count, freed = cache.clear(args.older_than)
         con.print(f"removed {count} cached artifacts, {_size(freed)}, from {cache.root}")
+        _say_unrecognised(con, cache)
         return EXIT_OK
     from datetime import datetime
 
@@ -43,4 +48,12 @@ def cmd_cache(argv: Sequence[str]) -> int:
                   str(a.folder))
     con.print(t)
     con.print(f"{len(items)} artifacts, {_size(sum(a.bytes for a in items))} in all")
+    _say_unrecognised(con, cache)
     return EXIT_OK
+
+
+def _say_unrecognised(con, cache) -> None:  # noqa: ANN001 - a rich console and an ExportCache
+    others = cache.unrecognised()
+    if others:
+        shown = ", ".join(str(p.relative_to(cache.root)) for p in others[:3])
+        con.print(f"left alone: {len(others)} item(s) levit-bench did not write ({shown}{', …' if len(others) > 3 else ''})")

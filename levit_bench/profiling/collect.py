@@ -77,7 +77,7 @@ def profile_entries(models: Sequence[str], backends: Sequence[str], settings: Se
             raise UserError(f"cannot profile {backend}: {reason}")
     cache = ExportCache(cache_dir)
     out: list[Profile] = []
-    with run_state(settings.threads, cache.root, show_warning):
+    with run_state(settings.threads, cache.runtime_dir("inductor"), show_warning):
         for name in models:
             try:
                 subject = zoo.subject(name, weights=weights, img_size=img_size)
