@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import levit_bench as lb  # noqa: E402
 from levit_bench import render  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
+from levit_bench.selection import Selection  # noqa: E402
 from levit_bench.backends.onnxruntime import session_options  # noqa: E402
 from levit_bench.profiling import profile_entries  # noqa: E402
 from levit_bench.profiling.table import categories_table, ops_table  # noqa: E402
@@ -37,7 +38,7 @@ from levit_bench.runstate import run_state  # noqa: E402
 def where_time_goes(model: str, batch_size: int, settings: Settings, top: int = 6) -> None:
     """The op-category breakdown of each runtime (as ``levit-bench profile`` prints it)."""
     backends = [b for b in ("torch", "onnxruntime", "openvino") if BACKENDS[b].unavailable_reason(settings) is None]
-    profiles = profile_entries([model], backends, settings, batch_size)
+    profiles = profile_entries(Selection((model,), tuple(backends), (batch_size,), (settings.precision,), settings))
     con = render.console()
     con.print(categories_table(profiles))
     for p in profiles:

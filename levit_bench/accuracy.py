@@ -14,23 +14,22 @@ with no readable image is a UserError.
 """
 from __future__ import annotations
 
-import gc
+import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from . import data, zoo
+from . import data
 from .accuracy_record import AccuracyRecord, utc_now
-from .backends import BACKENDS, ExportCache
+from .backends import ExportCache
 from .backends.base import Runner
-from .prepare import prepare_runner
 from .errors import UserError, first_line
-from .parity import parity_input
-from .results import Entry
+from .prepare import Outcome, Ready, Subject, outcomes
 from .runstate import run_state
+from .selection import Selection
 from .spec import Settings, Status
 
 #: skipped files named in a record (all of them are counted)
@@ -40,25 +39,23 @@ TOPK = 5
 
 @dataclass
 class AccuracyPlan:
-    """What ``evaluate`` measures: every model × backend × precision at ``settings`` (its precision
-    is replaced per variant; ``threads`` is already resolved)."""
+    """What ``evaluate`` measures: every model × precision × backend of ``selection`` (one batch
+    size) on ``images``."""
 
-    models: list[str]
-    backends: list[str]
-    precisions: list[str]
+    selection: Selection
     images: data.LabelledImages
-    settings: Settings = field(default_factory=Settings)
-    batch_size: int = 32
-    weights: str | None = None
-    img_size: int | None = None
-    cache_dir: str | None = None
     limit: int | None = None
 
-    def variants(self) -> list[tuple[str, str]]:
-        return [(b, p) for b in self.backends for p in self.precisions]
+    @property
+    def batch_size(self) -> int:
+        return self.selection.batch_sizes[0]
+
+    @property
+    def settings(self) -> Settings:
+        return self.selection.settings
 
     def total_images(self) -> int:
-        return len(self.images.samples) * len(self.models)
+        return len(self.images.samples) * len(self.selection.models)
 
 
 #: progress: (what is happening, images done since the last call)
@@ -85,12 +82,18 @@ def evaluate(plan: AccuracyPlan, notify: Notify | None = None,
     """One record per model × backend × precision, in plan order.  ``on_record`` sees each as it is
     finished; ``predictions`` (when given) receives each evaluated variant's top-1 per image (by
     record label), in the order of ``plan.images.samples`` with unreadable images left out."""
-    cache = ExportCache(plan.cache_dir)
+    sel = plan.selection
+    cache = ExportCache(sel.cache_dir)
     state = _State(notify or (lambda _d, _n: None))
     out: list[AccuracyRecord] = []
-    with run_state(plan.settings.threads, cache.runtime_dir("inductor"), show_warning):
-        for name in plan.models:
-            for record in _evaluate_model(plan, name, cache, state, predictions):
+
+    def on_step(model: str, backend: str, _bs: int) -> None:
+        state.notify(f"preparing {model} · {backend}", 0)
+
+    with run_state(sel.settings.threads, cache.runtime_dir("inductor"), show_warning):
+        steps = outcomes(sel, cache, sel.settings.device, on_step)
+        for name, group in itertools.groupby(steps, key=lambda step: step[1].identity.model):
+            for record in _evaluate_model(plan, name, list(group), state, predictions):
                 out.append(record)
                 if on_record is not None:
                     on_record(record)
@@ -105,64 +108,38 @@ class _State:
     fingerprint: str | None = None
 
 
-def _record(plan: AccuracyPlan, entry: Entry, model_id_hash: str | None) -> AccuracyRecord:
-    return AccuracyRecord(
-        entry.model, entry.backend, entry.device, entry.precision, entry.threads, plan.batch_size,
-        entry.status, entry.reason, entry.img_size, dict(entry.options),
-        weights={"file": str(Path(plan.weights).resolve()) if plan.weights else None, "hash": model_id_hash},
-        parity=entry.parity, notes=list(entry.notes))
+def _record(plan: AccuracyPlan, outcome: Outcome) -> AccuracyRecord:
+    """The record of one prepared step, not yet evaluated (``_finish`` fills the figures)."""
+    status, reason = (Status.SKIPPED, "") if isinstance(outcome, Ready) else (outcome.status, outcome.reason)
+    weights = plan.selection.weights
+    return AccuracyRecord(outcome.identity, status, reason,
+                          weights={"file": str(Path(weights).resolve()) if weights else None,
+                                   "hash": outcome.identity.weights_hash},
+                          parity=outcome.facts.parity, notes=list(outcome.facts.notes))
 
 
-def _evaluate_model(plan: AccuracyPlan, name: str, cache: ExportCache, state: _State,
+def _evaluate_model(plan: AccuracyPlan, name: str, steps: list[tuple[Subject | None, Outcome]], state: _State,
                     predictions: dict[str, torch.Tensor] | None) -> list[AccuracyRecord]:
-    size = zoo.input_size(name, plan.img_size)
-    device = torch.device(plan.settings.device)
-    state.notify(f"building {name}", 0)
+    """Every prepared variant of one model fed the same batches; each runner closed after."""
+    evals = [_Evaluated(_record(plan, o), o.runner if isinstance(o, Ready) else None) for _s, o in steps]
+    subject = steps[0][0]
     try:
-        built = zoo.subject(name, weights=plan.weights, img_size=plan.img_size)
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a model that won't build fails its records, not the command
-        records = []
-        for backend, precision in plan.variants():
-            entry = Entry.for_step(name, backend, replace(plan.settings, precision=precision), plan.batch_size, size)
-            entry.status, entry.reason = Status.FAILED, f"model build failed: {first_line(exc)}"
-            records.append(_finish(plan, state, _Evaluated(_record(plan, entry, None), None), None))
-        state.notify("", len(plan.images.samples))
-        return records
-    reference = built.reference.to(device)
-    x = parity_input(plan.batch_size, size)
-    reference_logits: dict[int, torch.Tensor] = {}
-    evals: list[_Evaluated] = []
-    try:
-        for backend_name, precision in plan.variants():
-            settings = replace(plan.settings, precision=precision)
-            entry = Entry.for_step(name, backend_name, settings, plan.batch_size, size)
-            state.notify(f"preparing {name} · {backend_name} · {precision}", 0)
-            runner = None
-            try:
-                runner = prepare_runner(entry, built.model_id, reference, built.fused, BACKENDS[backend_name],
-                                        settings, x, cache, reference_logits)
-            except Exception as exc:  # noqa: BLE001 - export/runtime errors fail this variant only
-                entry.status, entry.reason = Status.FAILED, first_line(exc)
-            evals.append(_Evaluated(_record(plan, entry, built.model_id.weights_hash), runner))
-        _run_batches(plan, name, reference, device, evals, state)
+        if subject is None:  # the model could not be built: its records say why
+            state.notify("", len(plan.images.samples))
+            return [_finish(plan, state, ev, None) for ev in evals]
+        _run_batches(plan, name, subject.reference, torch.device(plan.settings.device), evals, state)
         return [_finish(plan, state, ev, predictions) for ev in evals]
     finally:
         for ev in evals:
             if ev.runner is not None:
                 ev.runner.close()
-        del reference, built
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
 
 
 def _run_batches(plan: AccuracyPlan, name: str, reference: torch.nn.Module, device: torch.device,
                  evals: list[_Evaluated], state: _State) -> None:
     """Every batch of images through the reference and each live runner, tallying as it goes.
     The first model's pass also finds which images are readable (the same for every model)."""
-    transform = data.eval_transform(name, plan.img_size)
+    transform = data.eval_transform(name, plan.selection.img_size)
     samples = plan.images.samples
     first_pass = state.kept is None
     kept_all: list[int] = []
@@ -228,7 +205,7 @@ def _finish(plan: AccuracyPlan, state: _State, ev: _Evaluated,
         "root": str(Path(plan.images.root).resolve()), "fingerprint": state.fingerprint, "images": images,
         "found": plan.images.found, "limit": plan.limit, "skipped": len(state.skipped),
         "skipped_files": state.skipped[:MAX_NAMED_SKIPS],
-        "transform": _jsonable(data.eval_config(rec.model, plan.img_size)),
+        "transform": _jsonable(data.eval_config(rec.model, plan.selection.img_size)),
     }
     if ev.runner is not None and rec.status is not Status.FAILED and images:
         rec.status, rec.reason = Status.OK, ""

@@ -5,11 +5,11 @@ may hold either or both.  Top-1/top-5 are percentages, as published figures are.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from .spec import RuntimeOptions, Status, threads_text, variant
+from .spec import Identity, Status
 
 
 def utc_now() -> str:
@@ -20,18 +20,11 @@ def utc_now() -> str:
 class AccuracyRecord:
     """Top-1/top-5 of one model × backend variant × precision on a folder of labelled images."""
 
-    model: str
-    backend: str
-    device: str
-    precision: str
-    threads: int
-    batch_size: int
+    identity: Identity
     status: Status
     reason: str = ""
-    img_size: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
     #: ``file`` (the checkpoint given, or null: the zoo's seeded random weights) and ``hash`` (of the
-    #: fused model's weights, as the export cache names them)
+    #: fused model's weights: the identity's ``weights_hash``)
     weights: dict[str, Any] | None = None
     #: ``root``, ``fingerprint`` (sha256 of the evaluated files' names and bytes), ``images``
     #: (evaluated), ``found`` (labelled images in the folder), ``limit``, ``skipped`` (unreadable, with
@@ -54,9 +47,21 @@ class AccuracyRecord:
     def ok(self) -> bool:
         return self.status is Status.OK and self.top1 is not None
 
+    model = property(lambda self: self.identity.model)
+    backend = property(lambda self: self.identity.backend)
+    device = property(lambda self: self.identity.device)
+    precision = property(lambda self: self.identity.precision)
+    threads = property(lambda self: self.identity.threads)
+    batch_size = property(lambda self: self.identity.batch_size)
+    img_size = property(lambda self: self.identity.img_size)
+    variant = property(lambda self: self.identity.variant)
+
     @property
-    def variant(self) -> str:
-        return variant(self.backend, self.precision, RuntimeOptions.from_dict(self.options))
+    def key(self) -> tuple:
+        """What a later record of the same export replaces: the identity without the batch size
+        (which does not change what is computed), with the weights (which do)."""
+        i = self.identity
+        return i.model, i.variant, i.device, i.precision, i.threads, i.img_size, i.weights_hash
 
     @property
     def random_weights(self) -> bool:
@@ -64,14 +69,20 @@ class AccuracyRecord:
         return not (self.weights or {}).get("file")
 
     def label(self) -> str:
-        return f"{self.model} / {self.variant} / {self.device} {self.precision} / {threads_text(self.threads)}"
+        return self.identity.label()
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The flat form a results file keeps."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "identity"}
         d["status"] = str(self.status)
-        return d
+        return {**self.identity.to_dict(), **d}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AccuracyRecord:
-        """From a results file (keys this version does not know are ignored)."""
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        """From a results file (keys this version does not know are ignored); the weights hash of
+        files before schema 3 is read from ``weights.hash``."""
+        data = dict(data)
+        if data.get("weights_hash") is None and isinstance(data.get("weights"), dict):
+            data["weights_hash"] = data["weights"].get("hash")
+        own = {f.name for f in fields(cls)} - {"identity"}
+        return cls(Identity.from_dict(data), **{k: v for k, v in data.items() if k in own})

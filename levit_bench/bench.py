@@ -13,29 +13,26 @@ interrupted run keeps them: entries interrupted mid-rounds keep the rounds they 
 """
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import torch
-from torch import nn
 
-from . import zoo
 from .backends import BACKENDS, ExportCache
-from .backends.base import Backend, Runner
+from .backends.base import Runner
 from .energy import energy_record, open_counter
 from .errors import UserError, first_line
 from .harness import TimingOptions
 from .opcount import OpCount, count_ops
 from .peak import cached_peak, get_peak
-from .parity import parity_input
-from .prepare import prepare_runner
+from .prepare import NotReady, Outcome, Ready, Subject, free, is_oom, outcomes
 from .results import Entry
 from .runstate import run_state
 from .schedule import Schedule, Timed, rounds_for, run_rounds, warm
-from .spec import EventKind, ModelId, Settings, Status
+from .selection import Selection
+from .spec import EventKind, Settings, Status
 
 #: memory that must stay free while entries are kept prepared, else the prepared group is timed
 MIN_FREE_BYTES = 2 * 2**30
@@ -46,27 +43,21 @@ PEAK_MIN_TIME_S = 2.0
 
 @dataclass
 class Plan:
-    """Everything a run measures; ``settings.threads`` is already resolved."""
+    """Everything a run measures: the checked selection (``cli.selection.Selection``: models ×
+    precisions × backends × batch sizes at one device, threads and options), how to time it, and
+    the paper's GPU rule of halving a batch that does not fit."""
 
-    models: list[str]
-    backends: list[str]
-    batch_sizes: list[int]
-    settings: Settings = field(default_factory=Settings)
+    selection: Selection
     timing: TimingOptions = field(default_factory=TimingOptions)
-    weights: str | None = None
-    img_size: int | None = None
-    cache_dir: str | None = None
     shrink_on_oom: bool = False  # the paper's GPU protocol: halve the batch until it fits
     schedule: Schedule = field(default_factory=lambda: Schedule(None, 0))  # rounds chosen per group
-    #: more than one: every entry at each precision, timed in the same rounds (int8 over fp32 paired)
-    precisions: list[str] = field(default_factory=list)
 
-    def settings_list(self) -> list[Settings]:
-        """``settings`` at each precision of the plan (just ``settings`` when none are listed)."""
-        return [replace(self.settings, precision=p) for p in self.precisions] or [self.settings]
+    @property
+    def settings(self) -> Settings:
+        return self.selection.settings
 
     def steps(self) -> int:
-        return len(self.models) * len(self.backends) * len(self.batch_sizes) * len(self.settings_list())
+        return self.selection.count()
 
 
 @dataclass
@@ -83,14 +74,6 @@ class Event:
     count: int = 0  # ROUND: entries timed in these rounds
 
 
-class _OutOfMemory(Exception):
-    """An entry ran out of memory; carries the failed entry (the paper's GPU protocol retries smaller)."""
-
-    def __init__(self, entry: Entry):
-        super().__init__(entry.reason)
-        self.entry = entry
-
-
 @dataclass
 class _Pending:
     """A prepared entry waiting for its rounds."""
@@ -102,21 +85,11 @@ class _Pending:
     images_per_call: int
 
 
-#: how allocators say they are out of memory (torch's CPU allocator, CUDA, ONNX Runtime, OpenVINO)
-_OOM_WORDS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory",
-              "failed to allocate memory", "bad_alloc")
-
-
-def _is_oom(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or any(w in text for w in _OOM_WORDS)
-
-
 def execute(plan: Plan, on_event: Callable[[Event], None] | None = None,
             show_warning: Callable[[str], None] | None = None) -> list[Entry]:
     """Run every step of ``plan``; returns the entries in plan order.  Process state (threads,
     inductor's cache, dynamo's policy, the warnings hook) is set for the run and restored after."""
-    cache = ExportCache(plan.cache_dir)
+    cache = ExportCache(plan.selection.cache_dir)
     with run_state(plan.settings.threads, cache.runtime_dir("inductor"), show_warning):
         return _Run(plan, cache, on_event or (lambda _e: None)).execute()
 
@@ -142,71 +115,63 @@ class _Run:
 
     def execute(self) -> list[Entry]:
         try:
-            for name in self.plan.models:
-                self._prepare_model(name)
+            for subject, outcome in outcomes(self.plan.selection, self.cache, self.plan.settings.device,
+                                             lambda m, b, bs: self.notify(Event(EventKind.STEP, m, b, bs))):
+                if subject is not None and subject.model_id.name not in self.ops:
+                    self.ops[subject.model_id.name] = _count(subject)
+                self._take(subject, outcome)
+                self.step += 1
+                if self._memory_short():
+                    self._time_group()
             self._time_group()
         except BaseException:  # Ctrl-C, a UserError of a later model, a failing save: release what is held
             self._release_pending()
             raise
         return [e for _i, e in sorted(self.done, key=lambda ie: ie[0])]
 
-    def _prepare_model(self, name: str) -> None:
-        plan = self.plan
-        self.notify(Event(EventKind.MODEL, name))
-        img_size = zoo.input_size(name, plan.img_size)
-        try:
-            built = zoo.subject(name, weights=plan.weights, img_size=plan.img_size)
-            reference, fused, model_id = built.reference, built.fused, built.model_id
-        except UserError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a model that won't build fails its entries, not the run
-            for settings in plan.settings_list():
-                for backend in plan.backends:
-                    for bs in plan.batch_sizes:
-                        entry = Entry.for_step(name, backend, settings, bs, img_size)
-                        entry.status, entry.reason = Status.FAILED, f"model build failed: {first_line(exc)}"
-                        self.finish(self.step, entry)
-                        self.step += 1
-            return
-        try:
-            self.ops[name] = count_ops(fused, img_size)
-        except Exception:  # noqa: BLE001 - a model the counter cannot trace is still measured
-            self.ops[name] = None
-        reference = reference.to(self.device)
-        self.reference_logits: dict[int, torch.Tensor] = {}
-        for settings in plan.settings_list():
-            for backend_name in plan.backends:
-                for bs in plan.batch_sizes:
-                    self._prepare_step(model_id, reference, fused, BACKENDS[backend_name], settings, bs)
-                    self.step += 1
-                    if self._memory_short():
-                        self._time_group()
-        del reference, fused, built
-        _free(self.device)
-
-    def _prepare_step(self, model_id: ModelId, reference: nn.Module, fused: nn.Module, backend: Backend,
-                      settings: Settings, bs: int) -> None:
+    def _take(self, subject: Subject | None, outcome: Outcome) -> None:
+        """A prepared step: warmed up and kept for the rounds, or finished with its reason.  Out of
+        memory: time what is prepared and try again; the paper's GPU protocol halves the batch."""
         while True:
-            self.notify(Event(EventKind.STEP, model_id.name, backend.name, bs))
-            try:
-                pending = _prepare(model_id, reference, fused, backend, self.plan, settings, bs, self.cache,
-                                   self.reference_logits)
-            except _OutOfMemory as oom:
+            i = outcome.identity
+            if isinstance(outcome, Ready):
+                outcome = self._warm(outcome)
+            if isinstance(outcome, NotReady) and outcome.oom and subject is not None:
+                bs = i.batch_size
                 if self.pending:  # the prepared runners hold memory: time them, then try this batch again
                     self._time_group()
-                    continue
-                if self.plan.shrink_on_oom and bs > 1:
+                elif self.plan.shrink_on_oom and bs > 1:
                     bs //= 2
-                    _free(self.device)
-                    continue
-                pending = oom.entry
+                    free(self.device)
+                else:
+                    break
+                outcome = subject.prepare(i.backend, i.settings, bs, self.cache)
+                continue
             break
-        if isinstance(pending, Entry):
-            self.finish(self.step, pending)
-            _free(self.device)
+        if isinstance(outcome, NotReady):
+            self.finish(self.step, Entry.of(outcome.identity, outcome.status, outcome.reason, outcome.facts))
+            free(self.device)
         else:
-            pending.index = self.step
-            self.pending.append(pending)
+            self.pending.append(outcome)
+
+    def _warm(self, ready: Ready) -> _Pending | NotReady:
+        """The prepared runner warmed up for timing; a failure (or OOM) closes it."""
+        entry = Entry.of(ready.identity, Status.SKIPPED, "", ready.facts)
+        try:
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            timed = Timed(entry.label(), ready.runner.bind(ready.x), ready.runner.synchronize,
+                          self.device.type == "cuda")
+            with torch.inference_mode():
+                warm(timed, self.plan.timing)
+        except KeyboardInterrupt:
+            ready.runner.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - runtime errors fail this entry only
+            ready.runner.close()
+            oom = is_oom(exc)
+            return NotReady(ready.identity, Status.FAILED, "out of memory" if oom else first_line(exc), ready.facts, oom)
+        return _Pending(self.step, entry, ready.runner, timed, ready.identity.batch_size * ready.runner.batches_per_call)
 
     def _memory_short(self) -> bool:
         """Whether to time what is prepared before preparing more (each runner holds its model)."""
@@ -223,7 +188,7 @@ class _Run:
             return
         group, self.pending = self.pending, []
         schedule = self.plan.schedule
-        for settings in self.plan.settings_list():  # measured (or read from the cache) before any timing
+        for settings in self.plan.selection.settings_list():  # measured (or read from the cache) before any timing
             if settings.precision not in self.peaks:
                 self.peaks[settings.precision] = _peak(settings, self.cache.root, self.plan.timing)
 
@@ -244,10 +209,10 @@ class _Run:
         finally:
             for p in group:
                 p.runner.close()
-            for name in self.plan.backends:
+            for name in self.plan.selection.backends:
                 BACKENDS[name].end_group()
             self.groups += 1
-            _free(self.device)
+            free(self.device)
         if interrupted:
             raise KeyboardInterrupt
 
@@ -276,7 +241,7 @@ class _Run:
         for p in self.pending:
             p.runner.close()
         self.pending = []
-        for name in self.plan.backends:
+        for name in self.plan.selection.backends:
             BACKENDS[name].end_group()
 
 
@@ -295,49 +260,13 @@ def _peak(settings: Settings, cache_root: Path, timing: TimingOptions) -> float 
         return None
 
 
-def _free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def _peak_memory(device: torch.device) -> int | None:
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
-def _prepare(model_id: ModelId, reference: nn.Module, fused: nn.Module, backend: Backend, plan: Plan,
-             settings: Settings, batch_size: int, cache: ExportCache,
-             reference_logits: dict[int, torch.Tensor]) -> _Pending | Entry:
-    """A warmed-up runner that passed parity, or the finished (skipped/failed) entry.
-    ``reference_logits``: the eager fp32 logits per batch size, computed once per model."""
-    entry = Entry.for_step(model_id.name, backend.name, settings, batch_size, model_id.img_size)
-    reason = backend.unavailable_reason(settings)
-    if reason:  # before the parity batch is drawn (large at the GPU protocol's batch sizes)
-        entry.reason = reason
-        return entry
-    runner = None
+def _count(subject: Subject) -> OpCount | None:
+    """What the model computes, counted on the fused copy as timed; None where it cannot be traced."""
     try:
-        x = parity_input(batch_size, model_id.img_size)
-        runner = prepare_runner(entry, model_id, reference, fused, backend, settings, x, cache, reference_logits)
-        if runner is None:
-            return entry
-        cuda = settings.device == "cuda"
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        timed = Timed(entry.label(), runner.bind(x), runner.synchronize, cuda)
-        with torch.inference_mode():
-            warm(timed, plan.timing)
-    except KeyboardInterrupt:
-        if runner is not None:
-            runner.close()
-        raise
-    except Exception as exc:  # noqa: BLE001 - export/runtime errors fail this entry only
-        if runner is not None:
-            runner.close()
-        entry.status = Status.FAILED
-        if _is_oom(exc):
-            entry.reason = "out of memory"
-            raise _OutOfMemory(entry) from None
-        entry.reason = first_line(exc)
-        return entry
-    return _Pending(0, entry, runner, timed, batch_size * runner.batches_per_call)
+        return count_ops(subject.fused, subject.model_id.img_size)
+    except Exception:  # noqa: BLE001 - a model the counter cannot trace is still measured
+        return None

@@ -20,7 +20,8 @@ import numpy as np
 
 from .errors import UserError
 from .results import Entry, RunRecord, load
-from .spec import BASELINE_BACKEND, EntryKey, Setting, Status
+from .sysinfo import machine_differences
+from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
 from .roundstats import can_pair, compare_rounds
 from .stats import compare_samples
 
@@ -76,6 +77,8 @@ class CompareResult:
     not_compared: list[str] = field(default_factory=list)  # one line each, with the reason
     normalize_by: tuple[str, str] | None = None
     alpha: float = 0.01
+    #: how base and new machines or libraries differ (only with --normalize-by; else refused)
+    differences: list[str] = field(default_factory=list)
 
     def regressions(self, fail_above_pct: float) -> list[EntryComparison]:
         return [r for r in self.rows if r.regressed(fail_above_pct)]
@@ -109,20 +112,20 @@ def parse_reference(text: str) -> tuple[str, str]:
     return model, backend
 
 
-def reference_entry(record: RunRecord, reference: tuple[str, str], setting: Setting) -> Entry:
+def reference_entry(record: RunRecord, reference: tuple[str, str], setting: Conditions) -> Entry:
     """The reference entry measured in ``record`` at ``setting`` (the setting a reference shares
     with the entries it normalizes)."""
     model, backend = reference
-    found = [e for e in _ok_entries(record).values() if (e.model, e.backend) == reference and e.setting == setting]
+    found = [e for e in _ok_entries(record).values() if (e.model, e.backend) == reference and e.conditions == setting]
     if found:  # the plain backend first (no runtime options), as "× torch" chooses its baseline
         return min(found, key=lambda e: e.variant != backend)
     raise UserError(
         f"--normalize-by {model}/{backend}: {_source(record)} has no successful {model}/{backend} entry at "
-        f"{Setting(*setting).words()} to normalize by (measure it in the same run)"
+        f"{Conditions(*setting).words()} to normalize by (measure it in the same run)"
     )
 
 
-def reference_speed(record: RunRecord, reference: tuple[str, str], setting: Setting) -> float:
+def reference_speed(record: RunRecord, reference: tuple[str, str], setting: Conditions) -> float:
     """Median images/s of the reference entry measured in ``record`` at ``setting``."""
     return 1.0 / float(np.median(per_image_seconds(reference_entry(record, reference, setting))))
 
@@ -220,6 +223,11 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
         if (record.system or {}).get("emulated"):
             raise UserError(f"{_source(record)} was measured under emulation ({record.system['emulated']}): its "
                             "timings are an emulator's, not speed, and are not compared")
+    differences = machine_differences(base.system or {}, new.system or {})
+    if differences and not normalize_by:
+        raise UserError(f"{_source(base)} and {_source(new)} were measured on different machines or libraries "
+                        f"({'; '.join(differences)}): their speeds are not comparable; --normalize-by MODEL/BACKEND "
+                        "compares each against a reference measured in the same run")
     b_ok, n_ok = _ok_entries(base), _ok_entries(new)
     keys = [k for k in b_ok if k in n_ok]
     if not keys:
@@ -229,15 +237,15 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
         )
     reference = parse_reference(normalize_by) if normalize_by else None
     rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, alpha) for k in keys]
-    return CompareResult(_source(base), _source(new), rows, _unmatched(base, new), reference, alpha)
+    return CompareResult(_source(base), _source(new), rows, _unmatched(base, new), reference, alpha, differences)
 
 
 def _compare_key(base: RunRecord, new: RunRecord, b: Entry, n: Entry,
                  reference: tuple[str, str] | None, alpha: float) -> EntryComparison:
     if reference is None:
         return compare_entries(b, n, alpha)
-    b_ref = reference_entry(base, reference, b.setting)
-    n_ref = reference_entry(new, reference, n.setting)
+    b_ref = reference_entry(base, reference, b.conditions)
+    n_ref = reference_entry(new, reference, n.conditions)
     row = compare_entries(b, n, alpha, b_ref, n_ref)
     row.base_relative = 1.0 / float(np.median(np.concatenate(relative_rounds(b, b_ref))))
     row.new_relative = 1.0 / float(np.median(np.concatenate(relative_rounds(n, n_ref))))

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from .results import Entry, speed_ratio
 from .roundstats import Ratio
-from .spec import BASELINE_BACKEND, Setting
+from .spec import BASELINE_BACKEND, Conditions
 
 NOISE_MARK = "⚠"
 
@@ -66,14 +66,14 @@ class Baselines:
 
     def __init__(self, entries: Iterable[Entry], run_of: Callable[[Entry], object] = lambda _e: None):
         self._run_of = run_of
-        self._by: dict[tuple[str, Setting], list[Entry]] = {}
+        self._by: dict[tuple[str, Conditions], list[Entry]] = {}
         self._cache: dict[int, Ratio | None] = {}
         for e in entries:
             if e.backend == BASELINE_BACKEND and e.ok:
-                self._by.setdefault((e.model, e.setting), []).append(e)
+                self._by.setdefault((e.model, e.conditions), []).append(e)
 
     def baseline(self, e: Entry) -> Entry | None:
-        found = self._by.get((e.model, e.setting), [])
+        found = self._by.get((e.model, e.conditions), [])
         return min(found, key=lambda b: b.variant != BASELINE_BACKEND, default=None)
 
     def ratio(self, e: Entry) -> Ratio | None:

@@ -58,7 +58,7 @@ def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQ
     table.add_column("GMAC/s (% of peak)", justify="right")
     rows: dict[tuple, dict[int, Entry]] = {}
     for e in entries:
-        s = e.setting
+        s = e.conditions
         rows.setdefault((e.model, e.variant, s.device, s.precision, s.threads), {})[e.batch_size] = e
     baselines = Baselines(entries)
     for (model, variant, device, precision, _threads), cells in rows.items():

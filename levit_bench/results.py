@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -25,30 +25,41 @@ from .accuracy_record import AccuracyRecord
 from .atomic import atomic_write_text
 from .errors import UserError
 from .roundstats import Ratio, between_round_spread, can_pair, median_ci, paired_ratio, split_rounds, unpaired_ratio
-from .spec import EntryKey, RuntimeOptions, Setting, Settings, Status, variant
+from .spec import TORCH_BACKENDS, Identity, Status
 from .stats import NOISE_THRESHOLD, summarize
 
 if TYPE_CHECKING:
     from .schedule import Timed
 
-#: 2: entries carry their rounds (``rounds``, ``group``, ``between_rounds``); 1 still loads (one round)
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 2: entries carry their rounds (``rounds``, ``group``, ``between_rounds``); 1 still loads (one round).
+#: 3: every record carries its identity's ``weights_hash`` and the ``attention`` option (SDPA or matmul;
+#: CUDA entries of earlier files ran SDPA and are read so)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+
+
+@dataclass
+class ExportFacts:
+    """What preparing a runner found: the export (its seconds, whether the cache had it, the file and
+    its size), the backend's notes and the parity figures (``prepare.py`` makes them)."""
+
+    export_s: float | None = None
+    export_reused: bool | None = None  # None: nothing is exported
+    artifact: str | None = None
+    artifact_bytes: int | None = None
+    parity: dict[str, float | bool | str] | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Entry:
-    """One measured (or not measured) model x backend variant x setting, as saved in a results file."""
+    """One measured (or not measured) step, as saved in a results file: its :class:`Identity`
+    (what was measured), how it ended, what preparing it found, its timing, what the model computes
+    and the energy.  The file keeps every field flat (``to_dict``/``from_dict``)."""
 
-    model: str
-    backend: str
-    device: str
-    precision: str
-    batch_size: int
-    threads: int
-    status: Status
+    identity: Identity
+    status: Status = Status.SKIPPED
     reason: str = ""
-    img_size: int | None = None
     images_per_second: float | None = None
     ci95: list[float] | None = None  # images/s
     iqr: float | None = None  # images/s
@@ -66,7 +77,6 @@ class Entry:
     first_call_s: float | None = None
     peak_rss_bytes: int | None = None
     cuda_max_memory_bytes: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     #: one per round this entry was timed in, in time order: round, position in that round's
     #: order, start (seconds after its group's timing began), calls; ``samples_s`` is their
@@ -87,11 +97,48 @@ class Entry:
         self.status = Status(self.status)
 
     @classmethod
-    def for_step(cls, model: str, backend: str, settings: Settings, batch_size: int,
-                 img_size: int | None = None) -> Entry:
-        """A not-yet-measured entry (skipped, no reason) carrying everything that identifies it."""
-        return cls(model, backend, settings.device, settings.precision, batch_size, settings.threads, Status.SKIPPED,
-                   img_size=img_size, options=settings.options.to_dict())
+    def of(cls, identity: Identity, status: Status = Status.SKIPPED, reason: str = "",
+           facts: ExportFacts | None = None) -> Entry:
+        """An entry for ``identity`` ending as ``status``, with what its preparation found."""
+        entry = cls(identity, status, reason)
+        if facts is not None:
+            entry.export_s, entry.export_reused = facts.export_s, facts.export_reused
+            entry.artifact, entry.artifact_bytes, entry.parity = facts.artifact, facts.artifact_bytes, facts.parity
+            entry.notes = list(facts.notes)
+        return entry
+
+    # what was measured: the identity's fields, read-only
+    model = property(lambda self: self.identity.model)
+    backend = property(lambda self: self.identity.backend)
+    device = property(lambda self: self.identity.device)
+    precision = property(lambda self: self.identity.precision)
+    batch_size = property(lambda self: self.identity.batch_size)
+    threads = property(lambda self: self.identity.threads)
+    img_size = property(lambda self: self.identity.img_size)
+    weights_hash = property(lambda self: self.identity.weights_hash)
+    runtime_options = property(lambda self: self.identity.options)
+    variant = property(lambda self: self.identity.variant)
+    conditions = property(lambda self: self.identity.conditions)
+    key = property(lambda self: self.identity.key)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.identity.options.to_dict()
+
+    def label(self) -> str:
+        return self.identity.label()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat form a results file keeps."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "identity"}
+        d["status"] = str(self.status)
+        return {**self.identity.to_dict(), **d}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Entry:
+        """From a results file's flat entry (keys this version does not know are ignored)."""
+        own = {f.name for f in fields(cls)} - {"identity"}
+        return cls(Identity.from_dict(data), **{k: v for k, v in data.items() if k in own})
 
     def record(self, timed: Timed, images_per_call: int, cuda_max_memory_bytes: int | None = None) -> None:
         """Fill the timing fields from an entry timed in rounds; the entry becomes ``ok``.
@@ -153,25 +200,6 @@ class Entry:
         """Measured, with a speed."""
         return self.status is Status.OK and bool(self.images_per_second)
 
-    @property
-    def runtime_options(self) -> RuntimeOptions:
-        return RuntimeOptions.from_dict(self.options)
-
-    @property
-    def variant(self) -> str:
-        return variant(self.backend, self.precision, self.runtime_options)
-
-    @property
-    def setting(self) -> Setting:
-        return Setting(self.device, self.precision, self.batch_size, self.threads)
-
-    @property
-    def key(self) -> EntryKey:
-        return EntryKey(self.model, self.variant, self.setting)
-
-    def label(self) -> str:
-        return self.key.label()
-
 
 def speed_ratio(a: Entry, b: Entry, same_run: bool, interval: bool = True) -> Ratio:
     """Speed of ``a`` over speed of ``b``, with a 95% interval (``interval=False``: the value only,
@@ -204,8 +232,9 @@ class RunRecord:
     source: str | None = None  # the file it was loaded from (not saved)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("source")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
+        d["results"] = [e.to_dict() for e in self.results]
+        d["accuracy"] = [a.to_dict() for a in self.accuracy]
         return _finite(d)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -221,13 +250,17 @@ class ResultsWriter:
     It never replaces a file that exists unless told to (``replace``), refuses a file another run is
     writing (an advisory lock beside it, released by the kernel if the process dies), and turns
     write errors into one-line UserErrors.  Every save is atomic, so whatever was saved last stays
-    a valid file whatever happens after.
+    a valid file whatever happens after.  A file it replaces (``--force``) stays in place until there is
+    something measured to put there, and an empty file it started for a command that then stopped on
+    bad input is removed (:meth:`abandon`).
     """
 
     def __init__(self, path: str | os.PathLike, replace: bool = False):
         self.path = Path(path)
         self.replace = replace
         self._lock: Any = None
+        self._existed = False  # the file was there when claimed (it is then replaced only by content)
+        self._wrote = self._wrote_content = self._failed = False
 
     def claim(self) -> ResultsWriter:
         """Take the file for this run (UserError when it cannot be had); call before measuring."""
@@ -253,14 +286,26 @@ class ResultsWriter:
             self.release()
             raise UserError(f"--out {self.path}: exists, and levit-bench never replaces a results file unasked; "
                             "choose another --out, or pass --force to replace it")
+        self._existed = self.path.exists()
         return self
 
     def save(self, record: RunRecord) -> None:
+        content = bool(record.results or record.accuracy or record.profiles)
+        if self._existed and not content and not self._wrote_content:
+            return  # nothing measured yet: the file being replaced stays until there is
         try:
             record.save(self.path)
         except OSError as exc:
+            self._failed = True
             raise UserError(f"cannot write the results file {self.path}: {exc.strerror or exc}; "
                             "the last complete save (if any) is intact") from None
+        self._wrote, self._wrote_content = True, self._wrote_content or content
+
+    def abandon(self) -> None:
+        """The command stopped on bad input: remove the file it started if it holds nothing measured
+        (a file that was there before, one with results, or the last save before a failing write stays)."""
+        if self._wrote and not self._wrote_content and not self._existed and not self._failed:
+            self.path.unlink(missing_ok=True)
 
     def release(self) -> None:
         """Unlock (the lock file stays: removing it would let two writers lock different files)."""
@@ -278,6 +323,15 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+def _upgrade_entry(e: dict[str, Any], version: int) -> dict[str, Any]:
+    """An entry of an earlier schema as this version names it.  Before 3, the torch backends ran
+    LeViT with SDPA attention on CUDA without recording it: such entries get ``attention: sdpa``."""
+    if version < 3 and e.get("device") == "cuda" and e.get("backend") in TORCH_BACKENDS \
+            and "attention" not in (e.get("options") or {}):
+        e = {**e, "options": {**(e.get("options") or {}), "attention": "sdpa"}}
+    return e
 
 
 def schema() -> dict[str, Any]:
@@ -353,8 +407,9 @@ def load(path: str | os.PathLike) -> RunRecord:
         if rounds and sum(r.get("calls", 0) for r in rounds) != len(samples):
             raise UserError(f"{what}: its rounds hold {sum(r.get('calls', 0) for r in rounds)} calls but samples_s "
                             f"has {len(samples)}")
-    entries = [Entry(**{k: v for k, v in e.items() if k in Entry.__dataclass_fields__}) for e in data["results"]]
-    fields = {k: data[k] for k in ("system", "config", "complete", "created", "schema_version", "tool", "tool_version")}
+    entries = [Entry.from_dict(_upgrade_entry(e, data["schema_version"])) for e in data["results"]]
+    # upgraded as it is read: saved again, it is a file of this schema version
+    fields = {k: data[k] for k in ("system", "config", "complete", "created", "tool", "tool_version")}
     accuracy = [AccuracyRecord.from_dict(a) for a in data.get("accuracy") or []]
     profiles = data.get("profiles") or []
     if not isinstance(profiles, list) or not all(isinstance(x, dict) and "categories" in x for x in profiles):

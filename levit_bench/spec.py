@@ -21,6 +21,8 @@ FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
 #: int8: post-training static quantization of the fp32 export (ONNX Runtime, OpenVINO; ``quantize.py``)
 PRECISIONS = FLOAT_PRECISIONS + ("int8",)
 BASELINE_BACKEND = "torch"
+#: the input size labels leave unsaid (ImageNet's); any other size is named in every label
+STANDARD_IMG_SIZE = 224
 TORCH_BACKENDS = frozenset({"torch", "torch-compile", "torchscript"})
 
 
@@ -60,6 +62,9 @@ class OptionInfo:
     precisions: tuple[str, ...] | None = None  # only meaningful at these precisions (None: at all)
     metavar: str | None = None  # a free value (a path, ...): the flag takes it, e.g. ``--calibration DIR``
     show: Callable[[Any], str] = str  # the value as the label shows it (a folder: its name)
+    #: where a device runs another value unless told otherwise (CUDA: SDPA attention); the resolved
+    #: value is what the identity records, so entries timed either way never match
+    device_defaults: dict[str, Any] | None = None
 
     def applies(self, backend: str, precision: str) -> bool:
         """Whether the option changes how ``backend`` runs at ``precision``."""
@@ -87,6 +92,10 @@ class RuntimeOptions:
     openvino_mode: str = _option("sync", OptionInfo(
         frozenset({"openvino"}), "{}", "sync: latency hint, one request; async: throughput hint, AsyncInferQueue",
         ("sync", "async")))
+    attention: str = _option("matmul", OptionInfo(
+        TORCH_BACKENDS, "{} attention",
+        "torch backends: LeViT's attention kernel, explicit matmul or fused scaled_dot_product_attention "
+        "(default: sdpa on cuda, matmul on cpu)", ("matmul", "sdpa"), device_defaults={"cuda": "sdpa"}))
     calibration: str | None = _option(None, OptionInfo(
         frozenset({"onnxruntime", "openvino"}), "calibration {}",
         "int8: calibrate the quantization on this folder of images, read with each model's eval transform "
@@ -103,6 +112,18 @@ class RuntimeOptions:
         """From a results file's ``options`` (unknown keys ignored, missing ones default)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (data or {}).items() if k in names})
+
+    @classmethod
+    def for_device(cls, device: str, given: dict[str, Any]) -> RuntimeOptions:
+        """The options a run on ``device`` uses: ``given`` (None: not asked for) over the device's
+        own defaults over the declared ones."""
+        values = {}
+        for name, default, info in cls.declared():
+            value = given.get(name)
+            if value is None:
+                value = (info.device_defaults or {}).get(device, default)
+            values[name] = value
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -140,9 +161,9 @@ class Settings:
         return replace(self, options=replace(self.options, **changes))
 
 
-class Setting(NamedTuple):
+class Conditions(NamedTuple):
     """Where and how an entry ran, apart from model and backend: entries of different models or
-    backends are compared only at the same Setting."""
+    backends are compared only under the same Conditions."""
 
     device: str
     precision: str
@@ -154,15 +175,73 @@ class Setting(NamedTuple):
 
 
 class EntryKey(NamedTuple):
-    """An entry's identity: model, backend variant (options included) and setting."""
+    """What matching compares: model, backend variant (options included), conditions, input size.
+    (The weights' values do not change a speed; the identity records their hash all the same.)"""
 
     model: str
     variant: str
-    setting: Setting
+    conditions: Conditions
+    img_size: int | None = None
 
     def label(self) -> str:
-        s = self.setting
-        return f"{self.model} / {self.variant} / {s.device} {s.precision} / batch {s.batch_size} / {threads_text(s.threads)}"
+        c = self.conditions
+        size = f" @{self.img_size}px" if self.img_size and self.img_size != STANDARD_IMG_SIZE else ""
+        return (f"{self.model}{size} / {self.variant} / {c.device} {c.precision} / batch {c.batch_size} / "
+                f"{threads_text(c.threads)}")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What was measured, once for every record type (a timing entry, an accuracy record, a
+    profile): the model and its weights, the input, the runtime and its options, where it ran.
+
+    ``key``, ``variant`` and ``label`` are defined here and nowhere else; a results file stores the
+    fields flat in each record (``to_dict``/``from_dict``)."""
+
+    model: str
+    backend: str
+    device: str
+    precision: str
+    threads: int
+    batch_size: int
+    img_size: int | None = None
+    options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    weights_hash: str | None = None
+
+    FIELDS = ("model", "backend", "device", "precision", "threads", "batch_size", "img_size", "weights_hash")
+
+    @classmethod
+    def of(cls, model_id: ModelId, backend: str, settings: Settings, batch_size: int) -> Identity:
+        return cls(model_id.name, backend, settings.device, settings.precision, settings.threads, batch_size,
+                   model_id.img_size, settings.options, model_id.weights_hash)
+
+    @property
+    def variant(self) -> str:
+        return variant(self.backend, self.precision, self.options)
+
+    @property
+    def conditions(self) -> Conditions:
+        return Conditions(self.device, self.precision, self.batch_size, self.threads)
+
+    @property
+    def key(self) -> EntryKey:
+        return EntryKey(self.model, self.variant, self.conditions, self.img_size)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(self.device, self.precision, self.threads, self.options)
+
+    def label(self) -> str:
+        return self.key.label()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{f: getattr(self, f) for f in self.FIELDS}, "options": self.options.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Identity:
+        """From a record's flat fields (``options`` a dict; missing optional fields default)."""
+        return cls(**{f: data.get(f) for f in cls.FIELDS if f in data},
+                   options=RuntimeOptions.from_dict(data.get("options")))
 
 
 @dataclass(frozen=True)
@@ -171,4 +250,4 @@ class ModelId:
 
     name: str
     img_size: int
-    weights_hash: str
+    weights_hash: str | None  # None: the model could not be built

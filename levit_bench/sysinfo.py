@@ -114,3 +114,30 @@ def collect() -> dict[str, Any]:
         "git_commit": _git_commit(),
         "gpu": _gpu(),
     }
+
+
+#: the facts that make two machines' timings incomparable (not the hostname: it changes on every CI
+#: runner; not levit-bench's own version or commit: comparing those is what a gate is for)
+MACHINE_FACTS = ("cpu", "arch", "cpu_flags", "physical_cores", "logical_cores")
+COMPARED_LIBRARIES = tuple(lib for lib in LIBRARIES if lib not in ("levit-bench", "numpy"))
+
+
+def machine_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """How the machine or libraries of two runs differ, one phrase each (empty: comparable).  A fact
+    missing from either record (an older file) is not counted as a difference."""
+    out = []
+    for key in MACHINE_FACTS:
+        if a.get(key) is not None and b.get(key) is not None and a[key] != b[key]:
+            out.append(f"{key.replace('_', ' ')} {_show(a[key])} vs {_show(b[key])}")
+    ga, gb = (a.get("gpu") or {}).get("name"), (b.get("gpu") or {}).get("name")
+    if ga != gb and (a.get("gpu") is not None or b.get("gpu") is not None):
+        out.append(f"gpu {ga or 'none'} vs {gb or 'none'}")
+    va, vb = a.get("versions") or {}, b.get("versions") or {}
+    for lib in COMPARED_LIBRARIES:
+        if va.get(lib) != vb.get(lib) and lib in va and lib in vb:
+            out.append(f"{lib} {va.get(lib) or 'absent'} vs {vb.get(lib) or 'absent'}")
+    return out
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)

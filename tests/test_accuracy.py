@@ -22,6 +22,8 @@ from torchvision import transforms as T
 
 from levit_bench import data, results, spec, zoo
 from levit_bench.accuracy_record import AccuracyRecord
+from levit_bench.selection import Selection
+from levit_bench.spec import Identity
 from levit_bench.cli import main
 
 from .test_gate import make_record, ok_entry
@@ -183,8 +185,9 @@ def test_an_unreadable_image_among_good_ones_is_a_counted_skip(eager_run):
 def test_int8_and_fp32_exports_agree_on_most_images(dataset, checkpoint, cache_args, capsys):
     from levit_bench.accuracy import AccuracyPlan, evaluate
 
-    plan = AccuracyPlan([MODEL], ["onnxruntime"], ["fp32", "int8"], data.labelled_images(dataset),
-                        spec.Settings(threads=2), batch_size=4, weights=str(checkpoint), cache_dir=cache_args[1])
+    selection = Selection((MODEL,), ("onnxruntime",), (4,), ("fp32", "int8"), spec.Settings(threads=2),
+                          weights=str(checkpoint), cache_dir=cache_args[1])
+    plan = AccuracyPlan(selection, data.labelled_images(dataset))
     predictions: dict[str, torch.Tensor] = {}
     fp32, int8 = evaluate(plan, predictions=predictions)
     assert fp32.ok and int8.ok, (fp32.reason, int8.reason)
@@ -266,7 +269,7 @@ def test_bad_flags_exit_2(dataset, capsys):
 # ---- the report ---------------------------------------------------------------------------------
 
 def accuracy_record(model: str, top1: float, weights: str | None = "/w/levit.pth", **kw) -> AccuracyRecord:
-    return AccuracyRecord(model, "torch", "cpu", "fp32", 1, 32, "ok", top1=top1, top5=90.0,
+    return AccuracyRecord(Identity(model, "torch", "cpu", "fp32", 1, 32, weights_hash="ab"), "ok", top1=top1, top5=90.0,
                           weights={"file": weights, "hash": "ab"},
                           data={"root": "/data/val", "fingerprint": "f", "images": 500, "skipped": 0}, **kw)
 

@@ -43,9 +43,11 @@ def test_runtime_options_are_declared_once_and_reach_the_cli():
     """Every declared option is a CLI flag with its default, and a variant label."""
     from levit_bench.cli.run import run_parser
 
-    defaults = vars(run_parser().parse_args([]))
+    given = vars(run_parser().parse_args([]))
+    resolved = RuntimeOptions.for_device("cpu", {name: given[name] for name, _d, _i in RuntimeOptions.declared()})
+    assert resolved == RuntimeOptions()  # no flag given: the declared defaults (on the CPU)
     for name, default, info in RuntimeOptions.declared():
-        assert defaults[name] == default, name
+        assert given[name] is None, name  # "not given" is told apart from a default asked for
         some_backend = next(iter(info.backends))
         value = "some/folder" if info.metavar else True if info.choices is None else info.choices[-1]
         precision = info.precisions[-1] if info.precisions else "fp16"

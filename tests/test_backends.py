@@ -11,6 +11,7 @@ import levit_bench as lb
 from levit_bench.backends import BACKENDS, ExportCache, Settings, default_backends
 from levit_bench.backends import onnx_export
 from levit_bench.backends.openvino import native_precisions
+from levit_bench.selection import Selection
 from levit_bench.backends.base import Backend, Prepared, Runner
 from levit_bench.bench import Plan, execute
 from levit_bench.backends.cache import weights_hash
@@ -124,7 +125,7 @@ def test_missing_package_is_skipped_with_reason(monkeypatch, tmp_path):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     assert BACKENDS["openvino"].unavailable_reason(Settings()) == "openvino is not installed (pip install openvino)"
-    plan = Plan(["levit_128s"], ["openvino", "torch"], [1], Settings(threads=1), FAST, cache_dir=str(tmp_path))
+    plan = Plan(Selection(("levit_128s",), ("openvino", "torch",), (1,), ("fp32",), Settings(threads=1), cache_dir=str(tmp_path)), FAST)
     entries = execute(plan)
     assert [e.status for e in entries] == ["skipped", "ok"]
     assert entries[0].reason == "openvino is not installed (pip install openvino)"
@@ -154,7 +155,7 @@ class _WrongBackend(Backend):
 
 def test_parity_failure_is_not_timed(monkeypatch, tmp_path):
     monkeypatch.setitem(BACKENDS, "wrong", _WrongBackend())
-    plan = Plan(["levit_128s"], ["wrong"], [2], Settings(threads=1), FAST, cache_dir=str(tmp_path))
+    plan = Plan(Selection(("levit_128s",), ("wrong",), (2,), ("fp32",), Settings(threads=1), cache_dir=str(tmp_path)), FAST)
     (entry,) = execute(plan)
     assert entry.status == "failed" and entry.reason.startswith("parity failed")
     assert entry.samples_s == [] and entry.parity["cosine"] < TOLERANCES["fp32"]["min_cosine"]
@@ -169,7 +170,7 @@ class _ExplodingBackend(Backend):
 
 def test_export_failure_gives_first_line(monkeypatch, tmp_path):
     monkeypatch.setitem(BACKENDS, "exploding", _ExplodingBackend())
-    plan = Plan(["levit_128s"], ["exploding", "torch"], [1], Settings(threads=1), FAST, cache_dir=str(tmp_path))
+    plan = Plan(Selection(("levit_128s",), ("exploding", "torch",), (1,), ("fp32",), Settings(threads=1), cache_dir=str(tmp_path)), FAST)
     entries = execute(plan)
     assert (entries[0].status, entries[0].reason) == ("failed", "exporter said no")
     assert entries[1].status == "ok"

@@ -8,13 +8,14 @@ import pytest
 from levit_bench import energy
 from levit_bench.harness import TimingOptions
 from levit_bench.present import fmt_efficiency, most_efficient
+from levit_bench.spec import Identity
 from levit_bench.results import Entry
 from levit_bench.schedule import Schedule, Timed, run_rounds, warm
-from levit_bench.spec import Settings, Status
+from levit_bench.spec import Status
 
 
 def _ok_entry(ips: float, batch: int = 16) -> Entry:
-    e = Entry.for_step("levit_256", "onnxruntime", Settings(threads=1), batch, 224)
+    e = Entry(Identity("levit_256", "onnxruntime", "cpu", "fp32", 1, batch, 224))
     e.status, e.images_per_second = Status.OK, ips
     return e
 
@@ -34,7 +35,7 @@ def test_no_peak_no_efficiency_and_unmeasured_entries_get_no_speed():
     e.explain(1_000_000_000, 10, None)
     assert e.gmacs_per_s == pytest.approx(50.0) and e.efficiency is None
     assert fmt_efficiency(e) == "50.0"
-    failed = Entry.for_step("levit_256", "openvino", Settings(threads=1), 16, 224)
+    failed = Entry(Identity("levit_256", "openvino", "cpu", "fp32", 1, 16, 224))
     failed.status = Status.FAILED
     failed.explain(1_000_000_000, 10, 224.0)
     assert failed.macs == 1_000_000_000 and failed.gmacs_per_s is None and failed.efficiency is None
@@ -46,7 +47,7 @@ def test_most_efficient_picks_the_highest_gmacs():
     for e in (slow, fast):
         e.explain(10**9, 1, 100.0)
     assert most_efficient([slow, fast]) is fast
-    assert most_efficient([Entry.for_step("m", "torch", Settings(), 1)]) is None
+    assert most_efficient([Entry(Identity("m", "torch", "cpu", "fp32", 1, 1))]) is None
 
 
 def _zone(root, name, domain, uj, span):

@@ -2,6 +2,8 @@
 fail, noise does not, normalization survives a machine factor, bad files exit 2."""
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import json
 from pathlib import Path
@@ -13,7 +15,7 @@ from levit_bench import gate
 from levit_bench.cli import main
 from levit_bench.errors import UserError
 from levit_bench.results import Entry, RunRecord
-from levit_bench.spec import RuntimeOptions, Setting, variant
+from levit_bench.spec import Conditions, Identity, RuntimeOptions, variant
 from levit_bench.stats import summarize
 
 SYSTEM = {
@@ -30,7 +32,7 @@ def ok_entry(model: str, backend: str, batch: int, samples, *, threads: int = 2,
              precision: str = "fp32") -> Entry:
     """A successful entry whose summary fields come from ``samples`` as the harness would fill them."""
     s = summarize(samples, batch)
-    return Entry(model, backend, device, precision, batch, threads, "ok", img_size=224,
+    return Entry(Identity(model, backend, device, precision, threads, batch, 224), "ok",
                  images_per_second=s.images_per_second, ci95=list(s.ci95_ips), iqr=s.iqr_ips, noisy=s.noisy,
                  latency_ms=s.latency_ms, time_s={"median": s.median_s, "iqr": s.iqr_s, "min": s.min_s},
                  samples_s=[float(x) for x in samples], images_per_call=batch, warmup_calls=3,
@@ -38,7 +40,7 @@ def ok_entry(model: str, backend: str, batch: int, samples, *, threads: int = 2,
 
 
 def not_ok_entry(model: str, backend: str, batch: int, status: str, reason: str, threads: int = 2) -> Entry:
-    return Entry(model, backend, "cpu", "fp32", batch, threads, status, reason)
+    return Entry(Identity(model, backend, "cpu", "fp32", threads, batch), status, reason)
 
 
 def make_record(entries: list[Entry], system: dict | None = None, argv: list[str] | None = None) -> RunRecord:
@@ -176,10 +178,10 @@ def test_normalization_uses_the_reference_median_of_the_same_setting():
     samples = 0.01 * rng.lognormal(0, 0.02, 20)
     run = make_record([ok_entry("levit_128s", "torch", 1, samples), ok_entry("deit_tiny", "torch", 1, samples * 2),
                        ok_entry("levit_128s", "torch", 4, samples * 2), ok_entry("deit_tiny", "torch", 4, samples * 2)])
-    speed = gate.reference_speed(run, ("levit_128s", "torch"), Setting("cpu", "fp32", 4, 2))
+    speed = gate.reference_speed(run, ("levit_128s", "torch"), Conditions("cpu", "fp32", 4, 2))
     assert speed == pytest.approx(4 / float(np.median(samples * 2)))
     result = gate.compare_runs(run, run, normalize_by="levit_128s/torch")
-    rel = {r.key.setting.batch_size: r.base_relative for r in result.rows if r.base.model == "deit_tiny"}
+    rel = {r.key.conditions.batch_size: r.base_relative for r in result.rows if r.base.model == "deit_tiny"}
     assert rel[1] == pytest.approx(0.5, rel=1e-6)  # twice the reference's time per call at batch 1
     assert rel[4] == pytest.approx(1.0, rel=1e-6)  # the same time as the reference at batch 4
 
@@ -271,7 +273,7 @@ def test_different_runtime_options_are_different_measurements(capsys, tmp_path):
     base = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
     plain = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
     new = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
-    new.options = {"channels_last": True}
+    new.identity = dataclasses.replace(new.identity, options=RuntimeOptions(channels_last=True))
     assert base.key != new.key
     result = gate.compare_runs(make_record([base]), make_record([plain, new]))
     assert [r.new for r in result.rows] == [plain]
@@ -282,11 +284,11 @@ def test_different_runtime_options_are_different_measurements(capsys, tmp_path):
 
 def test_variant_names_only_options_that_apply():
     e = ok_entry("levit_256", "onnxruntime", 1, np.full(3, 0.01))
-    e.options = {"half_mode": "autocast", "channels_last": True, "openvino_mode": "async"}
+    e.identity = dataclasses.replace(e.identity, options=RuntimeOptions(half_mode="autocast", channels_last=True, openvino_mode="async"))
     assert e.variant == "onnxruntime"  # none of these change ONNX Runtime
-    e.backend = "torch"
+    e.identity = dataclasses.replace(e.identity, backend="torch")
     assert e.variant == "torch [channels last]"  # autocast means nothing in fp32
-    e.precision = "fp16"
+    e.identity = dataclasses.replace(e.identity, precision="fp16")
     assert e.variant == "torch [autocast, channels last]"
     assert variant("torch-compile", "fp32", RuntimeOptions(cuda_graphs=True, compile_mode="max-autotune")) == \
         "torch-compile [mode max-autotune, CUDA graphs]"

@@ -10,6 +10,7 @@ import pytest
 
 from levit_bench.cli import main
 from levit_bench.profiling import CATEGORIES, NAMED, OpTime, Profile
+from levit_bench.spec import Identity
 from levit_bench.profiling.categories import (inductor_kernel_name, is_depthwise, openvino_category, ort_category,
                                               snippet_name, torch_category)
 from levit_bench.profiling.ort_profile import node_times
@@ -183,7 +184,7 @@ def test_openvino_counters_running_means_are_turned_into_per_call_times():
 def _profile() -> Profile:
     ops = [OpTime("aten::addmm", "matmul", 0.006, 40), OpTime("aten::_softmax", "attention_softmax", 0.002, 11),
            OpTime("aten::empty", "other", 0.001, 50), OpTime("aten::mkldnn_convolution", "depthwise_conv", 0.001, 4)]
-    return Profile("levit_128s", "torch", "torch", "cpu", "fp32", 1, 2, 224, profiler="torch.profiler", ops=ops,
+    return Profile(Identity("levit_128s", "torch", "cpu", "fp32", 1, 2, 224), profiler="torch.profiler", ops=ops,
                    unprofiled_rounds=[[0.010, 0.010], [0.011, 0.009], [0.010, 0.010]],
                    profiled_rounds=[[0.0125, 0.0125], [0.013, 0.012], [0.0125, 0.0125]], notes=["a note"])
 
@@ -223,7 +224,7 @@ def test_profile_json_round_trip():
 
 
 def test_failed_profile_has_no_categories_and_valid_json():
-    p = Profile("m", "openvino", "openvino", "cpu", "fp32", 1, 2, 224, status="failed", reason="parity failed")
+    p = Profile(Identity("m", "openvino", "cpu", "fp32", 1, 2, 224), status="failed", reason="parity failed")
     data = json.loads(json.dumps(p.to_dict(), allow_nan=False))
     assert data["categories"] == {} and data["overhead"] is None and data["status"] == "failed"
     assert data["overhead_ci95"] == [None, None] and data["calls"] == 0

@@ -13,7 +13,7 @@ import torch
 
 from levit_bench import results
 from levit_bench.cli import main
-from levit_bench.cli.run import output_path
+from levit_bench.cli.front import output_path
 
 FAST = ["--min-time", "0.05", "--warmup", "0", "--min-calls", "3", "--rounds", "2"]
 
@@ -51,7 +51,7 @@ def test_an_existing_results_file_is_refused_without_force(tmp_path, capsys, cac
 def test_default_names_are_unique_per_process(tmp_path):
     names = {output_path(str(tmp_path), "cpu") for _ in range(50)}
     assert len(names) == 50 and all(p.parent == tmp_path and p.suffix == ".json" for p in names)
-    code = "from levit_bench.cli.run import output_path; print(output_path('r', 'cpu').name)"
+    code = "from levit_bench.cli.front import output_path; print(output_path('r', 'cpu').name)"
     others = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}
     assert len(others) == 2
 
@@ -173,7 +173,7 @@ def test_a_cache_dir_that_is_a_file_exits_2_before_measuring(tmp_path, capsys):
 # 12. more threads than cores: said, not silent
 
 def test_oversubscribed_threads_are_warned_about(tmp_path, capsys):
-    from levit_bench.cli.run import resolve_threads
+    from levit_bench.cli.front import resolve_threads
 
     assert resolve_threads(4 * (os.cpu_count() or 1)) == 4 * (os.cpu_count() or 1)
     assert "more than this machine's" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 the headline ratio, failures listed, sources named, bad input exits 2."""
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from levit_bench import report
 from levit_bench.cli import main
 from levit_bench.results import SCHEMA_VERSION
-from levit_bench.spec import Setting
+from levit_bench.spec import Conditions, RuntimeOptions
 
 from .test_gate import SYSTEM, make_record, not_ok_entry, ok_entry
 
@@ -178,7 +180,7 @@ def test_headline_uses_the_paper_protocol_and_the_faster_levit_layout(files):
 def test_headline_without_the_paper_protocol_uses_the_largest_common_batch(files):
     machines = report.group_by_machine(report.load_results([files["beta"]]))
     (h,) = report.headlines(machines)
-    assert h.device == "cuda" and h.setting == Setting("cuda", "fp16", 256, 8)
+    assert h.device == "cuda" and h.setting == Conditions("cuda", "fp16", 256, 8)
     assert h.ratio == pytest.approx(0.0009 / 0.0002, rel=0.05)
     assert h.paper_ratio == pytest.approx(6582 / 1272) and "V100" in h.paper_hardware
 
@@ -190,8 +192,8 @@ def test_runtime_options_make_separate_columns_not_duplicates(tmp_path):
                      precision="fp16")
     graphs = ok_entry("levit_256", "torch-compile", 256, 256 * 1e-5 * rng.lognormal(0, 0.02, 10), device="cuda",
                       precision="fp16")
-    plain.options = {"cuda_graphs": False, "channels_last": False, "half_mode": "cast"}
-    graphs.options = {"cuda_graphs": True, "channels_last": True, "half_mode": "autocast"}
+    plain.identity = dataclasses.replace(plain.identity, options=RuntimeOptions(cuda_graphs=False, channels_last=False, half_mode="cast"))
+    graphs.identity = dataclasses.replace(graphs.identity, options=RuntimeOptions(cuda_graphs=True, channels_last=True, half_mode="autocast"))
     rec = make_record([plain, graphs], system=BETA)
     md = report.build_report([rec], plot_name=None).markdown
     assert "| model | torch-compile · batch 256 | torch-compile [autocast, channels last, CUDA graphs] · batch 256 |" in md
@@ -200,8 +202,8 @@ def test_runtime_options_make_separate_columns_not_duplicates(tmp_path):
 
 
 def test_choose_setting():
-    def s(threads: int, batch: int) -> Setting:
-        return Setting("cpu", "fp32", batch, threads)
+    def s(threads: int, batch: int) -> Conditions:
+        return Conditions("cpu", "fp32", batch, threads)
 
     assert report.choose_setting({s(4, 64): 5, s(1, 16): 2}) == s(1, 16)
     assert report.choose_setting({s(4, 64): 2, s(4, 16): 5}) == s(4, 16)

@@ -8,15 +8,9 @@ never leaves a file that is used later.
 The runtimes keep their own caches beside ours (``<root>/inductor``, ``<root>/openvino``); they are
 listed and cleared as one item each.
 
-A cache proves it is one before anything in it is deleted: the root carries a ``CACHEDIR.TAG`` (the
-Cache Directory Tagging Specification, naming levit-bench), written only when the folder is new,
-empty or already laid out as a levit-bench cache; an artifact folder counts only when its
-``meta.json`` describes a file beside it, and a runtime's folder only when it carries the marker
-levit-bench wrote when it handed the folder to the runtime.  ``list``, ``clear`` and the prune ignore
-everything else, so a mistyped ``--cache-dir ~`` deletes nothing.  Each use of an artifact touches its ``meta.json``, so its
-modification time is the last use; after each build the least recently used items are removed until
-the cache is under ``max_bytes`` (default 5 GiB, ``$LEVIT_BENCH_CACHE_MAX_BYTES``).  Nothing used
-since the cache object was created (by this run, or by another one running now) is pruned.
+A cache proves it is one before anything in it is deleted (``cache_marker.py``): ``list``, ``clear``
+and the prune ignore everything levit-bench did not write, so a mistyped ``--cache-dir ~`` deletes
+nothing.
 """
 from __future__ import annotations
 
@@ -36,20 +30,11 @@ from torch import nn
 
 from ..atomic import atomic_write_text
 from ..errors import UserError
+from .cache_marker import (KNOWN_TOPS, MARKER, RUNTIME_DIRS, RUNTIME_MARKER, artifact_meta, foreign_items,
+                           is_marked, mark, names_text)
 
 #: bump when the way artifacts are produced changes, so old ones are not reused
 CACHE_FORMAT = 1
-#: folders under the root that belong to the runtimes' own caches (torch inductor, OpenVINO CACHE_DIR)
-RUNTIME_DIRS = ("inductor", "openvino")
-#: every top-level name a levit-bench cache holds (artifact folders per backend, runtime caches, peaks)
-KNOWN_TOPS = frozenset({"onnx", "torchscript", "onnxruntime-int8", "openvino-int8", "peak", *RUNTIME_DIRS})
-#: the root's marker: the Cache Directory Tagging Specification's file, with a line naming us
-MARKER = "CACHEDIR.TAG"
-MARKER_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
-               "# This file is a cache directory tag created by levit-bench (its export cache).\n"
-               "# For information about cache directory tags, see https://bford.info/cachedir/\n")
-#: written into a runtime's own cache folder when levit-bench hands it to the runtime
-RUNTIME_MARKER = ".levit-bench-runtime-cache"
 DEFAULT_MAX_BYTES = 5 * 1024**3
 MAX_BYTES_ENV = "LEVIT_BENCH_CACHE_MAX_BYTES"
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -163,7 +148,7 @@ class ExportCache:
             raise UserError(f"{where} cannot be created: {_error_text(exc)}{hint}") from None
         foreign = self.foreign_items() if not self.is_marked() else []
         if foreign:
-            raise UserError(f"{where} is not a levit-bench cache: it holds {_names(foreign)}, which levit-bench "
+            raise UserError(f"{where} is not a levit-bench cache: it holds {names_text(foreign)}, which levit-bench "
                             f"did not write{hint} (a new or empty folder)")
         try:
             fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=self.root)
@@ -175,34 +160,17 @@ class ExportCache:
         self.max_bytes  # noqa: B018 - a malformed $LEVIT_BENCH_CACHE_MAX_BYTES is said now, not mid-run
 
     # -----------------------------------------------------------------------------------------
-    # proving the folder is a cache
+    # proving the folder is a cache (``cache_marker.py``)
 
     def is_marked(self) -> bool:
         """Whether the root carries the tag levit-bench writes (and so may be listed and cleared)."""
-        try:
-            return (self.root / MARKER).read_text(errors="replace").startswith(MARKER_TEXT.split("\n")[0]) and \
-                "levit-bench" in (self.root / MARKER).read_text(errors="replace")
-        except OSError:
-            return False
+        return is_marked(self.root)
 
     def foreign_items(self) -> list[str]:
-        """Top-level names under the root that no levit-bench cache holds (empty: a new, empty or
-        levit-bench-shaped folder)."""
-        try:
-            names = sorted(p.name for p in self.root.iterdir())
-        except OSError:
-            return []
-        return [n for n in names if n not in KNOWN_TOPS and n != MARKER and not n.startswith(".")]
+        return foreign_items(self.root)
 
     def mark(self) -> None:
-        """Write the root's tag, if the folder is new, empty or already laid out as a cache."""
-        if self.is_marked() or self.foreign_items():
-            return
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.root / MARKER, MARKER_TEXT)
-        except OSError:
-            pass  # a read-only cache is still read; it is never cleared without its tag
+        mark(self.root)
 
     def runtime_dir(self, name: str) -> Path:
         """``<root>/<name>`` for a runtime's own cache (inductor, OpenVINO's CACHE_DIR), created with
@@ -291,7 +259,7 @@ class ExportCache:
             except OSError:
                 continue
             for folder in folders:
-                meta = _artifact_meta(folder)
+                meta = artifact_meta(folder)
                 if meta is None:
                     continue  # not written by us: left alone
                 size, _ = _folder_stats(folder)
@@ -387,30 +355,6 @@ class ExportCache:
         if not folder.is_dir() or folder.is_symlink():
             return False
         return _remove_artifact_folder(folder)
-
-
-def _names(items: list[str], most: int = 3) -> str:
-    shown = ", ".join(repr(n) for n in items[:most])
-    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
-
-
-def _artifact_meta(folder: Path) -> dict | None:
-    """The folder's ``meta.json`` if it is one the cache wrote: a size and SHA-256 that describe a
-    file in the folder (``file`` names it; files of older versions are found by their size)."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or not isinstance(meta.get("size"), int) or not isinstance(meta.get("sha256"), str) \
-            or not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
-        return None
-    names = [meta["file"]] if isinstance(meta.get("file"), str) else [
-        n for n in os.listdir(folder) if n != "meta.json" and not n.startswith(".")]
-    for name in names:
-        path = folder / name
-        if "/" not in name and path.is_file() and not path.is_symlink() and path.stat().st_size == meta["size"]:
-            return meta
-    return None
 
 
 def _touch(path: Path) -> None:

@@ -63,12 +63,14 @@ class TorchRunner(Runner):
 def place(model: nn.Module, settings: Settings) -> tuple[nn.Module, torch.dtype]:
     """A copy of ``model`` on the settings' device, cast when precision says so; and the input dtype.
 
-    On CUDA a model that offers it (LeViT) switches to fused SDPA attention: measured 1.27x faster
-    than explicit matmul attention for levit_256 fp16 on an H100 (docs/performance.md).
+    A model that offers it (LeViT) uses the attention kernel of ``settings.options.attention`` (a
+    declared runtime option, so it is part of the entry's identity; CUDA runs default to SDPA:
+    measured 1.27x faster than explicit matmul attention for levit_256 fp16 on an H100,
+    docs/performance.md).
     """
     model = copy.deepcopy(model).eval().to(settings.device)
-    if settings.device == "cuda" and hasattr(model, "set_attention"):
-        model.set_attention("sdpa")
+    if hasattr(model, "set_attention"):
+        model.set_attention(settings.options.attention)
     dtype = torch.float32
     if settings.precision != "fp32" and settings.options.half_mode == "cast":
         dtype = DTYPES[settings.precision]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from ..errors import UserError
 from ..runstate import preserved_environment
 from .accuracy import cmd_accuracy
-from .args import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from .args import COMMAND_NAMES, EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from .cache import cmd_cache
 from .compare import cmd_compare
 from .list_models import cmd_list
@@ -19,6 +19,7 @@ from .run import cmd_run
 from .sysinfo import cmd_sysinfo
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "run": cmd_run,
     "list": cmd_list,
     "sysinfo": cmd_sysinfo,
     "report": cmd_report,
@@ -51,5 +52,7 @@ def _dispatch(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse: --help, --version, bad arguments
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_BAD_INPUT)
 
+
+assert tuple(COMMANDS) == COMMAND_NAMES, "cli/args.py COMMAND_NAMES lists every command, in order"
 
 __all__ = ["COMMANDS", "main"]

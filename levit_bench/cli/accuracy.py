@@ -20,12 +20,14 @@ from .. import render, sysinfo
 from ..accuracy_record import AccuracyRecord
 from ..errors import UserError
 from ..results import ResultsWriter, RunRecord, load
-from ..spec import DEVICES, PRECISIONS, Settings, Status
-from .args import EXIT_INTERRUPTED, EXIT_OK, Parser, names, positive_int
-from .run import (add_runtime_options, check_device, check_models, options_of, output_path, resolve_backends,
-                  resolve_models, resolve_precisions, resolve_threads)
+from ..spec import Status
+from .args import EXIT_INTERRUPTED, EXIT_OK, Parser, positive_int
+from .front import Shape, add_output, add_selection, output_path, resolve, selection_config
 
 DEFAULT_BATCH = 32
+
+
+SHAPE = Shape(batch_sizes=(DEFAULT_BATCH,), many_batches=False)
 
 
 def accuracy_parser() -> Parser:
@@ -37,27 +39,9 @@ def accuracy_parser() -> Parser:
                    help="one sub-folder per class: WordNet ids (n01440764) or class indices (0..999)")
     p.add_argument("--limit", type=positive_int("--limit"), default=None, metavar="N",
                    help="evaluate N images, evenly spaced over the sorted folder (so every class is reached)")
-    p.add_argument("--weights", default=None, help="local checkpoint file (default: seeded random weights, "
-                   "whose accuracy is not the model's)")
-    p.add_argument("--model", action="append", type=names("--model"), default=None,
-                   help="model names or globs (repeatable, comma lists; default levit_256)")
-    p.add_argument("--backend", action="append", type=names("--backend"), default=None,
-                   help="backends (repeatable, comma lists; default: the device's set, as for a run)")
-    p.add_argument("--precision", action="append", type=names("--precision"), default=None,
-                   help=f"precisions, comma list of {', '.join(PRECISIONS)} (default fp32 on cpu, fp16 on cuda)")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
-    p.add_argument("--threads", type=positive_int("--threads"), default=None,
-                   help="threads (default: physical cores)")
-    p.add_argument("--batch-size", type=positive_int("--batch-size"), default=DEFAULT_BATCH,
-                   help=f"images per call (default {DEFAULT_BATCH})")
-    p.add_argument("--img-size", type=positive_int("--img-size"), default=None, help="input resolution override")
-    add_runtime_options(p)
-    p.add_argument("--out", default=None, help="results file to write, or an existing one to add the records to "
-                   "(default: print only)")
-    p.add_argument("--force", action="store_true", help="replace the --out file instead of adding to it")
-    p.add_argument("--cache-dir", default=None, help="export cache (default: $LEVIT_BENCH_CACHE or ~/.cache/levit-bench)")
-    p.add_argument("--json", action="store_true", help="print the records as JSON on stdout (nothing else)")
-    p.add_argument("--quiet", action="store_true", help="no table, no progress")
+    add_selection(p, SHAPE)
+    add_output(p, None, "results file to write, or an existing one to add the records to (default: print only; "
+               "--force replaces it instead of adding)", "no table, no progress")
     return p
 
 
@@ -65,29 +49,14 @@ def build_plan(args: argparse.Namespace):
     """The AccuracyPlan, every value checked (UserError before anything is evaluated)."""
     from .. import data
     from ..accuracy import AccuracyPlan
-    from ..backends import ExportCache
-    from ..quantize import check_calibration
 
-    check_device(args.device)
-    models = resolve_models(args.model)
-    backends = resolve_backends(args.backend, args.device)
-    precisions = resolve_precisions(args.precision, args.device)
+    selection = resolve(args, SHAPE)
     images = data.labelled_images(Path(args.data), args.limit)
-    if args.weights and not Path(args.weights).is_file():
-        raise UserError(f"--weights {args.weights}: no such file")
-    if args.weights or args.img_size is not None:
-        check_models(models, args.weights, args.img_size)
-    ExportCache(args.cache_dir).check()
-    options = options_of(args)
-    settings = Settings(device=args.device, precision=precisions[0], threads=resolve_threads(args.threads),
-                        options=options)
-    calibration = options.calibration
-    check_calibration(calibration, "int8" if "int8" in precisions else precisions[0])
+    calibration = selection.settings.options.calibration
     if calibration and _overlap(Path(calibration), images.root):
         sys.stderr.write("levit-bench: warning: --calibration and --data share images: int8 calibrated on the "
                          "images it is evaluated on scores higher than it would on unseen ones\n")
-    return AccuracyPlan(models, backends, precisions, images, settings, args.batch_size, args.weights,
-                        args.img_size, args.cache_dir, args.limit)
+    return AccuracyPlan(selection, images, args.limit)
 
 
 def _overlap(a: Path, b: Path) -> bool:
@@ -96,16 +65,8 @@ def _overlap(a: Path, b: Path) -> bool:
 
 
 def config_of(argv: Sequence[str], plan) -> dict:
-    s = plan.settings
-    return {"argv": ["accuracy", *argv], "command": "accuracy", "models": plan.models, "backends": plan.backends,
-            "precisions": plan.precisions, "batch_size": plan.batch_size,
-            "settings": {"device": s.device, "threads": s.threads, **s.options.to_dict()},
-            "weights": plan.weights, "img_size": plan.img_size, "data": str(plan.images.root), "limit": plan.limit,
-            "cache_dir": plan.cache_dir}
-
-
-def _key(r: AccuracyRecord) -> tuple:
-    return r.model, r.variant, r.device, r.precision, r.threads
+    return {"argv": ["accuracy", *argv], "command": "accuracy", **selection_config(plan.selection),
+            "batch_size": plan.batch_size, "data": str(plan.images.root), "limit": plan.limit}
 
 
 class _Target:
@@ -132,7 +93,7 @@ class _Target:
             raise
 
     def add(self, record: AccuracyRecord) -> None:
-        self.doc.accuracy = [r for r in self.doc.accuracy if _key(r) != _key(record)] + [record]
+        self.doc.accuracy = [r for r in self.doc.accuracy if r.key != record.key] + [record]
         self.save()
 
     def finish(self) -> None:
@@ -150,6 +111,10 @@ def cmd_accuracy(argv: Sequence[str]) -> int:
     target = _Target(args.out, args.device, args.force, argv, plan) if args.out else None
     try:
         return _evaluate(args, plan, target)
+    except UserError:
+        if target is not None:
+            target.writer.abandon()
+        raise
     finally:
         if target is not None:
             target.writer.release()
@@ -181,7 +146,7 @@ def _evaluate(args: argparse.Namespace, plan, target: _Target | None) -> int:
         target.finish()
     if args.json:
         sys.stdout.write(json.dumps([r.to_dict() for r in records], indent=1) + "\n")
-    out.print(accuracy_table(records, plan.weights is None))
+    out.print(accuracy_table(records, plan.selection.weights is None))
     for r in records:
         if r.status is not Status.OK:
             out.print(f"[dim]{r.status}: {r.label()}: {r.reason}[/]")

@@ -14,6 +14,9 @@ EXIT_REGRESSION = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+#: every subcommand, in the order help texts list them (``cli/__init__.py`` maps each to its module)
+COMMAND_NAMES = ("run", "list", "sysinfo", "report", "compare", "cache", "accuracy", "profile")
+
 #: the longest --warmup / --min-time accepted: a typo of an hour is refused, not waited for
 MAX_SECONDS = 3600.0
 
@@ -26,14 +29,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"levit-bench: error: {message}\n")
 
 
-def positive_int(option: str) -> Callable[[str], int]:
+def positive_int(option: str, maximum: int | None = None, minimum: int = 1) -> Callable[[str], int]:
+    """An integer in [minimum, maximum]: a value past the bound is refused, never capped silently."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            value = 0
-        if value <= 0 or str(value) != text.strip().lstrip("+"):
-            raise argparse.ArgumentTypeError(f"{option} must be a positive integer, got {text!r}")
+            value = minimum - 1
+        if value < minimum or str(value) != text.strip().lstrip("+"):
+            kind = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+            raise argparse.ArgumentTypeError(f"{option} must be {kind}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{option} must be at most {maximum:,}, got {text!r}")
         return value
 
     return parse
@@ -60,14 +67,15 @@ def seconds(option: str, allow_zero: bool, maximum: float = MAX_SECONDS) -> Call
     return parse
 
 
-def percent(option: str) -> Callable[[str], float]:
+def percent(option: str, allow_zero: bool = True) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text.rstrip("%"))
         except ValueError:
             value = -1.0
-        if not (math.isfinite(value) and value >= 0):
-            raise argparse.ArgumentTypeError(f"{option} must be a percentage ≥ 0, got {text!r}")
+        if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+            raise argparse.ArgumentTypeError(f"{option} must be a percentage {'≥' if allow_zero else '>'} 0, "
+                                             f"got {text!r}")
         return value
 
     return parse

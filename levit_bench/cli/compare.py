@@ -37,6 +37,8 @@ def summary_line(result: gate.CompareResult, fail_above_pct: float | None) -> st
             f"(alpha {result.alpha:g})")
     if result.normalize_by:
         text += f"; speeds relative to {'/'.join(result.normalize_by)} in the same run"
+    if result.differences:
+        text += f"; the machines differ ({'; '.join(result.differences)})"
     if fail_above_pct is None:
         return text
     bad = result.regressions(fail_above_pct)

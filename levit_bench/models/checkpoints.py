@@ -304,9 +304,17 @@ def load_state_dict_into(
             else:
                 conflicts.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(want)}")
                 continue
+        if target[key].is_floating_point() and not value.is_floating_point():
+            conflicts.append(f"{key}: checkpoint holds {value.dtype} where the model has {target[key].dtype} "
+                             "(integer weights would be cast, not loaded)")
+            continue
         ready[key] = value
     if strict and (missing or unexpected or conflicts):
         raise CheckpointError(_mismatch_message(source, missing, unexpected, conflicts))
+    bad = [k for k, v in ready.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} tensor(s) hold NaN or inf, e.g. {bad[0]}: every output would "
+                              "be NaN (a diverged or damaged checkpoint)")
     result = model.load_state_dict(ready, strict=False)
     del result
     return model

@@ -11,21 +11,20 @@ op times, and both give the profiler's overhead on this machine, now.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .. import zoo
 from ..backends import BACKENDS, ExportCache
-from ..backends.base import Backend, Runner
-from ..prepare import prepare_runner
+from ..backends.base import Runner
 from ..errors import UserError, first_line
 from ..harness import TimingOptions, rewarm, time_calls, warm_up
-from ..parity import compare_logits, parity_input
-from ..results import Entry
+from ..parity import compare_logits
+from ..prepare import NotReady, Outcome, Subject, outcomes
 from ..runstate import run_state
-from ..spec import Settings, variant
+from ..selection import Selection
+from ..spec import Settings
 from .probe import Probe, ProfileFailed
 from .record import Profile
 from .torch_profile import TorchProbe, preparing
@@ -62,63 +61,46 @@ def cannot_profile(backend: str, settings: Settings) -> str | None:
     return BACKENDS[backend].unavailable_reason(settings)
 
 
-def profile_entries(models: Sequence[str], backends: Sequence[str], settings: Settings, batch_size: int, *,
-                    options: ProfileOptions = ProfileOptions(), weights: str | None = None,
-                    img_size: int | None = None, cache_dir: str | None = None,
+def profile_entries(selection: Selection, *, options: ProfileOptions = ProfileOptions(),
                     on_entry: Callable[[str, str], None] | None = None,
                     show_warning: Callable[[str], None] | None = None) -> list[Profile]:
-    """One :class:`Profile` per model × backend, in that order (a failed one says why).
+    """One :class:`Profile` per step of ``selection`` (model × backend at its one precision and
+    batch size), in plan order (a failed one says why).
 
     Raises :class:`UserError` before anything runs when a backend cannot be profiled here.
     ``on_entry(model, backend)`` is told when an entry starts (progress)."""
-    for backend in backends:
+    settings = selection.settings
+    for backend in selection.backends:
         reason = cannot_profile(backend, settings)
         if reason:
             raise UserError(f"cannot profile {backend}: {reason}")
-    cache = ExportCache(cache_dir)
+    cache = ExportCache(selection.cache_dir)
     out: list[Profile] = []
-    with run_state(settings.threads, cache.runtime_dir("inductor"), show_warning):
-        for name in models:
-            try:
-                subject = zoo.subject(name, weights=weights, img_size=img_size)
-            except UserError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a model that won't build fails its entries, not the rest
-                size = zoo.input_size(name, img_size)
-                out += [_failed(Profile(name, b, variant(b, settings.precision, settings.options), settings.device,
-                                        settings.precision, settings.threads, batch_size, size),
-                                f"model build failed: {first_line(exc)}") for b in backends]
-                continue
-            x = parity_input(batch_size, subject.model_id.img_size)
-            reference_logits: dict[int, torch.Tensor] = {}  # the eager fp32 logits, computed once per model
-            for backend in backends:
-                if on_entry is not None:
-                    on_entry(name, backend)
-                out.append(_profile_one(subject, BACKENDS[backend], settings, x, reference_logits, cache, options))
+
+    def on_step(model: str, backend: str, _bs: int) -> None:
+        if on_entry is not None:
+            on_entry(model, backend)
+
+    with run_state(settings.threads, cache.runtime_dir("inductor"), show_warning), preparing(selection.backends):
+        for subject, outcome in outcomes(selection, cache, settings.device, on_step):
+            out.append(_profile_one(subject, outcome, options))
     return out
 
 
-def _profile_one(subject: zoo.Subject, backend: Backend, settings: Settings, x: torch.Tensor,
-                 reference_logits: dict[int, torch.Tensor], cache: ExportCache, options: ProfileOptions) -> Profile:
-    mid = subject.model_id
-    profile = Profile(mid.name, backend.name, variant(backend.name, settings.precision, settings.options),
-                      settings.device, settings.precision, settings.threads, x.shape[0], mid.img_size)
-    entry = Entry.for_step(mid.name, backend.name, settings, x.shape[0], mid.img_size)
-    runner: Runner | None = None
+def _profile_one(subject: Subject | None, outcome: Outcome, options: ProfileOptions) -> Profile:
+    profile = Profile(outcome.identity)
+    if isinstance(outcome, NotReady):
+        return _failed(profile, outcome.reason)
+    backend, runner, x, settings = BACKENDS[outcome.identity.backend], outcome.runner, outcome.x, outcome.identity.settings
     probe: Probe | None = None
     try:
-        with preparing(backend.name):  # the run's own path: prepare, precision check, parity gate
-            runner = prepare_runner(entry, mid, subject.reference, subject.fused, backend, settings, x, cache,
-                                    reference_logits)
-        if runner is None:
-            return _failed(profile, entry.reason)
         unprofiled = runner.bind(x)
-        probe = make_probe(backend.name, runner, entry.artifact, x, settings, unprofiled)
+        probe = make_probe(backend.name, runner, outcome.facts.artifact, x, settings, unprofiled)
         if probe.twin:
-            parity = compare_logits(probe.logits(x), reference_logits[x.shape[0]], settings.precision)
+            parity = compare_logits(probe.logits(x), subject.reference_logits(x.shape[0]), settings.precision)
             if not parity.ok:
                 return _failed(profile, f"profiled twin: {parity.reason}")
-        profile.profiler, profile.notes = probe.profiler, list(entry.notes)
+        profile.profiler, profile.notes = probe.profiler, list(outcome.facts.notes)
         with torch.inference_mode():
             plain, profiled = _interleaved(unprofiled, probe, options)
         profile.ops = probe.finish()
@@ -130,8 +112,7 @@ def _profile_one(subject: zoo.Subject, backend: Backend, settings: Settings, x: 
     finally:
         if probe is not None:
             probe.close()
-        if runner is not None:
-            runner.close()
+        runner.close()
         backend.end_group()
     profile.unprofiled_rounds, profile.profiled_rounds = plain, profiled
     return profile

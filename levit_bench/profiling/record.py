@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..roundstats import Ratio, paired_ratio
+from ..spec import Identity
 from .categories import CATEGORIES, NAMED
 
 
@@ -37,14 +38,7 @@ class OpTime:
 class Profile:
     """The op-time breakdown of one model × backend variant at one setting."""
 
-    model: str
-    backend: str
-    variant: str
-    device: str
-    precision: str
-    threads: int
-    batch_size: int
-    img_size: int
+    identity: Identity
     status: str = "ok"  # ok, or failed (export, parity or the runtime broke: ``reason`` says how)
     reason: str = ""
     profiler: str = ""  # which profiler, in words
@@ -53,6 +47,10 @@ class Profile:
     unprofiled_rounds: list[list[float]] = field(default_factory=list)
     profiled_rounds: list[list[float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    model = property(lambda self: self.identity.model)
+    backend = property(lambda self: self.identity.backend)
+    variant = property(lambda self: self.identity.variant)
 
     @property
     def ok(self) -> bool:
@@ -132,7 +130,8 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         """The stored fields, then the figures derived from them (recomputed on load, never read)."""
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ops"}
+        out: dict[str, Any] = {**self.identity.to_dict(), "variant": self.variant,
+                               **{f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("ops", "identity")}}
         total = self.op_s
         lo, hi = self.overhead_ci95
         out.update(categories=self.categories if self.ok else {}, coverage=self.coverage if self.ok else None,
@@ -146,12 +145,12 @@ class Profile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
         """From :meth:`to_dict`'s form (derived figures are recomputed, not read)."""
-        names = {f.name for f in fields(cls)} - {"ops"}
+        names = {f.name for f in fields(cls)} - {"ops", "identity"}
         ops = [OpTime(o["name"], o["category"], float(o["seconds"]), float(o["count"])) for o in data.get("ops", [])]
         unknown = {o.category for o in ops} - set(CATEGORIES)
         if unknown:
             raise ValueError(f"unknown op categories {sorted(unknown)} (known: {', '.join(CATEGORIES)})")
-        return cls(**{k: v for k, v in data.items() if k in names}, ops=ops)
+        return cls(Identity.from_dict(data), **{k: v for k, v in data.items() if k in names}, ops=ops)
 
 
 def _median(rounds: list[list[float]]) -> float:

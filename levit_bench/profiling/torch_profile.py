@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..harness import TimingOptions, time_calls
@@ -35,9 +35,9 @@ _TS_BOOKKEEPING = {"prim::Constant", "prim::ListConstruct", "prim::TupleConstruc
 
 
 @contextlib.contextmanager
-def preparing(backend: str) -> Iterator[None]:
-    """Around ``Backend.prepare``: torch.compile's generated kernels get profiler records."""
-    if backend != "torch-compile":
+def preparing(backends: Sequence[str]) -> Iterator[None]:
+    """Around the preparation of ``backends``: torch.compile's generated kernels get profiler records."""
+    if "torch-compile" not in backends:
         yield
         return
     import torch._inductor.config as inductor_config

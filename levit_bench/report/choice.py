@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import paper
-from ..spec import Setting
+from ..spec import Conditions
 from .merge import Sourced
 
 
-def is_paper_setting(setting: Setting) -> bool:
+def is_paper_setting(setting: Conditions) -> bool:
     """The paper's CPU protocol (fp32, 1 thread, batch 16)."""
     return setting.device == "cpu" and paper.is_cpu_protocol(setting.precision, setting.threads, setting.batch_size)
 
 
-def setting_words(setting: Setting) -> str:
+def setting_words(setting: Conditions) -> str:
     return setting.words() + (" (the paper's CPU protocol)" if is_paper_setting(setting) else "")
 
 
-def choose_setting(coverage: dict[Setting, int]) -> Setting | None:
+def choose_setting(coverage: dict[Conditions, int]) -> Conditions | None:
     """The paper's CPU protocol when measured; else the setting covering most models, then the
     largest batch, then the fewest threads (closest to the paper's one), then fp32."""
     if not coverage:

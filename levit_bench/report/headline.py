@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .. import paper, zoo
 from ..present import fmt_ips, md_table
 from ..results import speed_ratio
-from ..spec import Setting
+from ..spec import Conditions
 from .choice import best_entry, choose_setting, setting_words
 from .merge import Machine, Sourced, base_model, sources_text
 
@@ -18,7 +18,7 @@ class Headline:
 
     machine: str
     device: str
-    setting: Setting
+    setting: Conditions
     levit: Sourced
     efficientnet: Sourced
     ratio: float  # LeViT images/s over EfficientNet images/s (ratio of medians)
@@ -28,8 +28,8 @@ class Headline:
     paired: bool = False  # computed round by round (both in one run's timed group)
 
 
-def _best_at(entries: Iterable[Sourced], models: set[str], setting: Setting) -> Sourced | None:
-    return best_entry(s for s in entries if s.entry.model in models and s.entry.setting == setting)
+def _best_at(entries: Iterable[Sourced], models: set[str], setting: Conditions) -> Sourced | None:
+    return best_entry(s for s in entries if s.entry.model in models and s.entry.conditions == setting)
 
 
 def headline_for(machine: Machine, device: str, levit: str, effnet: str) -> Headline | None:
@@ -37,8 +37,8 @@ def headline_for(machine: Machine, device: str, levit: str, effnet: str) -> Head
     ok = [s for s in machine.ok() if s.entry.device == device]
     levits = {levit, levit + "_conv"}
 
-    def slots(models: set[str]) -> set[tuple[Setting, str]]:
-        return {(s.entry.setting, s.entry.variant) for s in ok if s.entry.model in models}
+    def slots(models: set[str]) -> set[tuple[Conditions, str]]:
+        return {(s.entry.conditions, s.entry.variant) for s in ok if s.entry.model in models}
 
     common = slots(levits) & slots({effnet})
     setting = choose_setting({st: 2 for st, _ in common})

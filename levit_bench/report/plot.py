@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..accuracy_record import AccuracyRecord
-from ..spec import BASELINE_BACKEND, Setting
+from ..spec import BASELINE_BACKEND, Conditions
 from .choice import best_entry, choose_setting, setting_words
 from .merge import Machine, Sourced, base_model, family_of, sources_text, spec_of
 
@@ -39,13 +39,13 @@ def panel_for(machine: Machine, device: str, measured: Sequence[AccuracyRecord] 
     """One setting and one backend variant (the form of the paper's figure: one runtime), token/conv
     merged, for the models with a published top-1; ``measured``: accuracy records to mark beside it."""
     ok = [s for s in machine.ok() if s.entry.device == device and _published_top1(s.entry.model) is not None]
-    coverage: dict[Setting, set] = {}
+    coverage: dict[Conditions, set] = {}
     for s in ok:
-        coverage.setdefault(s.entry.setting, set()).add(base_model(s.entry.model))
+        coverage.setdefault(s.entry.conditions, set()).add(base_model(s.entry.model))
     setting = choose_setting({k: len(v) for k, v in coverage.items()})
     if setting is None:
         return None
-    at = [s for s in ok if s.entry.setting == setting]
+    at = [s for s in ok if s.entry.conditions == setting]
     chosen = choose_variant(at)
     points = []
     for model in sorted({base_model(s.entry.model) for s in at if s.entry.variant == chosen}):

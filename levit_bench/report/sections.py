@@ -110,7 +110,7 @@ def at_paper_setting(entries: Iterable[Sourced], device: str) -> Sourced | None:
         ok = [s for s in ok if s.entry.precision == paper.GPU_PROTOCOL.precision]
         largest = max((s.entry.batch_size for s in ok), default=None)
         return best_entry(s for s in ok if s.entry.batch_size == largest)
-    return best_entry(s for s in ok if is_paper_setting(s.entry.setting))
+    return best_entry(s for s in ok if is_paper_setting(s.entry.conditions))
 
 
 def _top1(pub: Published) -> str:

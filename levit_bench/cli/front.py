@@ -1,0 +1,250 @@
+"""The front door: one declaration of the flags that say *what to measure*, and one resolver that
+turns them into a checked :class:`Selection`.
+
+Every command that measures (``run``, ``accuracy``, ``profile``, and those to come) adds
+:func:`add_selection` (and :func:`add_output`) to its parser and calls :func:`resolve`; the
+resolution order and its error messages are the same everywhere.  Command-specific limits (one
+batch size, one precision, the backends a profiler reads) are a :class:`Shape`, not another parser.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import platform
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .. import paper, sysinfo
+from ..errors import UserError
+from ..selection import Selection
+from ..spec import DEVICES, PRECISIONS, RuntimeOptions, Settings
+from .args import int_list, names, positive_int
+
+DEFAULT_BATCHES = {"cpu": (1, 16, 64), "cuda": (256, 2048)}
+DEFAULT_PRECISION = {"cpu": "fp32", "cuda": "fp16"}
+DEFAULT_MODEL = "levit_256"
+CACHE_HELP = "export cache (default: $LEVIT_BENCH_CACHE or ~/.cache/levit-bench)"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How one command reads the selection: its defaults and what it takes one of."""
+
+    batch_sizes: tuple[int, ...] | None = None  # None: the device's defaults
+    many_batches: bool = True
+    many_precisions: bool = True
+    backends: tuple[str, ...] | None = None  # None: the device's default set
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_selection(p: argparse.ArgumentParser, shape: Shape = Shape()) -> None:
+    """The selection flags, declared here once: device, models, backends, batch sizes, precisions,
+    threads, every runtime option of ``spec.RuntimeOptions``, weights, input size, cache."""
+    from ..backends import BACKENDS
+
+    backends = ", ".join(BACKENDS)
+    default_backends = ",".join(shape.backends) if shape.backends else "the device's set"
+    batches = ",".join(map(str, shape.batch_sizes)) if shape.batch_sizes else \
+        "; ".join(f"{d} {','.join(map(str, b))}" for d, b in DEFAULT_BATCHES.items())
+    g = p.add_argument_group("what to measure")
+    g.add_argument("--device", choices=DEVICES, default="cpu")
+    g.add_argument("--model", action="append", type=names("--model"), default=None,
+                   help=f"model names or globs (repeatable, comma lists; default {DEFAULT_MODEL}): "
+                   "levit_256, 'levit_*', timm:resnet50")
+    g.add_argument("--backend", action="append", type=names("--backend"), default=None,
+                   help=f"{backends} (repeatable, comma lists; default {default_backends})")
+    g.add_argument("--batch-size", action="append", type=int_list("--batch-size"), default=None,
+                   help=f"images per call ({'repeatable, comma lists; ' if shape.many_batches else 'one; '}"
+                   f"default {batches})")
+    g.add_argument("--precision", action="append", type=names("--precision"), default=None,
+                   help=f"{', '.join(PRECISIONS)}"
+                   + ("; a comma list measures each, timed in the same rounds" if shape.many_precisions else "; one")
+                   + " (default " + ", ".join(f"{v} on {d}" for d, v in DEFAULT_PRECISION.items()) + ")")
+    g.add_argument("--threads", type=positive_int("--threads"), default=None,
+                   help="threads for torch, ONNX Runtime and OpenVINO (default: physical cores)")
+    for name, default, info in RuntimeOptions.declared():  # nothing to add here by hand
+        shown = f" (default {default})" if info.choices and default is not None and not info.device_defaults else ""
+        if info.metavar is not None:
+            g.add_argument(_flag(name), dest=name, default=None, metavar=info.metavar, help=info.help)
+        elif info.choices is None:
+            g.add_argument(_flag(name), dest=name, action="store_true", default=None, help=info.help)
+        else:
+            g.add_argument(_flag(name), dest=name, choices=info.choices, default=None, help=info.help + shown)
+    g.add_argument("--weights", default=None, help="local checkpoint file (.pth, .pt, .safetensors; default: "
+                   "seeded random weights)")
+    g.add_argument("--img-size", type=positive_int("--img-size"), default=None, help="input resolution override")
+    g.add_argument("--cache-dir", default=None, help=CACHE_HELP)
+
+
+def add_output(p: argparse.ArgumentParser, out_default: str | None, out_help: str, quiet_help: str) -> None:
+    """The output flags every measuring command shares: --out, --force, --json, --quiet."""
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default=out_default, help=out_help)
+    g.add_argument("--force", action="store_true", help="replace the --out file if it exists (never done unasked)")
+    g.add_argument("--json", action="store_true", help="print JSON on stdout (nothing else)")
+    g.add_argument("--quiet", action="store_true", help=quiet_help)
+
+
+def resolve(args: argparse.Namespace, shape: Shape = Shape()) -> Selection:
+    """Every selection flag checked and resolved, in one order; a one-line UserError before anything
+    is built, measured or written."""
+    check_device(args.device)
+    models = resolve_models(args.model)
+    backends = resolve_backends(args.backend, args.device, shape.backends)
+    precisions = _one_if(resolve_precisions(args.precision, args.device), shape.many_precisions, "--precision")
+    asked_batches = [b for g in args.batch_size for b in g] if args.batch_size else None
+    batches = list(dict.fromkeys(asked_batches or shape.batch_sizes or DEFAULT_BATCHES[args.device]))
+    batches = _one_if(batches, shape.many_batches, "--batch-size")
+    given = {name: getattr(args, name) for name, _d, _i in RuntimeOptions.declared()}
+    threads = args.threads
+    use_paper = bool(getattr(args, "paper", False))
+    if use_paper:
+        protocol = paper.PROTOCOLS[args.device]
+        _paper_conflicts(args, protocol, given)
+        precisions, batches, threads = [protocol.precision], [protocol.batch_size], protocol.threads or threads
+        given["half_mode"] = protocol.half_mode
+    options = RuntimeOptions.for_device(args.device, given)
+    from ..quantize import check_calibration
+
+    check_calibration(options.calibration, "int8" if "int8" in precisions else precisions[0])
+    check_weights(args.weights)
+    if args.weights or args.img_size is not None:
+        check_models(models, args.weights, args.img_size)
+    from ..backends import ExportCache
+
+    ExportCache(args.cache_dir).check()
+    settings = Settings(device=args.device, precision=precisions[0], threads=resolve_threads(threads), options=options)
+    return Selection(tuple(models), tuple(backends), tuple(batches), tuple(precisions), settings, args.weights,
+                     args.img_size, args.cache_dir, use_paper)
+
+
+def _one_if(values: list, many: bool, flag: str) -> list:
+    if not many and len(values) > 1:
+        raise UserError(f"{flag} takes one value for this command, got {','.join(map(str, values))}")
+    return values
+
+
+def resolve_models(groups: list[list[str]] | None) -> list[str]:
+    from .. import zoo
+
+    wanted = [n for g in (groups or [[DEFAULT_MODEL]]) for n in g]
+    out: list[str] = []
+    for name in wanted:
+        if any(ch in name for ch in "*?[") and not name.startswith("timm:"):
+            matched = zoo.list_models(name)
+            if not matched:
+                raise UserError(f"--model {name!r} matches no model (see `levit-bench list`)")
+        else:
+            zoo.model_spec(name)  # raises with the closest names
+            matched = [name]
+        out += [m for m in matched if m not in out]
+    return out
+
+
+def resolve_backends(groups: list[list[str]] | None, device: str, default: tuple[str, ...] | None = None) -> list[str]:
+    from ..backends import BACKENDS, default_backends
+
+    if not groups:
+        return list(default) if default else default_backends(device)
+    out = []
+    for name in (n for g in groups for n in g):
+        if name not in BACKENDS:
+            close = difflib.get_close_matches(name, list(BACKENDS), n=3, cutoff=0.4)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise UserError(f"unknown backend {name!r}{hint} (choose from {', '.join(BACKENDS)})")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def resolve_precisions(groups: list[list[str]] | None, device: str) -> list[str]:
+    """``--precision`` values (repeatable, comma lists) in order, each once; the device's default without."""
+    wanted = [p for g in groups for p in g] if groups else [DEFAULT_PRECISION[device]]
+    for p in wanted:
+        if p not in PRECISIONS:
+            raise UserError(f"unknown precision {p!r} (choose from {', '.join(PRECISIONS)})")
+    return list(dict.fromkeys(wanted))
+
+
+def _paper_conflicts(args: argparse.Namespace, protocol: paper.Protocol, given: dict) -> None:
+    """--paper fixes threads, precision, batch size and half mode: a different value is refused."""
+    asked = {"--threads": (args.threads, protocol.threads),
+             "--precision": (args.precision and [p for g in args.precision for p in g], [protocol.precision]),
+             "--batch-size": (args.batch_size and [b for g in args.batch_size for b in g], [protocol.batch_size]),
+             "--half-mode": (given.get("half_mode"), protocol.half_mode)}
+    for flag, (value, fixed) in asked.items():
+        if value is not None and fixed is not None and value != fixed:
+            fixed_text = fixed[0] if isinstance(fixed, list) else fixed
+            value_text = ",".join(map(str, value)) if isinstance(value, list) else value
+            raise UserError(f"--paper fixes {flag} to {fixed_text} on {args.device}; {flag} {value_text} "
+                            "contradicts it (drop one of the two)")
+
+
+def resolve_threads(asked: int | None) -> int:
+    if asked is None:
+        return sysinfo.physical_cores()
+    logical = os.cpu_count() or 1
+    if asked > logical:
+        sys.stderr.write(f"levit-bench: warning: --threads {asked} is more than this machine's {logical} logical "
+                         "cores: oversubscribed threads make every call slower and the figures unlike any deployment\n")
+    return asked
+
+
+def check_device(device: str) -> None:
+    """A UserError for ``--device cuda`` where torch sees no CUDA device."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+
+
+def check_weights(weights: str | None) -> None:
+    if weights is None:
+        return
+    path = Path(weights)
+    if path.is_dir():
+        raise UserError(f"--weights {weights}: is a folder; name the checkpoint file in it (.pth, .pt, .safetensors)")
+    if not path.is_file():
+        raise UserError(f"--weights {weights}: no such file")
+
+
+def check_models(models: list[str], weights: str | None, img_size: int | None) -> None:
+    """Build every model as the command will (its weights, its input size) now, so a misfit stops
+    it before anything is measured: weights of another model, a size LeViT cannot take."""
+    from .. import zoo
+
+    for name in models:
+        try:
+            zoo.create_model(name, weights=weights, img_size=img_size)
+        except UserError as exc:
+            if weights is None:
+                raise
+            raise UserError(f"--weights {weights} does not fit {name}: {exc}") from None
+
+
+def output_path(out: str, device: str) -> Path:
+    """The results file to write: ``--out`` itself when it ends in .json (any case), else a name in
+    that folder unique to this process (host, device, time, process id and a random part)."""
+    p = Path(out)
+    if p.suffix.lower() == ".json":
+        return p
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in platform.node() or "host")
+    return p / f"{host}-{device}-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}.json"
+
+
+def selection_config(sel: Selection) -> dict:
+    """The selection as a results file's ``config`` records it."""
+    s = sel.settings
+    return {"models": list(sel.models), "backends": list(sel.backends), "batch_sizes": list(sel.batch_sizes),
+            "settings": {"device": s.device, "precision": s.precision, "threads": s.threads, **s.options.to_dict()},
+            "precisions": list(sel.precisions), "weights": sel.weights, "img_size": sel.img_size,
+            "paper_protocol": sel.paper, "cache_dir": str(Path(sel.cache_dir)) if sel.cache_dir else None}

@@ -1,0 +1,130 @@
+"""Issue 20: one identity of what was measured — embedded in every record type, keyed once;
+entries timed with other attention kernels or input sizes never match; compare refuses runs from
+different machines or libraries unless normalized; files of earlier layouts still load, report and
+compare."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from levit_bench import gate, report
+from levit_bench.accuracy_record import AccuracyRecord
+from levit_bench.cli import main
+from levit_bench.errors import UserError
+from levit_bench.profiling import Profile
+from levit_bench.results import Entry, load
+from levit_bench.spec import Identity, RuntimeOptions
+from levit_bench.sysinfo import machine_differences
+
+from .test_gate import SYSTEM, base_record, make_record, ok_entry, rescaled
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _write(record, path: Path) -> Path:
+    path.write_text(json.dumps(record.to_dict()))
+    return path
+
+
+def test_every_record_type_carries_the_same_identity():
+    ident = Identity("levit_128s", "onnxruntime", "cpu", "fp32", 1, 16, 224, RuntimeOptions(), "abc123")
+    entry = Entry(ident)
+    acc = AccuracyRecord(ident, "ok", top1=1.0)
+    prof = Profile(ident)
+    for record in (entry, acc, prof):
+        assert record.identity is ident and record.model == "levit_128s" and record.variant == "onnxruntime"
+    assert entry.label() == acc.label() == ident.label()
+    # the flat file form round-trips, identity included (weights hash, image size, options)
+    assert Entry.from_dict(json.loads(json.dumps(entry.to_dict()))).identity == ident
+    assert AccuracyRecord.from_dict(json.loads(json.dumps(acc.to_dict()))).identity == ident
+    assert Profile.from_dict(json.loads(json.dumps(prof.to_dict()))).identity == ident
+
+
+def test_sdpa_attention_is_part_of_the_identity():
+    sdpa = Identity("levit_256", "torch", "cuda", "fp16", 8, 256, 224, RuntimeOptions(attention="sdpa"))
+    matmul = dataclasses.replace(sdpa, options=RuntimeOptions(attention="matmul"))
+    assert sdpa.key != matmul.key and "sdpa attention" in sdpa.variant
+    # a CUDA run asks for SDPA unless told otherwise; a CPU run for matmul
+    assert RuntimeOptions.for_device("cuda", {}).attention == "sdpa"
+    assert RuntimeOptions.for_device("cpu", {}).attention == "matmul"
+    assert RuntimeOptions.for_device("cuda", {"attention": "matmul"}).attention == "matmul"
+
+
+def test_entries_with_and_without_sdpa_never_match_in_compare_or_report(tmp_path):
+    rng = np.random.default_rng(3)
+    base = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10), device="cuda", precision="fp16")
+    new = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10), device="cuda", precision="fp16")
+    new.identity = dataclasses.replace(new.identity, options=RuntimeOptions(attention="sdpa"))
+    with pytest.raises(UserError, match="no entry was measured successfully in both"):
+        gate.compare_runs(make_record([base]), make_record([new]))
+    [machine] = report.group_by_machine([make_record([base, new])])
+    assert len({s.entry.key for s in machine.entries}) == 2
+
+
+def test_entries_of_other_input_sizes_never_match():
+    rng = np.random.default_rng(4)
+    a = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
+    b = ok_entry("levit_256", "torch", 16, 16 * 0.01 * rng.lognormal(0, 0.02, 10))
+    b.identity = dataclasses.replace(b.identity, img_size=384)
+    assert a.key != b.key and "@384px" in b.label() and "px" not in a.label()
+
+
+@pytest.mark.parametrize("fact, value, words", [
+    ("cpu", "Other CPU", "cpu Synthetic CPU vs Other CPU"),
+    ("cpu_flags", ["avx2", "avx512f"], "cpu flags"),
+    ("physical_cores", 8, "physical cores 2 vs 8"),
+    ("versions", {"torch": "2.5"}, "torch 2.4 vs 2.5"),
+])
+def test_compare_refuses_runs_of_different_machines_unless_normalized(tmp_path, capsys, fact, value, words):
+    base = base_record(seed=1)
+    new = rescaled(base)
+    system = copy.deepcopy(SYSTEM)
+    system[fact] = value
+    if fact == "cpu_flags":
+        base.system["cpu_flags"] = ["avx2"]
+    new.system = system
+    a, b = _write(base, tmp_path / "a.json"), _write(new, tmp_path / "b.json")
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different machines or libraries" in err[0] and words in err[0]
+    assert main(["compare", str(a), str(b), "--normalize-by", "levit_128s/torch"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # (the terminal wraps lines)
+    assert "the machines differ" in out and words in out
+
+
+def test_the_hostname_and_levit_bench_itself_may_differ():
+    other = copy.deepcopy(SYSTEM)
+    other["hostname"] = "another-runner"
+    other["versions"] = {**other["versions"], "levit-bench": "9.9"}
+    other["git_commit"] = "deadbeef"
+    assert machine_differences(SYSTEM, other) == []
+
+
+@pytest.mark.parametrize("name", ["results-v1-2026-11-27.json", "results-v2-2026-12-01.json"])
+def test_files_of_earlier_layouts_load_report_and_compare(tmp_path, capsys, name):
+    path = FIXTURES / name
+    record = load(path)
+    assert record.results and all(isinstance(e.identity, Identity) for e in record.results)
+    assert main(["report", str(path), "-o", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text().strip()
+    assert main(["compare", str(path), str(path)]) == 0
+    # and a file this version writes (schema 3) holds the same identities
+    again = tmp_path / "again.json"
+    record.save(again)
+    assert json.loads(again.read_text())["schema_version"] == 3
+    assert [e.identity for e in load(again).results] == [e.identity for e in record.results]
+
+
+def test_cuda_torch_entries_of_earlier_files_are_read_as_sdpa(tmp_path):
+    record = make_record([ok_entry("levit_256", "torch", 16, np.full(5, 0.16), device="cuda", precision="fp16")])
+    data = record.to_dict()
+    data["schema_version"] = 2
+    del data["results"][0]["options"]["attention"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    assert load(path).results[0].runtime_options.attention == "sdpa"
