@@ -1,6 +1,7 @@
 """Does the harness cost the runtimes their speed?  Measured side by side, in rounds.
 
-* ONNX Runtime: the harness timing a runner (``levit_bench.harness.measure``) against a bare
+* ONNX Runtime: the harness timing a runner (a run's own path: ``schedule.warm``, then
+  ``schedule.run_rounds``, here one round per call of ours) against a bare
   ``session.run`` loop on the same session and input, in the same process.
 * OpenVINO: the harness (sync mode: latency hint, one request; async mode: throughput hint,
   AsyncInferQueue) against ``benchmark_app`` (shipped with openvino) on the same ONNX file, same
@@ -27,15 +28,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import levit_bench as lb  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
-from levit_bench.harness import TimingOptions, measure  # noqa: E402
+from levit_bench.harness import TimingOptions  # noqa: E402
 from levit_bench.parity import parity_input  # noqa: E402
 from levit_bench.runstate import run_state  # noqa: E402
-from levit_bench.stats import summarize  # noqa: E402
+from levit_bench.schedule import Schedule, Timed, run_rounds, warm  # noqa: E402
+from levit_bench.stats import summarize_calls  # noqa: E402
 
 
 def harness_ips(runner, x, seconds: float, batch: int) -> float:
-    m = measure(runner.bind(x), TimingOptions(warmup_s=0.2, warmup_calls=2, min_time_s=seconds, min_calls=5))
-    return summarize(m.samples_s, batch * runner.batches_per_call).images_per_second
+    """Images/s of ``runner`` timed as a run times an entry: warm-up, then one round of timed calls."""
+    item = Timed("harness", runner.bind(x), runner.synchronize, False)
+    timing = TimingOptions(warmup_s=0.2, warmup_calls=2, min_time_s=seconds, min_calls=5)
+    warm(item, timing)
+    run_rounds([item], timing, Schedule(rounds=1, seed=0))
+    if item.error:
+        raise RuntimeError(item.error)
+    return summarize_calls(item.samples, batch * runner.batches_per_call).images_per_second
 
 
 def bare_ort_ips(session, feed: dict, seconds: float, batch: int) -> float:

@@ -12,9 +12,9 @@ every candidate is checked against timm's eager fp32 logits before it is timed. 
   but its speed bounds what any rearrangement of LeViT could reach on that backend: when
   floor / timm < target, the target is out of reach by fusion or layout alone.
 
-Timed runs alternate between candidates in rounds, so drift on a shared machine hits all alike.
-The table gives each side's best candidate and the ratio of medians with a bootstrap 95% CI
-(``levit_bench.stats.compare_samples``).  Usage::
+Candidates are timed as a run times entries (``schedule.run_rounds``: seeded random order in
+rounds), so drift on a shared machine hits all alike.  The table gives each side's best candidate
+and their ratio paired by round, with its 95% CI (``levit_bench.stats.paired_ratio``).  Usage::
 
     python benchmarks/levit_vs_reference.py --device cpu --threads 1 --batch-size 16
     python benchmarks/levit_vs_reference.py --device cuda --backend torch --batch-size 256,2048 --precision fp16
@@ -37,11 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import levit_bench as lb  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
 from levit_bench.backends.cache import weights_hash  # noqa: E402
-from levit_bench.harness import TimingOptions, measure  # noqa: E402
+from levit_bench.harness import TimingOptions  # noqa: E402
 from levit_bench.parity import compare_logits, parity_input  # noqa: E402
 from levit_bench.runstate import run_state  # noqa: E402
+from levit_bench.schedule import Schedule, Timed, run_rounds, warm  # noqa: E402
 from levit_bench.spec import ModelId  # noqa: E402
-from levit_bench.stats import compare_samples, summarize  # noqa: E402
+from levit_bench.stats import median_time_interval, paired_ratio, summarize_calls  # noqa: E402
 from levit_bench.sysinfo import physical_cores  # noqa: E402
 
 
@@ -52,6 +53,7 @@ class Candidate:
     model: torch.nn.Module
     model_id: ModelId | None = None
     samples: list[float] = field(default_factory=list)
+    rounds: list[np.ndarray] = field(default_factory=list)  # the samples by round
     call: object = None
     runner: object = None
     parity: dict | None = None
@@ -129,21 +131,24 @@ def run_case(name, backend, settings, batch_size, rounds, round_s, cache, floor:
         except Exception as exc:  # noqa: BLE001 - report, go on with the others
             c.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     live = [c for c in cands if c.call is not None]
-    warm = TimingOptions(warmup_s=max(round_s, 0.5), warmup_calls=3, min_time_s=0.0, min_calls=1)
-    timed = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=round_s, min_calls=3)
+    items = [Timed(c.variant, c.call, c.runner.synchronize, settings.device == "cuda") for c in live]
+    timing = TimingOptions(warmup_s=max(round_s, 0.5), warmup_calls=3, min_time_s=round_s * rounds,
+                           min_calls=3 * rounds)
     with torch.inference_mode():
-        for c in live:
-            measure(c.call, warm, synchronize=c.runner.synchronize, cuda=settings.device == "cuda")
-        for _ in range(rounds):
-            for c in live:
-                m = measure(c.call, timed, synchronize=c.runner.synchronize, cuda=settings.device == "cuda")
-                c.samples += m.samples_s
+        for it in items:
+            warm(it, timing)
+        run_rounds(items, timing, Schedule(rounds, seed=0))
+    for c, it in zip(live, items):
+        c.error = c.error or it.error or ""
+        c.samples, c.rounds = (list(it.samples), it.round_samples()) if it.error is None else ([], [])
     rows = []
     for c in cands:
         row = {"side": c.side, "variant": c.variant, "error": c.error, "parity": c.parity}
         if c.samples:
-            s = summarize(c.samples, batch_size)
-            row.update(images_per_second=s.images_per_second, ci95=list(s.ci95_ips), rel_iqr=s.rel_iqr, n=s.n)
+            s = summarize_calls(c.samples, batch_size)
+            lo, hi = median_time_interval(c.rounds)
+            row.update(images_per_second=s.images_per_second, ci95=[batch_size / hi, batch_size / lo],
+                       rel_iqr=s.rel_iqr, n=s.n)
         rows.append(row)
     best = {}
     for side in ("ours", "timm", "floor"):
@@ -153,12 +158,12 @@ def run_case(name, backend, settings, batch_size, rounds, round_s, cache, floor:
     result = {"model": name, "backend": backend, "device": settings.device, "precision": settings.precision,
               "batch_size": batch_size, "threads": settings.threads, "candidates": rows}
     if "ours" in best and "timm" in best:
-        cmp = compare_samples(np.array(best["timm"].samples), np.array(best["ours"].samples))
-        result.update(best_ours=best["ours"].variant, best_timm=best["timm"].variant, ratio=cmp.speed_ratio,
-                      ratio_ci95=list(cmp.ratio_ci95), significant=cmp.significant)
+        r = paired_ratio(best["ours"].rounds, best["timm"].rounds)  # both timed in the same rounds
+        result.update(best_ours=best["ours"].variant, best_timm=best["timm"].variant, ratio=r.value,
+                      ratio_ci95=list(r.ci95), significant=not r.ci95[0] <= 1.0 <= r.ci95[1])
         if "floor" in best:
-            cmp = compare_samples(np.array(best["timm"].samples), np.array(best["floor"].samples))
-            result.update(floor_ratio=cmp.speed_ratio, floor_ratio_ci95=list(cmp.ratio_ci95))
+            r = paired_ratio(best["floor"].rounds, best["timm"].rounds)
+            result.update(floor_ratio=r.value, floor_ratio_ci95=list(r.ci95))
     for c in cands:
         if c.runner is not None:
             c.runner.close()

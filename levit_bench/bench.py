@@ -223,7 +223,10 @@ class _Run:
             if t.error is not None:
                 entry.status, entry.reason = Status.FAILED, f"during the timed rounds: {t.error}"
             elif t.samples:
-                entry.record(t, p.images_per_call, _peak_memory(self.device))
+                entry.record(t.samples, [r.to_dict() for r in t.rounds], p.images_per_call,
+                             warmup_calls=t.warm.calls if t.warm else None,
+                             first_call_s=t.warm.first_call_s if t.warm else None,
+                             cuda_max_memory_bytes=_peak_memory(self.device))
                 entry.energy = energy_record(t.energy_j, t.metered_s, t.metered_calls * p.images_per_call, self.energy)
                 if interrupted:
                     entry.notes.append(f"interrupted: timed in {len(t.rounds)} of the planned rounds")

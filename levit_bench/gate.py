@@ -2,17 +2,16 @@
 
 A fixed threshold on one number (pytest-benchmark's ``--benchmark-compare-fail``) fires on shared
 runners whose speed drifts 10-30%.  Here an entry counts as slower only when its raw samples say
-so, with the round as the unit that repeats (``roundstats.compare_rounds``: Mann-Whitney U on round
-medians *and* a bootstrap interval of the ratio that excludes 1; files without enough rounds: the
-same on the calls, ``stats.compare_samples``), and the gate fails only when such a slowdown is also
-larger than the threshold.  ``normalize_by`` divides every speed by a reference entry's measured in
+so, with the round as the unit that repeats (``stats.speed_change``: Mann-Whitney U on round medians,
+on the calls for files without enough rounds, *and* an interval of the ratio that excludes 1: the
+report's, ``stats.unpaired_ratio``), and the gate fails only when such a slowdown is also larger than
+the threshold.  ``normalize_by`` divides every speed by a reference entry's measured in
 the same run (round by round), so a baseline recorded on another machine still gates.
 
 Everything here is a plain function returning dataclasses; ``cli/compare.py`` parses and prints.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 
@@ -20,19 +19,11 @@ import numpy as np
 
 from .errors import UserError
 from .results import Entry, RunRecord, load
-from .sysinfo import machine_differences
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
-from .roundstats import can_pair, compare_rounds
-from .stats import compare_samples
+from .stats import can_pair, speed_change
+from .sysinfo import machine_differences
 
 FASTER, SLOWER, UNCHANGED, REFERENCE = "faster", "slower", "no significant change", "reference (not gated)"
-
-
-def rounds_can_reject(n_base: int, n_new: int, alpha: float) -> bool:
-    """Whether Mann-Whitney U on this many round medians can reach ``alpha`` at all (its smallest
-    two-sided p is 2 / C(n+m, n): 0.10 at 3 vs 3 rounds, 0.029 at 4 vs 4, 0.008 at 5 vs 5).  Where
-    it cannot, the gate tests the calls instead (files of one block, or very few rounds)."""
-    return n_base >= 2 and n_new >= 2 and 2 / math.comb(n_base + n_new, n_base) < alpha
 
 
 @dataclass
@@ -173,15 +164,12 @@ def compare_entries(base: Entry, new: Entry, alpha: float = 0.01, base_reference
                     new_reference: Entry | None = None) -> EntryComparison:
     """Test ``new`` against ``base`` (each relative to its run's reference entry, when given).
 
-    Entries timed in rounds (three or more on both sides) are compared by their round medians:
-    calls within a round share the machine's state of that moment, so the round is the unit that
-    repeats (``roundstats.compare_rounds``).  Older files (one block) fall back to the calls.
+    Entries timed in enough rounds are tested on their round medians: calls within a round share
+    the machine's state of that moment, so the round is the unit that repeats; older files (one
+    block) fall back to the calls (``stats.speed_change``, whose interval is the report's).
     """
     b, n = relative_rounds(base, base_reference), relative_rounds(new, new_reference)
-    if rounds_can_reject(len(b), len(n), alpha):
-        c = compare_rounds(b, n, alpha=alpha)
-    else:
-        c = compare_samples(np.concatenate(b), np.concatenate(n), alpha=alpha)
+    c = speed_change(b, n, alpha=alpha)
     return EntryComparison(
         base=base, new=new, change_pct=(c.speed_ratio - 1.0) * 100.0, ratio_ci95=tuple(c.ratio_ci95),
         p_value=c.p_value, significant=c.significant, verdict=_verdict(c.speed_ratio, c.significant),

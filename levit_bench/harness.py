@@ -5,9 +5,8 @@ The timed region holds only the runner's bound call and the clock reads: buffers
 CPU calls are timed with ``time.perf_counter``; CUDA calls with CUDA events, read after one final
 synchronisation.
 
-A run times each entry in rounds (``bench.py``): :func:`warm_up` once, then per round a short
-:func:`rewarm` and :func:`time_calls`.  :func:`measure` does all of it in one block, for scripts
-that time one thing.
+Everything timed (a run's entries, the GEMM peak, profiling's paired blocks) goes through
+``schedule.py``: :func:`warm_up` once, then per round a short :func:`rewarm` and :func:`time_calls`.
 """
 from __future__ import annotations
 
@@ -38,15 +37,6 @@ class Warmup:
     calls: int
     per_call_s: float  # mean over the warm-up calls: sizes the timed blocks
     rss_bytes: int
-
-
-@dataclass
-class Measurement:
-    samples_s: list[float]
-    first_call_s: float
-    warmup_calls: int
-    peak_rss_bytes: int
-    cuda_max_memory_bytes: int | None = None
 
 
 def _nothing() -> None:
@@ -106,50 +96,3 @@ def time_calls(call: Call, n: int, *, cuda: bool = False, synchronize: Callable[
         samples[i] = clock() - a
     (synchronize or _nothing)()
     return samples
-
-
-def measure(
-    call: Call,
-    options: TimingOptions = TimingOptions(),
-    *,
-    synchronize: Callable[[], None] | None = None,
-    cuda: bool = False,
-) -> Measurement:
-    """Time ``call`` (one batch per call) in one block: first call, warm-up, then timed calls until
-    both ``min_calls`` and ``min_time_s`` are reached."""
-    sync = synchronize or _nothing
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    w = warm_up(call, options, sync)
-    cap = min(options.max_calls, options.min_calls + int(2 * options.min_time_s / max(w.per_call_s, 1e-9)) + 1)
-    samples = [0.0] * cap
-    if cuda:
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(cap)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(cap)]
-        clock = time.perf_counter
-        i, begin = 0, clock()
-        while i < cap:
-            starts[i].record()
-            call()
-            ends[i].record()
-            i += 1
-            if i >= options.min_calls and clock() - begin >= options.min_time_s:
-                break
-        torch.cuda.synchronize()
-        samples = [starts[k].elapsed_time(ends[k]) / 1000.0 for k in range(i)]
-    else:
-        clock = time.perf_counter
-        i, begin = 0, clock()
-        while i < cap:
-            a = clock()
-            call()
-            b = clock()
-            samples[i] = b - a
-            i += 1
-            if i >= options.min_calls and b - begin >= options.min_time_s:
-                break
-        sync()
-        samples = samples[:i]
-    rss = max(w.rss_bytes, psutil.Process().memory_info().rss)
-    cuda_mem = torch.cuda.max_memory_allocated() if cuda else None
-    return Measurement(samples, w.first_call_s, w.calls, rss, cuda_mem)

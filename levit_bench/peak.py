@@ -4,7 +4,7 @@ A model's achieved GMAC/s (its counted MACs times images/s, ``opcount.py``) mean
 beside what this machine reaches on the friendliest workload torch has, one square ``n×n·n×n``
 matrix product per call, it says how much of the hardware a runtime uses.  The GEMM is timed like
 any entry (``schedule.py``: warm-up, then seeded rounds of the harness's timed calls) and its
-interval comes from ``roundstats.median_ci``, so a peak has the same honesty as the figures it
+interval comes from ``stats.median_time_interval``, so a peak has the same honesty as the figures it
 divides.  Peaks are cached per machine (CPU model, flags and cores, torch version, GPU name),
 device, precision and thread count, one JSON file each under ``<cache root>/peak/``: a damaged or
 foreign file is measured again, never trusted and never fatal.
@@ -178,8 +178,8 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
     import torch
 
     from .harness import TimingOptions
-    from .roundstats import median_ci
     from .schedule import Schedule, Timed, run_rounds, warm
+    from .stats import median_time_interval
 
     _check(device, precision, threads)
     if size is not None and size < 1:
@@ -204,7 +204,7 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
         raise UserError(f"the peak GEMM failed on {device} {precision}: {item.error or 'no timed calls'}")
     macs = float(n) ** 3
     median = float(np.median(item.samples))
-    lo, hi = median_ci(item.round_samples())
+    lo, hi = median_time_interval(item.round_samples())
     return Peak(gmacs_per_s=macs / median / 1e9, low=macs / hi / 1e9, high=macs / lo / 1e9, device=device,
                 precision=precision, threads=threads, size=n,
                 measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from .results import Entry, speed_ratio
-from .roundstats import Ratio
 from .spec import BASELINE_BACKEND, Conditions
+from .stats import Ratio
 
 NOISE_MARK = "⚠"
 

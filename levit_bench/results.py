@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import psutil
@@ -24,12 +25,9 @@ from . import __version__
 from .accuracy_record import AccuracyRecord
 from .atomic import atomic_write_text
 from .errors import UserError
-from .roundstats import Ratio, between_round_spread, can_pair, median_ci, paired_ratio, split_rounds, unpaired_ratio
 from .spec import TORCH_BACKENDS, Identity, Status
-from .stats import NOISE_THRESHOLD, summarize
-
-if TYPE_CHECKING:
-    from .schedule import Timed
+from .stats import (NOISE_THRESHOLD, Ratio, between_round_spread, can_pair, median_time_interval, paired_ratio,
+                    ratio_of_medians, split_rounds, summarize_calls, unpaired_ratio)
 
 #: 2: entries carry their rounds (``rounds``, ``group``, ``between_rounds``); 1 still loads (one round).
 #: 3: every record carries its identity's ``weights_hash`` and the ``attention`` option (SDPA or matmul;
@@ -140,14 +138,20 @@ class Entry:
         own = {f.name for f in fields(cls)} - {"identity"}
         return cls(Identity.from_dict(data), **{k: v for k, v in data.items() if k in own})
 
-    def record(self, timed: Timed, images_per_call: int, cuda_max_memory_bytes: int | None = None) -> None:
-        """Fill the timing fields from an entry timed in rounds; the entry becomes ``ok``.
+    def record(self, samples_s: Sequence[float], rounds: Sequence[dict[str, Any]], images_per_call: int, *,
+               warmup_calls: int | None = None, first_call_s: float | None = None,
+               cuda_max_memory_bytes: int | None = None) -> None:
+        """Fill the timing fields from per-call seconds timed in ``rounds`` (one dict per round, as
+        the file stores them: ``calls`` is how many of ``samples_s`` it holds); the entry becomes ``ok``.
 
-        The interval is over rounds (``roundstats.median_ci``: order statistics of the round
-        medians), so the machine's drift during the run widens it; the noise flag looks at the spread of calls and
-        of round medians."""
-        s = summarize(timed.samples, images_per_call)
-        spread = between_round_spread(timed.round_samples())
+        The interval is over rounds (``stats.median_time_interval``: order statistics of the round
+        medians), so the machine's drift during the run widens it; the noise flag looks at the
+        spread of calls and of round medians."""
+        self.samples_s = [float(x) for x in samples_s]
+        self.rounds = [dict(r) for r in rounds]
+        self.images_per_call = images_per_call
+        s = summarize_calls(self.samples_s, images_per_call)
+        spread = between_round_spread(self.round_samples())
         self.status, self.reason = Status.OK, ""
         self.images_per_second = s.images_per_second
         self.iqr = s.iqr_ips
@@ -155,12 +159,8 @@ class Entry:
         self.between_rounds = spread
         self.latency_ms = s.latency_ms
         self.time_s = {"median": s.median_s, "iqr": s.iqr_s, "min": s.min_s}
-        self.samples_s = list(timed.samples)
-        self.rounds = [r.to_dict() for r in timed.rounds]
-        self.images_per_call = images_per_call
         self.ci95 = list(self.interval())
-        self.warmup_calls = timed.warm.calls if timed.warm else None
-        self.first_call_s = timed.warm.first_call_s if timed.warm else None
+        self.warmup_calls, self.first_call_s = warmup_calls, first_call_s
         self.peak_rss_bytes = psutil.Process().memory_info().rss
         self.cuda_max_memory_bytes = cuda_max_memory_bytes
         if s.noisy:
@@ -185,7 +185,7 @@ class Entry:
     def interval(self) -> tuple[float, float]:
         """The 95% interval of images/s from the raw samples, as this version computes it (files
         keep theirs in ``ci95``; this recomputes it, e.g. to compare runs of older versions)."""
-        lo, hi = median_ci(self.round_samples())
+        lo, hi = median_time_interval(self.round_samples())
         images = self.images_per_call or self.batch_size
         return images / hi, images / lo
 
@@ -203,15 +203,16 @@ class Entry:
 
 def speed_ratio(a: Entry, b: Entry, same_run: bool, interval: bool = True) -> Ratio:
     """Speed of ``a`` over speed of ``b``, with a 95% interval (``interval=False``: the value only,
-    the interval set to it; the unpaired interval is a bootstrap, too slow for every table cell).
+    the interval set to it, for table cells that show no interval).
 
-    Entries of one run timed in the same group are paired round by round (the machine's drift
-    cancels); otherwise the ratio of medians with independent two-level resamples."""
+    Entries of one run timed in the same group are paired round by round (``stats.paired_ratio``:
+    the machine's drift cancels); otherwise the ratio of medians with the interval spanned by both
+    sides' order-statistic intervals of round medians (``stats.unpaired_ratio``, as ``compare``)."""
     ra, rb = a.per_image_rounds(), b.per_image_rounds()
     if same_run and a.group == b.group and can_pair(ra, rb):
         return paired_ratio(ra, rb)
     if not interval:
-        value = float(np.median(np.concatenate(rb)) / np.median(np.concatenate(ra)))
+        value = ratio_of_medians(ra, rb)
         return Ratio(value, (value, value), False, min(len(ra), len(rb)))
     return unpaired_ratio(ra, rb)
 

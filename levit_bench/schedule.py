@@ -22,7 +22,7 @@ import numpy as np
 from .energy import EnergyCounter
 from .errors import first_line
 from .harness import Call, TimingOptions, Warmup, rewarm, time_calls, warm_up
-from .roundstats import median_ci, split_rounds
+from .stats import median_time_interval, split_rounds
 
 
 @dataclass
@@ -41,13 +41,19 @@ class RoundRecord:
 
 @dataclass
 class Timed:
-    """A prepared entry being timed: its call, its warm-up, and what the rounds gave so far."""
+    """A prepared entry being timed: its call, its warm-up, and what the rounds gave so far.
+
+    ``block`` and ``rewarm`` replace how a round runs this entry's timed calls (``harness.time_calls``)
+    and its re-warm (``harness.rewarm``), for a call that must run inside something, such as a
+    profiler (``profiling/collect.py``); the schedule, its order and its records stay the same."""
 
     label: str
     call: Call
     synchronize: Callable[[], None]
     cuda: bool
     warm: Warmup | None = None
+    block: Callable[[int], list[float]] | None = None  # n -> per-call seconds of n timed calls
+    rewarm: Callable[[float, float], object] | None = None  # (seconds, per-call seconds) -> untimed calls
     calls_per_round: int = 1
     samples: list[float] = field(default_factory=list)
     rounds: list[RoundRecord] = field(default_factory=list)
@@ -63,7 +69,7 @@ class Timed:
         """Half the 95% interval of the median call time, relative to the median."""
         if not self.samples:
             return math.inf
-        lo, hi = median_ci(self.round_samples())
+        lo, hi = median_time_interval(self.round_samples())
         return (hi - lo) / 2 / float(np.median(self.samples))
 
 
@@ -138,10 +144,14 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
             if it.error is not None:
                 continue
             try:
-                rewarm(it.call, timing.rewarm_s, it.warm.per_call_s, it.synchronize)
+                if it.rewarm is not None:
+                    it.rewarm(timing.rewarm_s, it.warm.per_call_s)
+                else:
+                    rewarm(it.call, timing.rewarm_s, it.warm.per_call_s, it.synchronize)
                 joules = _read_j(energy)
                 start = time.perf_counter() - begin
-                block = time_calls(it.call, it.calls_per_round, cuda=it.cuda, synchronize=it.synchronize)
+                block = it.block(it.calls_per_round) if it.block is not None else \
+                    time_calls(it.call, it.calls_per_round, cuda=it.cuda, synchronize=it.synchronize)
                 seconds = time.perf_counter() - begin - start
             except Exception as exc:  # noqa: BLE001 - one runtime failing stops that entry, not the run
                 it.error = first_line(exc)

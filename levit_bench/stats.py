@@ -1,14 +1,34 @@
-"""Summaries and tests on raw per-call samples (scipy.stats where it has the method).
+"""The statistics of levit-bench: one estimator per question, used by the table, the report and the gate.
 
-As in pyperf, the raw samples are kept and a spread is always reported: the median call time, its
-IQR and a 95% distribution-free confidence interval of the median (binomial order statistics, via
-``scipy.stats.quantile_test``), latency percentiles, and a noise flag when IQR/median > 10% (the
-threshold ``torch.utils.benchmark`` warns at).
+Every figure answers one of these questions, and each question has one function:
+
+* *How fast are an entry's calls, and how spread?*  :func:`summarize_calls`: median call time,
+  images/s, IQR, latency percentiles, and a noise flag when IQR/median > 10% (the threshold
+  ``torch.utils.benchmark`` warns at).  Raw samples are kept and a spread always shown, as in pyperf.
+* *How sure is an entry's speed?*  :func:`median_time_interval`: the round, not the call, is the unit
+  that repeats (Kalibera & Jones, "Rigorous benchmarking in reasonable time", ISMM 2013: repeat at
+  the level whose variation dominates), so the interval is the distribution-free binomial
+  order-statistic interval of the round medians (of the calls, with one round).  It is as wide as
+  the differences between rounds make it, not only as wide as the jitter between consecutive calls.
+  (A two-level percentile bootstrap was tried first; with five to ten rounds of one or two calls, as
+  slow entries get, it contained another run's estimate in 44% of the rerun study's cases:
+  docs/measurement.md.)
+* *How much faster is A than B, both timed in the same rounds?*  :func:`paired_ratio`: round by
+  round (both were timed seconds apart, under the same machine state), so a drift cancels.
+* *... timed in different runs?*  :func:`unpaired_ratio`: the ratio of medians, with the interval
+  spanned by the two sides' :func:`median_time_interval`.
+* *Did the speed change from one run to another?*  :func:`speed_change`: Mann-Whitney U on the
+  round medians (on the calls where the rounds are too few for the test to reach ``alpha``) *and*
+  the :func:`unpaired_ratio` interval excluding 1.
+
+Everything is deterministic: the same samples give the same figures.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
@@ -16,64 +36,160 @@ from scipy import stats as sps
 
 NOISE_THRESHOLD = 0.10
 
+Rounds = Sequence[np.ndarray]  # per-call seconds, one array per round
 
-@dataclass
-class Summary:
+
+# ---------------------------------------------------------------------------------------------
+# calls
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """What an entry's calls look like (all rounds pooled): the figures a results entry stores."""
+
     n: int
     median_s: float
     iqr_s: float
     min_s: float
-    ci95_s: tuple[float, float]
     images_per_second: float
-    ci95_ips: tuple[float, float]
     iqr_ips: float
     latency_ms: dict[str, float]
     rel_iqr: float
     noisy: bool
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-def median_ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Distribution-free confidence interval of the median (exact binomial order statistics)."""
-    if len(samples) < 2:
-        v = float(samples[0])
-        return v, v
-    med = float(np.median(samples))
-    ci = sps.quantile_test(samples, q=med, p=0.5).confidence_interval(confidence)
-    lo = float(ci.low) if np.isfinite(ci.low) else float(samples.min())
-    hi = float(ci.high) if np.isfinite(ci.high) else float(samples.max())
-    return lo, hi
-
-
-def summarize(samples_s: list[float] | np.ndarray, images_per_call: int) -> Summary:
-    """Summary of per-call seconds for calls that each process ``images_per_call`` images."""
+def summarize_calls(samples_s: Sequence[float] | np.ndarray, images_per_call: int) -> CallSummary:
+    """Median, spread and percentiles of per-call seconds for calls of ``images_per_call`` images
+    each (the interval is not here: it is over rounds, :func:`median_time_interval`)."""
     x = np.asarray(samples_s, dtype=float)
     if x.size == 0:
         raise ValueError("no samples")
-    q25, med, q75 = np.percentile(x, [25, 50, 75])
-    lo, hi = median_ci(x)
-    p50, p90, p99 = np.percentile(x, [50, 90, 99]) * 1000.0
-    iqr = float(q75 - q25)
-    return Summary(
-        n=int(x.size),
-        median_s=float(med),
-        iqr_s=iqr,
-        min_s=float(x.min()),
-        ci95_s=(lo, hi),
-        images_per_second=images_per_call / float(med),
-        ci95_ips=(images_per_call / hi, images_per_call / lo),
-        iqr_ips=images_per_call / float(q25) - images_per_call / float(q75),
-        latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)},
-        rel_iqr=iqr / float(med),
-        noisy=iqr / float(med) > NOISE_THRESHOLD,
+    q25, med, q75, p90, p99 = (float(v) for v in np.percentile(x, [25, 50, 75, 90, 99]))
+    iqr = q75 - q25
+    return CallSummary(
+        n=int(x.size), median_s=med, iqr_s=iqr, min_s=float(x.min()), images_per_second=images_per_call / med,
+        iqr_ips=images_per_call / q25 - images_per_call / q75,
+        latency_ms={"p50": med * 1000.0, "p90": p90 * 1000.0, "p99": p99 * 1000.0},
+        rel_iqr=iqr / med, noisy=iqr / med > NOISE_THRESHOLD,
     )
 
 
-@dataclass
+# ---------------------------------------------------------------------------------------------
+# rounds
+
+
+def split_rounds(samples: Sequence[float], calls_per_round: Sequence[int] | None) -> list[np.ndarray]:
+    """Per-call seconds grouped by round (``calls_per_round`` from the results file; None: one round)."""
+    x = np.asarray(samples, dtype=float)
+    if not calls_per_round:
+        return [x]
+    if sum(calls_per_round) != x.size:
+        raise ValueError(f"{x.size} samples but rounds hold {sum(calls_per_round)} calls")
+    return [part for part in np.split(x, np.cumsum(calls_per_round)[:-1]) if part.size]
+
+
+def round_medians(rounds: Rounds) -> np.ndarray:
+    """The median call time of each (non-empty) round: the values that repeat."""
+    return np.array([float(np.median(r)) for r in rounds if len(r)])
+
+
+def between_round_spread(rounds: Rounds) -> float:
+    """IQR of the round medians relative to their median (0 with fewer than two rounds): how much
+    the machine drifted during the run, beside the call-level IQR."""
+    meds = round_medians(rounds)
+    if meds.size < 2:
+        return 0.0
+    q25, q50, q75 = np.percentile(meds, [25, 50, 75])
+    return float((q75 - q25) / q50)
+
+
+@functools.lru_cache(maxsize=1024)
+def _order_statistic_ranks(n: int, confidence: float) -> tuple[int, int]:
+    """0-based ranks bounding the ``confidence`` interval of the median of ``n`` values (-1 or n:
+    beyond the sample), as ``scipy.stats.quantile_test(...).confidence_interval`` takes them from
+    Binomial(n, 1/2); only n matters, so they are computed once per size."""
+    tail = (1 - confidence) / 2
+    bd = sps.binom(n, 0.5)
+    return int(bd.ppf(tail)) - 1, int(bd.isf(tail))
+
+
+def _median_interval_of(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The exact distribution-free (binomial order-statistic) interval of the median of ``values``;
+    bounds beyond the sample are its min or max."""
+    x = np.sort(np.asarray(values, dtype=float))
+    if x.size < 2:
+        return float(x[0]), float(x[0])
+    lo, hi = _order_statistic_ranks(int(x.size), float(confidence))
+    return float(x[max(lo, 0)]), float(x[min(hi, x.size - 1)])
+
+
+def median_time_interval(rounds: Rounds, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval of an entry's median call time, the round as the unit: the order-statistic interval
+    of the round medians (of the calls, with one round).  With five rounds it is [min, max] of the
+    round medians (coverage 94%); with ten, the 2nd and 9th.  Speed bounds are images over these."""
+    rounds = [np.asarray(r, dtype=float) for r in rounds if len(r)]
+    if not rounds:
+        raise ValueError("no samples")
+    return _median_interval_of(round_medians(rounds) if len(rounds) >= 2 else rounds[0], confidence)
+
+
+# ---------------------------------------------------------------------------------------------
+# ratios of two entries' speeds
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Speed of A over speed of B, with a 95% interval; ``paired``: computed round by round."""
+
+    value: float
+    ci95: tuple[float, float]
+    paired: bool
+    rounds: int
+
+
+def can_pair(a_rounds: Rounds, b_rounds: Rounds) -> bool:
+    """Whether two entries' rounds can be paired (the caller knows they come from one timed group)."""
+    return len(a_rounds) == len(b_rounds) >= 2
+
+
+def paired_ratio(a_rounds: Rounds, b_rounds: Rounds, confidence: float = 0.95) -> Ratio:
+    """Speed of A over speed of B from per-call times of the same rounds (round i of A was timed in
+    the same round as round i of B): the geometric mean over rounds of median(B)/median(A), and a
+    Student-t interval on the per-round log ratios (with ten-odd rounds a percentile bootstrap
+    over rounds covers too rarely: 83% for a nominal 95% in tests/test_measurement.py)."""
+    a, b = round_medians(a_rounds), round_medians(b_rounds)
+    if a.size != b.size:
+        raise ValueError(f"paired rounds differ in number: {a.size} and {b.size}")
+    logs = np.log(b / a)
+    mean = float(logs.mean())
+    if logs.size < 2:
+        return Ratio(math.exp(mean), (math.exp(mean), math.exp(mean)), True, int(logs.size))
+    half = float(sps.t.ppf((1 + confidence) / 2, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size))
+    return Ratio(math.exp(mean), (math.exp(mean - half), math.exp(mean + half)), True, int(logs.size))
+
+
+def ratio_of_medians(a_rounds: Rounds, b_rounds: Rounds) -> float:
+    """Speed of A over speed of B as their images/s give it: median(B calls) / median(A calls)."""
+    return float(np.median(np.concatenate(b_rounds)) / np.median(np.concatenate(a_rounds)))
+
+
+def unpaired_ratio(a_rounds: Rounds, b_rounds: Rounds, confidence: float = 0.95) -> Ratio:
+    """Speed of A over speed of B measured in different runs (nothing to pair): the ratio of the
+    medians, and the interval spanned by the two sides' :func:`median_time_interval` (conservative:
+    it holds whenever both do, and it is as wide as each side's drift between rounds)."""
+    a_lo, a_hi = median_time_interval(a_rounds, confidence)
+    b_lo, b_hi = median_time_interval(b_rounds, confidence)
+    return Ratio(ratio_of_medians(a_rounds, b_rounds), (b_lo / a_hi, b_hi / a_lo), False,
+                 min(len(a_rounds), len(b_rounds)))
+
+
+# ---------------------------------------------------------------------------------------------
+# two runs: did the speed change?
+
+
+@dataclass(frozen=True)
 class Comparison:
-    """New against base: ratio of median speeds and whether the difference is significant."""
+    """New against base: ratio of median speeds with its interval, and whether the change is significant."""
 
     speed_ratio: float  # new images/s over base images/s
     ratio_ci95: tuple[float, float]
@@ -81,67 +197,17 @@ class Comparison:
     significant: bool
 
 
-def bootstrap_medians(samples: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_resamples`` medians of bootstrap resamples of ``samples`` (size n, with replacement).
-
-    Exactly distributed as ``np.median(rng.choice(samples, n))``, drawn from the exact distribution
-    of a resample's middle order statistics over the sorted samples instead of drawing the n x B
-    resamples (O(n + B log n), not O(n B)).  With C(i) the number of the n draws at sorted positions
-    0..i, C(i) ~ Binomial(n, (i+1)/n), and the k-th order statistic (k = ceil(n/2)) sits at
-    position i with probability P(C(i) >= k) - P(C(i-1) >= k).  For even n the median also needs
-    the (k+1)-th: it is at the same position unless exactly k draws fall at or below i, which has
-    probability C(n,k) ((n-1-i)/n)^(n-k) [((i+1)/n)^k - (i/n)^k]; then it is the lowest of the
-    n-k other draws, spread uniformly over the n-1-i positions above i.
-    """
-    xs = np.sort(np.asarray(samples, dtype=float))
-    n = xs.size
-    if n == 1:
-        return np.full(n_resamples, xs[0])
-    pos, cdf = _median_cells(n)
-    cell = np.minimum(np.searchsorted(cdf, rng.random(n_resamples), side="right"), cdf.size - 1)
-    if n % 2:
-        return xs[pos[cell]]
-    i, split = pos[cell // 2], cell % 2 == 1
-    k = n // 2
-    above = n - 1 - i  # positions above i; the n-k remaining draws are uniform over them
-    u = rng.random(n_resamples)
-    step = np.floor(above * (1.0 - u ** (1.0 / (n - k)))).astype(np.int64)
-    j = np.where(split & (above > 0), i + 1 + np.clip(step, 0, np.maximum(above - 1, 0)), i)
-    return (xs[i] + xs[j]) / 2.0
-
-
-@functools.lru_cache(maxsize=256)
-def _median_cells(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """For :func:`bootstrap_medians` (it depends on n only): the sorted positions the k-th order
-    statistic of a resample can take, and the normalised CDF over them (odd n) or over (position,
-    whether the (k+1)-th is at the same position or above it) pairs (even n)."""
-    k = (n + 1) // 2
-    # outside k +- 6 sqrt(n) (12 standard deviations of C(i)) the probability is below 1e-30
-    half = int(6 * np.sqrt(n)) + 2
-    pos = np.arange(max(0, k - 1 - half), min(n, k + half))
-    at_or_below = special.bdtrc(k - 1, n, (pos + 1) / n)  # P(C(i) >= k): k-th order statistic <= position i
-    p_kth = np.diff(at_or_below, prepend=0.0 if pos[0] == 0 else special.bdtrc(k - 1, n, pos[0] / n))
-    p_kth = p_kth.clip(min=0.0)
-    if n % 2:
-        cdf = np.cumsum(p_kth)
-    else:
-        # C(n,k) ((n-1-i)/n)^(n-k) ((i+1)/n)^k (1 - (i/(i+1))^k), in logs: n is in the thousands
-        log_choose = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
-        with np.errstate(divide="ignore"):
-            log_p = log_choose + special.xlogy(n - k, (n - 1 - pos) / n) + special.xlogy(k, (pos + 1) / n)
-            p_split = np.exp(log_p) * -np.expm1(k * np.log(pos / (pos + 1)))
-        p_split = np.minimum(p_split.clip(min=0.0), p_kth)
-        cdf = np.cumsum(np.stack([p_kth - p_split, p_split], axis=1).ravel())
-    cdf /= cdf[-1]
-    pos.flags.writeable = cdf.flags.writeable = False
-    return pos, cdf
+def rounds_can_reject(n_base: int, n_new: int, alpha: float) -> bool:
+    """Whether Mann-Whitney U on this many round medians can reach ``alpha`` at all (its smallest
+    two-sided p is 2 / C(n+m, n): 0.10 at 3 vs 3 rounds, 0.029 at 4 vs 4, 0.008 at 5 vs 5)."""
+    return n_base >= 2 and n_new >= 2 and 2 / math.comb(n_base + n_new, n_base) < alpha
 
 
 def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:
     """Two-sided p-value of the Mann-Whitney U test, as ``scipy.stats.mannwhitneyu`` computes it
     (``method="auto"``, continuity correction): the same normal approximation with the tie
-    correction, computed directly for samples of more than 8 (a tenth of scipy's time, which
-    counts over thousands of entries), scipy's exact test otherwise."""
+    correction, computed directly for samples of more than 8 (a quarter of scipy's time, which
+    counts over thousands of entries of thousands of calls), scipy's exact test otherwise."""
     n1, n2 = x.size, y.size
     if n1 <= 8 or n2 <= 8:
         return float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue)
@@ -162,27 +228,31 @@ def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip(2 * special.ndtr(-z), 0.0, 1.0))
 
 
-def compare_samples(base_s: np.ndarray, new_s: np.ndarray, alpha: float = 0.01, seed: int = 0,
-                    n_resamples: int = 2000) -> Comparison:
-    """Mann-Whitney U on the per-call times, and a bootstrap CI of the ratio of median speeds.
+def speed_change(base_rounds: Rounds, new_rounds: Rounds, alpha: float = 0.01,
+                 confidence: float = 0.95) -> Comparison:
+    """New against base, two runs of per-call (or per-image, or relative) seconds by round.
 
-    A change is significant when the U test rejects at ``alpha`` *and* the bootstrap interval
-    excludes 1, so that neither a tiny shift on huge samples nor a lucky draw fires alone.  The
-    bootstrap is the percentile interval of ``median(base*) / median(new*)`` over independent
-    resamples of each side (seeded), drawn with :func:`bootstrap_medians`: milliseconds per entry
-    whatever the sample size.  Non-finite or non-positive times are a ValueError.
-    """
-    base = np.asarray(base_s, dtype=float)
-    new = np.asarray(new_s, dtype=float)
-    for name, x in (("base", base), ("new", new)):
-        if x.size == 0 or not (np.isfinite(x).all() and (x > 0).all()):
-            raise ValueError(f"{name} samples must be non-empty, finite and positive")
-    ratio = float(np.median(base) / np.median(new))
-    if base.size < 3 or new.size < 3:
-        return Comparison(ratio, (ratio, ratio), 1.0, False)
-    p = mann_whitney_p(base, new)
-    rng = np.random.default_rng(seed)
-    ratios = bootstrap_medians(base, n_resamples, rng) / bootstrap_medians(new, n_resamples, rng)
-    lo, hi = (float(v) for v in np.percentile(ratios, [2.5, 97.5]))
-    significant = p < alpha and (hi < 1.0 or lo > 1.0)
-    return Comparison(ratio, (lo, hi), p, significant)
+    The round is the unit that repeats (calls of one round share the machine's state), so the test
+    is Mann-Whitney U on the round medians; where the rounds are too few for it to reach ``alpha``
+    (files of one block), on the calls.  The ratio and its interval are :func:`unpaired_ratio`'s,
+    the same the report shows for the same two entries.  Significant when the test rejects at
+    ``alpha`` *and* the interval excludes 1, so that neither a tiny shift on huge samples nor a lucky
+    draw fires alone.  Non-finite or non-positive times are a ValueError."""
+    base_all, new_all = _checked(base_rounds, "base"), _checked(new_rounds, "new")
+    ratio = unpaired_ratio(new_rounds, base_rounds, confidence)
+    if rounds_can_reject(len(base_rounds), len(new_rounds), alpha):
+        p = float(sps.mannwhitneyu(round_medians(base_rounds), round_medians(new_rounds),
+                                   alternative="two-sided").pvalue)
+    elif base_all.size >= 3 and new_all.size >= 3:
+        p = mann_whitney_p(base_all, new_all)
+    else:
+        p = 1.0
+    lo, hi = ratio.ci95
+    return Comparison(ratio.value, ratio.ci95, p, p < alpha and (hi < 1.0 or lo > 1.0))
+
+
+def _checked(rounds: Rounds, name: str) -> np.ndarray:
+    x = np.concatenate([np.asarray(r, dtype=float) for r in rounds]) if len(rounds) else np.array([])
+    if x.size == 0 or not (np.isfinite(x).all() and (x > 0).all()):
+        raise ValueError(f"{name} samples must be non-empty, finite and positive")
+    return x

@@ -14,9 +14,9 @@ import pytest
 from levit_bench import gate
 from levit_bench.cli import main
 from levit_bench.errors import UserError
-from levit_bench.results import Entry, RunRecord
+from levit_bench.results import Entry, RunRecord, speed_ratio
 from levit_bench.spec import Conditions, Identity, RuntimeOptions, variant
-from levit_bench.stats import summarize
+from levit_bench.stats import median_time_interval, summarize_calls
 
 SYSTEM = {
     "cpu": "Synthetic CPU", "arch": "x86_64", "physical_cores": 2, "logical_cores": 2, "memory_bytes": 8 * 2**30,
@@ -30,10 +30,11 @@ BATCHES = (1, 4)
 
 def ok_entry(model: str, backend: str, batch: int, samples, *, threads: int = 2, device: str = "cpu",
              precision: str = "fp32") -> Entry:
-    """A successful entry whose summary fields come from ``samples`` as the harness would fill them."""
-    s = summarize(samples, batch)
+    """A successful entry (one block of calls) whose summary fields come from ``samples`` as a run fills them."""
+    s = summarize_calls(samples, batch)
+    lo, hi = median_time_interval([np.asarray(samples, dtype=float)])
     return Entry(Identity(model, backend, device, precision, threads, batch, 224), "ok",
-                 images_per_second=s.images_per_second, ci95=list(s.ci95_ips), iqr=s.iqr_ips, noisy=s.noisy,
+                 images_per_second=s.images_per_second, ci95=[batch / hi, batch / lo], iqr=s.iqr_ips, noisy=s.noisy,
                  latency_ms=s.latency_ms, time_s={"median": s.median_s, "iqr": s.iqr_s, "min": s.min_s},
                  samples_s=[float(x) for x in samples], images_per_call=batch, warmup_calls=3,
                  parity={"ok": True}, export_s=0.0, first_call_s=float(samples[0]), peak_rss_bytes=1)
@@ -141,6 +142,43 @@ def test_large_but_noisy_slowdown_on_few_samples_is_not_flagged():
     (row,) = result.rows
     assert row.change_pct < -5.0  # a fixed 5% threshold would fail the build
     assert row.verdict == gate.UNCHANGED and not result.failed(5.0)
+
+
+def _rounds_entry(rounds: list[np.ndarray], batch: int = 1) -> Entry:
+    """An entry timed in rounds, as a run records it."""
+    e = Entry("levit_128s", "torch", "cpu", "fp32", batch, 2, "skipped", img_size=224)
+    e.record(np.concatenate(rounds), [{"round": i, "position": 0, "start_s": float(i), "calls": len(r)}
+                                      for i, r in enumerate(rounds)], batch)
+    return e
+
+
+def test_entries_timed_in_rounds_are_tested_on_their_round_medians():
+    """Calls of a round share the machine's state: a 20% slowdown shows in the round medians; a
+    drift between rounds (each round 0-10% slower at random) with no slowdown does not fire."""
+    rng = np.random.default_rng(12)
+
+    def run(factor: float) -> Entry:
+        return _rounds_entry([factor * 0.01 * rng.uniform(1.0, 1.1) * rng.lognormal(0, 0.01, 30) for _ in range(8)])
+
+    base = run(1.0)
+    slow = gate.compare_runs(make_record([base]), make_record([run(1.25)])).rows[0]
+    assert slow.verdict == gate.SLOWER and slow.p_value < 0.01 and slow.change_pct == pytest.approx(-20, abs=5)
+    same = [gate.compare_runs(make_record([base]), make_record([run(1.0)])).rows[0] for _ in range(10)]
+    assert all(r.verdict == gate.UNCHANGED for r in same)
+
+
+def test_the_gate_and_the_report_give_one_interval_for_one_unpaired_ratio():
+    rng = np.random.default_rng(13)
+    base = _rounds_entry([0.01 * rng.lognormal(0, 0.05, 10) for _ in range(6)])
+    new = _rounds_entry([0.011 * rng.lognormal(0, 0.05, 10) for _ in range(6)])
+    row = gate.compare_runs(make_record([base]), make_record([new])).rows[0]
+    report = speed_ratio(new, base, same_run=False)  # what the report shows for new over base
+    assert row.ratio_ci95 == report.ci95 and row.change_pct == pytest.approx((report.value - 1) * 100)
+    # files of one block: the same function, on the calls
+    b, n = ok_entry("levit_128s", "torch", 1, 0.01 * rng.lognormal(0, 0.05, 40)), \
+        ok_entry("levit_128s", "torch", 1, 0.011 * rng.lognormal(0, 0.05, 40))
+    assert gate.compare_runs(make_record([b]), make_record([n])).rows[0].ratio_ci95 == \
+        speed_ratio(n, b, same_run=False).ci95
 
 
 def test_normalized_verdicts_survive_a_constant_machine_factor(files):

@@ -1,6 +1,17 @@
+"""The timing path everything timed goes through: ``harness.warm_up`` once, then ``schedule.run_rounds``
+(re-warm and ``harness.time_calls`` per round)."""
+import math
 import time
 
-from levit_bench.harness import TimingOptions, measure
+from levit_bench.harness import TimingOptions
+from levit_bench.schedule import Schedule, Timed, run_rounds, warm
+
+
+def _timed(call, timing: TimingOptions, rounds: int, synchronize=lambda: None) -> Timed:
+    item = Timed("x", call, synchronize, False)
+    warm(item, timing)
+    assert run_rounds([item], timing, Schedule(rounds, 0)) == rounds
+    return item
 
 
 def test_first_call_warmup_and_minimums():
@@ -10,22 +21,37 @@ def test_first_call_warmup_and_minimums():
         calls.append(1)
         time.sleep(0.05 if len(calls) == 1 else 0.001)
 
-    m = measure(call, TimingOptions(warmup_s=0.02, warmup_calls=3, min_time_s=0.05, min_calls=10))
-    assert m.first_call_s >= 0.05
-    assert m.warmup_calls >= 3
-    assert len(m.samples_s) >= 10 and sum(m.samples_s) >= 0.04
-    assert all(0.0009 < s < 0.05 for s in m.samples_s)  # the slow first call is not a sample
-    assert len(calls) == 1 + m.warmup_calls + len(m.samples_s)
-    assert m.peak_rss_bytes > 0
+    timing = TimingOptions(warmup_s=0.02, warmup_calls=3, min_time_s=0.05, min_calls=10, rewarm_s=0.0)
+    item = _timed(call, timing, rounds=2)
+    assert item.warm.first_call_s >= 0.05
+    assert item.warm.calls >= 3 and item.warm.rss_bytes > 0
+    # blocks sized from the warm-up's per-call time to reach min_time_s and min_calls together
+    per_round = max(math.ceil(0.05 / 2 / item.warm.per_call_s), 5)
+    assert len(item.samples) == 2 * per_round >= 10
+    assert all(0.0009 < s < 0.05 for s in item.samples)  # the slow first call is not a sample
+    assert len(calls) == 1 + item.warm.calls + len(item.samples)  # no re-warm asked: nothing else ran
+    assert [r.calls for r in item.rounds] == [item.calls_per_round] * 2
 
 
 def test_min_calls_reached_even_when_calls_are_slow():
-    m = measure(lambda: time.sleep(0.01), TimingOptions(warmup_s=0, warmup_calls=1, min_time_s=0.001, min_calls=5))
-    assert len(m.samples_s) == 5
+    timing = TimingOptions(warmup_s=0, warmup_calls=1, min_time_s=0.001, min_calls=5, rewarm_s=0.0)
+    assert len(_timed(lambda: time.sleep(0.01), timing, rounds=1).samples) == 5
+    assert [r.calls for r in _timed(lambda: time.sleep(0.01), timing, rounds=5).rounds] == [1] * 5
+
+
+def test_rewarm_runs_untimed_calls_before_each_block():
+    calls = []
+    timing = TimingOptions(warmup_s=0, warmup_calls=1, min_time_s=0.0, min_calls=4, rewarm_s=0.02)
+    item = _timed(lambda: (calls.append(1), time.sleep(0.001)), timing, rounds=2)
+    assert len(calls) > 1 + item.warm.calls + len(item.samples) + 2  # about 0.02 s of calls per round
+    assert len(item.samples) == 4
 
 
 def test_synchronize_is_called_outside_timed_calls():
     log = []
-    m = measure(lambda: log.append("call"), TimingOptions(warmup_s=0, warmup_calls=1, min_time_s=0, min_calls=3),
-                synchronize=lambda: log.append("sync"))
-    assert log.count("sync") == 3 and len(m.samples_s) == 3
+    timing = TimingOptions(warmup_s=0, warmup_calls=1, min_time_s=0, min_calls=3, rewarm_s=0.0)
+    item = _timed(lambda: log.append("call"), timing, rounds=1, synchronize=lambda: log.append("sync"))
+    assert len(item.samples) == 3
+    timed = log[-4:]  # the timed block: its calls, then one synchronize after the last clock read
+    assert timed == ["call", "call", "call", "sync"]
+    assert log.count("sync") == 3  # after the first call, after the warm-up, after the block

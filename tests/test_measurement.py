@@ -1,4 +1,4 @@
-"""Interleaved rounds and the intervals they give: schedule, hierarchical bootstrap, paired ratios.
+"""Interleaved rounds and the intervals they give: schedule, order statistics of round medians, paired ratios.
 
 The coverage tests simulate a machine whose speed drifts (an Ornstein-Uhlenbeck process on the log
 of the per-call time, correlation time 0.5 s, 8% standard deviation) under 2% per-call noise: the
@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
-from levit_bench import roundstats
+from levit_bench import stats
 from levit_bench.harness import TimingOptions
 from levit_bench.schedule import Schedule, Timed, calls_per_round, choose_rounds, run_rounds, warm
-from levit_bench.stats import median_ci as per_block_median_ci
 
 # ---------------------------------------------------------------------------------------------
 # the schedule
@@ -144,9 +144,9 @@ def test_hierarchical_interval_covers_the_truth_where_the_per_block_one_does_not
         inter = _simulated_run(rng, truths, interleaved=True)
         seq = _simulated_run(rng, truths, interleaved=False)
         e = sim % len(truths)  # one entry per simulated run: the runs are independent
-        lo, hi = roundstats.median_ci(inter[e])
+        lo, hi = stats.median_time_interval(inter[e])
         new_hits += lo <= truths[e] <= hi
-        lo, hi = per_block_median_ci(np.concatenate(seq[e]))
+        lo, hi = stats.median_time_interval([np.concatenate(seq[e])])  # the calls of one block
         old_hits += lo <= truths[e] <= hi
         total += 1
     assert new_hits / total >= 0.90, f"interleaved + hierarchical covers {new_hits}/{total}"
@@ -158,7 +158,7 @@ def test_paired_ratios_cancel_a_drift_that_unpaired_ones_do_not():
     paired_err, unpaired_err = [], []
     for _ in range(60):
         a, b = _simulated_run(rng, [0.01, 0.02], interleaved=True)
-        paired_err.append(abs(roundstats.paired_ratio(a, b).value / 2 - 1))
+        paired_err.append(abs(stats.paired_ratio(a, b).value / 2 - 1))
         a, b = _simulated_run(rng, [0.01, 0.02], interleaved=False)
         unpaired_err.append(abs(float(np.median(np.concatenate(b)) / np.median(np.concatenate(a))) / 2 - 1))
     # measured: paired 1.2%, unpaired 5.2% (median absolute error over 60 runs)
@@ -171,38 +171,40 @@ def test_paired_ratio_interval_contains_the_truth_under_drift():
     hits = 0
     for _ in range(100):
         a, b = _simulated_run(rng, [0.01, 0.03], interleaved=True)
-        lo, hi = roundstats.paired_ratio(a, b).ci95
+        lo, hi = stats.paired_ratio(a, b).ci95
         hits += lo <= 3.0 <= hi
     assert hits >= 90  # a 95% interval; measured 95.5% over 200 simulated runs
 
 
-def test_median_ci_with_one_round_is_the_order_statistic_interval_over_calls():
+def test_median_time_interval_with_one_round_is_the_order_statistic_interval_over_calls():
     x = np.random.default_rng(0).lognormal(0, 0.05, 200)
-    lo, hi = roundstats.median_ci([x])
-    assert (lo, hi) == per_block_median_ci(x)
+    lo, hi = stats.median_time_interval([x])
+    ci = sps.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(0.95)
+    assert (lo, hi) == (ci.low, ci.high)
     assert lo < np.median(x) < hi and (hi - lo) / np.median(x) < 0.05
 
 
-def test_median_ci_over_few_rounds_of_one_call_is_wide_enough():
+def test_median_time_interval_over_few_rounds_of_one_call_is_wide_enough():
     """Slow entries get one call per round: with six rounds the interval is the range of the six,
     which holds the median 97% of the time (a percentile bootstrap of six values holds it far less)."""
     rng = np.random.default_rng(9)
     hits = 0
     for _ in range(400):
         x = rng.lognormal(0, 0.15, 6)
-        lo, hi = roundstats.median_ci([np.array([v]) for v in x])
+        lo, hi = stats.median_time_interval([np.array([v]) for v in x])
         hits += lo <= 1.0 <= hi
     assert hits / 400 >= 0.93
 
 
 def test_split_rounds_checks_the_counts():
-    assert [len(r) for r in roundstats.split_rounds([1.0] * 5, [2, 3])] == [2, 3]
+    assert [len(r) for r in stats.split_rounds([1.0] * 5, [2, 3])] == [2, 3]
     with pytest.raises(ValueError):
-        roundstats.split_rounds([1.0] * 5, [2, 2])
+        stats.split_rounds([1.0] * 5, [2, 2])
 
 
 def test_target_ci_adds_rounds_until_met_or_out_of_time():
-    timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=5, rewarm_s=0.0)
+    # ten calls a round: a round median of one busy-wait call is a preemption away from 2x on a loaded machine
+    timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=50, rewarm_s=0.0)
     rng = np.random.default_rng(0)
 
     def noisy():  # about 1 ms, 30% noise
@@ -222,3 +224,28 @@ def test_target_ci_adds_rounds_until_met_or_out_of_time():
         done = run_rounds([item], timing, Schedule(5, 0, target_ci=target, max_time_s=max_time))
         assert (done > 5) is more
         assert time.perf_counter() - start < max_time + 1.0  # bounded by --max-time
+
+
+def test_an_item_can_bring_its_own_block_and_rewarm():
+    """How profiling's profiled arm runs through the same rounds: the schedule sizes, orders and
+    records the blocks; the item says how a block and a re-warm run (inside a profiler, say)."""
+    log: list[str] = []
+    items = _items(2, log)
+    blocks: list[int] = []
+    rewarms: list[tuple[float, float]] = []
+
+    def block(n: int) -> list[float]:
+        blocks.append(n)
+        log.extend(["hooked"] * n)
+        return [0.001] * n
+
+    items[1].block = block
+    items[1].rewarm = lambda seconds, per_call: rewarms.append((seconds, per_call))
+    timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=8, rewarm_s=0.0)
+    for it in items:
+        warm(it, timing)
+    log.clear()
+    assert run_rounds(items, timing, Schedule(4, 3)) == 4
+    assert blocks == [2] * 4 and len(rewarms) == 4 and rewarms[0] == (0.0, items[1].warm.per_call_s)
+    assert "e1" not in log and log.count("hooked") == 8 and log.count("e0") == 8
+    assert [r.calls for r in items[1].rounds] == [2] * 4 and items[1].samples == [0.001] * 8

@@ -179,6 +179,67 @@ def test_openvino_counters_running_means_are_turned_into_per_call_times():
         probe.finish()
 
 
+# --- the paired arms, through the schedule --------------------------------------------------------
+
+class _CountingProbe:
+    """A probe whose profiled call is its own (a twin): every call on it counted, blocks logged."""
+
+    @staticmethod
+    def make(log: list[str], rewarms: bool = True, fail_at: int | None = None):
+        from levit_bench.harness import time_calls
+        from levit_bench.profiling.probe import Probe
+
+        class Counting(Probe):
+            twin = True
+
+            def _profiled_block(self, n: int) -> list[float]:
+                if fail_at is not None and self.profiled_calls >= fail_at:
+                    raise ProfileFailed("the profiler lost its trace\nmore")
+                log.append("profiled block")
+                return time_calls(self.call, n)
+
+            def finish(self):
+                return []
+
+        probe = Counting(lambda: log.append("twin"))
+        probe.rewarms = rewarms
+        return probe
+
+
+def test_paired_arms_run_through_the_schedule_in_the_same_rounds():
+    from levit_bench.profiling.collect import ProfileOptions, _interleaved
+
+    log: list[str] = []
+    probe = _CountingProbe.make(log)
+    options = ProfileOptions(calls=8, min_time_s=0.0, rounds=4, warmup_s=0.0)
+    plain, profiled = _interleaved(lambda: log.append("plain"), probe, options)
+    assert len(plain) == len(profiled) == 4 and all(len(r) == 2 for r in plain + profiled)  # 8 calls over 4 rounds
+    assert probe.profiled_calls == 8 and log.count("profiled block") == 4
+    assert probe.runs == log.count("twin")  # warm-up and re-warms counted: the ORT trace is cut by run index
+
+
+def test_a_probe_that_cannot_rewarm_leaves_both_arms_unrewarmed():
+    from levit_bench.profiling.collect import ProfileOptions, _interleaved
+
+    logs = []
+    for _ in range(2):
+        log: list[str] = []
+        probe = _CountingProbe.make(log, rewarms=False)
+        _interleaved(lambda: log.append("plain"), probe, ProfileOptions(calls=6, min_time_s=0.0, rounds=3, warmup_s=0.0))
+        warm_calls = 2  # the first call, then one (warmup_s=0 is spent at once)
+        assert log.count("plain") == warm_calls + 6 and log.count("twin") == warm_calls + 6
+        logs.append(log)
+    assert logs[0] == logs[1]  # the schedule's seeded order
+
+
+def test_a_failing_profiled_block_fails_the_profile_with_its_reason():
+    from levit_bench.profiling.collect import ProfileOptions, _interleaved
+
+    probe = _CountingProbe.make([], fail_at=2)
+    with pytest.raises(ProfileFailed, match="^the profiler lost its trace$"):
+        _interleaved(lambda: None, probe, ProfileOptions(calls=4, min_time_s=0.0, rounds=2, warmup_s=0.0))
+
+
 # --- the record -----------------------------------------------------------------------------------
 
 def _profile() -> Profile:

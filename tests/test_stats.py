@@ -1,49 +1,139 @@
+"""The one statistics module: each question's estimator, and the same answer wherever it is asked."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from scipy import stats as sps
 
-from levit_bench.stats import NOISE_THRESHOLD, compare_samples, median_ci, summarize
+from levit_bench import stats
+from levit_bench.results import Entry
+from levit_bench.stats import (NOISE_THRESHOLD, median_time_interval, paired_ratio, speed_change, summarize_calls,
+                               unpaired_ratio)
+
+# ---------------------------------------------------------------------------------------------
+# calls
 
 
 def test_known_percentiles_and_speed():
     x = np.arange(1, 101, dtype=float) / 1000  # 1..100 ms
-    s = summarize(x, images_per_call=16)
+    s = summarize_calls(x, images_per_call=16)
     assert s.median_s == pytest.approx(0.0505)
     assert s.latency_ms == pytest.approx({"p50": 50.5, "p90": 90.1, "p99": 99.01})
     assert s.images_per_second == pytest.approx(16 / 0.0505)
     assert s.iqr_s == pytest.approx(0.0495)
+    assert s.iqr_ips == pytest.approx(16 / np.percentile(x, 25) - 16 / np.percentile(x, 75))
     assert s.min_s == pytest.approx(0.001)
     assert s.noisy  # IQR ~98% of the median
 
 
-def test_median_ci_contains_median_and_has_nominal_coverage():
+def test_quiet_calls_are_not_noisy_and_one_sample_summarizes():
+    s = summarize_calls(np.random.default_rng(1).normal(0.1, 0.002, 200), 8)
+    assert not s.noisy and s.rel_iqr < NOISE_THRESHOLD
+    one = summarize_calls([0.5], 1)
+    assert one.images_per_second == 2.0 and one.iqr_s == 0.0 and one.n == 1
+    with pytest.raises(ValueError):
+        summarize_calls([], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the round-level interval
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 6, 10, 41, 101, 2000])
+def test_interval_is_scipys_order_statistic_interval_of_the_median(n):
+    """The method kept from before: scipy.stats.quantile_test's interval (bounds beyond the sample
+    are its min and max), computed from the binomial ranks once per size."""
+    rng = np.random.default_rng(n)
+    for x in (rng.lognormal(0, 0.2, n), np.round(rng.lognormal(0, 0.2, n), 1)):  # ties too
+        ci = sps.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(0.95)
+        want = (float(ci.low) if np.isfinite(ci.low) else x.min(), float(ci.high) if np.isfinite(ci.high) else x.max())
+        assert median_time_interval([x]) == want
+
+
+def test_interval_over_rounds_is_that_of_the_round_medians():
+    rounds = [np.array([1.0, 1.1, 5.0]), np.array([2.0]), np.array([0.9, 1.0]), np.array([3.0, 3.0]),
+              np.array([1.5, 1.6, 1.7])]
+    assert median_time_interval(rounds) == (0.95, 3.0)  # five rounds: the range of their medians
+    assert median_time_interval([r for r in rounds] + [np.array([])]) == (0.95, 3.0)  # empty rounds ignored
+    with pytest.raises(ValueError):
+        median_time_interval([np.array([])])
+
+
+def test_interval_has_nominal_coverage():
     rng = np.random.default_rng(0)
     hits = 0
     for _ in range(300):
         sample = rng.lognormal(0.0, 0.2, 101)  # true median 1.0
-        lo, hi = median_ci(sample)
+        lo, hi = median_time_interval([sample])
         assert lo <= np.median(sample) <= hi
         hits += lo <= 1.0 <= hi
     assert 0.90 <= hits / 300 <= 0.995
 
 
-def test_speed_ci_is_inverse_of_time_ci():
-    x = np.random.default_rng(1).normal(0.1, 0.002, 200)
-    s = summarize(x, 8)
-    assert s.ci95_ips[0] == pytest.approx(8 / s.ci95_s[1])
-    assert s.ci95_ips[0] < s.images_per_second < s.ci95_ips[1]
-    assert not s.noisy and s.rel_iqr < NOISE_THRESHOLD
+def test_entry_record_takes_plain_data_and_its_speed_interval_inverts_the_time_interval():
+    rng = np.random.default_rng(3)
+    rounds = [0.1 * rng.lognormal(0, 0.03, 4) for _ in range(6)]
+    e = Entry("levit_128s", "torch", "cpu", "fp32", 8, 1, "skipped")
+    e.record(np.concatenate(rounds), [{"round": i, "position": 0, "start_s": i, "calls": 4} for i in range(6)], 8,
+             warmup_calls=3, first_call_s=0.2)
+    lo, hi = median_time_interval(rounds)
+    assert e.ok and e.ci95 == [8 / hi, 8 / lo] and e.ci95[0] < e.images_per_second < e.ci95[1]
+    assert e.images_per_second == summarize_calls(np.concatenate(rounds), 8).images_per_second
+    assert e.warmup_calls == 3 and e.first_call_s == 0.2 and len(e.round_samples()) == 6
+    code = "import sys, levit_bench.results; print('levit_bench.schedule' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False", "results imports the schedule"
 
 
-def test_compare_detects_20_percent_and_not_1_percent_noise():
+# ---------------------------------------------------------------------------------------------
+# ratios and the two-sample test
+
+
+def test_unpaired_ratio_is_the_ratio_of_medians_within_both_intervals():
+    rng = np.random.default_rng(4)
+    a = [0.01 * rng.lognormal(0, 0.05, 5) for _ in range(6)]
+    b = [0.02 * rng.lognormal(0, 0.05, 5) for _ in range(6)]
+    r = unpaired_ratio(a, b)
+    (a_lo, a_hi), (b_lo, b_hi) = median_time_interval(a), median_time_interval(b)
+    assert r.value == pytest.approx(np.median(np.concatenate(b)) / np.median(np.concatenate(a)))
+    assert r.ci95 == (b_lo / a_hi, b_hi / a_lo) and not r.paired and r.rounds == 6
+    assert r.ci95[0] < r.value < r.ci95[1]
+
+
+def test_paired_ratio_is_the_geometric_mean_of_per_round_ratios():
+    a = [np.array([1.0]), np.array([2.0]), np.array([1.5])]
+    r = paired_ratio(a, [x * 3 for x in a])
+    assert r.value == pytest.approx(3.0) and r.ci95 == pytest.approx((3.0, 3.0)) and r.paired
+    with pytest.raises(ValueError, match="differ in number"):
+        paired_ratio(a, a[:2])
+
+
+def test_speed_change_detects_20_percent_and_not_1_percent_noise():
     rng = np.random.default_rng(2)
     base = rng.lognormal(np.log(0.05), 0.05, 100)
     slower = base * 1.25 * rng.lognormal(0, 0.02, 100)
     same = base * rng.lognormal(0, 0.01, 100)
-    c = compare_samples(base, slower)
+    c = speed_change([base], [slower])
     assert c.significant and c.speed_ratio == pytest.approx(0.8, rel=0.03) and c.ratio_ci95[1] < 1
-    assert not compare_samples(base, same).significant
+    assert c.ratio_ci95 == unpaired_ratio([slower], [base]).ci95  # the report's interval
+    assert not speed_change([base], [same]).significant
 
 
-def test_single_sample_summary():
-    s = summarize([0.5], 1)
-    assert s.ci95_s == (0.5, 0.5) and s.images_per_second == 2.0
+def test_speed_change_tests_round_medians_when_the_rounds_can_reject():
+    rng = np.random.default_rng(5)
+    base = [0.01 * rng.lognormal(0, 0.02, 20) for _ in range(10)]
+    new = [r * 1.2 for r in [0.01 * rng.lognormal(0, 0.02, 20) for _ in range(10)]]
+    c = speed_change(base, new)
+    assert c.p_value == pytest.approx(sps.mannwhitneyu(stats.round_medians(base), stats.round_medians(new)).pvalue)
+    assert c.significant and c.speed_ratio == pytest.approx(1 / 1.2, rel=0.02)
+    assert stats.rounds_can_reject(5, 5, 0.01) and not stats.rounds_can_reject(4, 4, 0.01)
+    few = speed_change(base[:3], new[:3])  # three rounds cannot reach 0.01: the calls are tested
+    assert few.p_value == pytest.approx(sps.mannwhitneyu(np.concatenate(base[:3]), np.concatenate(new[:3])).pvalue)
+
+
+def test_speed_change_on_too_few_calls_is_no_change():
+    c = speed_change([np.array([0.01, 0.011])], [np.array([0.02, 0.021])])
+    assert c.p_value == 1.0 and not c.significant and c.speed_ratio == pytest.approx(0.5, rel=0.05)

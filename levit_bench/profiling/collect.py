@@ -1,16 +1,15 @@
 """Profile models × backends: prepare each as a run does, then time unprofiled and profiled blocks
-in interleaved rounds.
+in interleaved rounds (``schedule.run_rounds``, as a run's entries and the peak are timed).
 
 Preparation is a run's: ``zoo.subject`` (the eager reference and the fused copy), then
 ``prepare.prepare_runner`` with the run's ``Settings`` (the backend's ``prepare``, the same refusals,
 parity against eager fp32 on the seeded batch; a profiled twin session or compiled model is
 checked too), and warm-up.  Then, per round, one block of the
-run's own call and one block under the profiler, in alternating order: the profiled blocks give the
-op times, and both give the profiler's overhead on this machine, now.
+run's own call and one block under the profiler, in the schedule's seeded random order: the profiled
+blocks give the op times, and both give the profiler's overhead on this machine, now.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,10 +18,11 @@ import torch
 from ..backends import BACKENDS, ExportCache
 from ..backends.base import Runner
 from ..errors import UserError, first_line
-from ..harness import TimingOptions, rewarm, time_calls, warm_up
+from ..harness import TimingOptions
 from ..parity import compare_logits
 from ..prepare import NotReady, Outcome, Subject, outcomes
 from ..runstate import run_state
+from ..schedule import Schedule, Timed, run_rounds, warm
 from ..selection import Selection
 from ..spec import Settings
 from .probe import Probe, ProfileFailed
@@ -36,8 +36,8 @@ PROFILERS = ("torch", "torch-compile", "torchscript", "onnxruntime", "openvino")
 @dataclass(frozen=True)
 class ProfileOptions:
     """How much to profile: at least ``calls`` profiled calls and ``min_time_s`` profiled seconds,
-    spread over ``rounds`` rounds (each also times as many unprofiled calls: the overhead is paired
-    by round, and its interval needs a few of them)."""
+    spread over ``rounds`` rounds (each also times a block of unprofiled calls to the same totals:
+    the overhead is paired by round, and its interval needs a few of them)."""
 
     calls: int = 10
     min_time_s: float = 1.0
@@ -120,26 +120,30 @@ def _profile_one(subject: Subject | None, outcome: Outcome, options: ProfileOpti
 
 def _interleaved(unprofiled: Callable[[], object], probe: Probe,
                  options: ProfileOptions) -> tuple[list[list[float]], list[list[float]]]:
-    """Warm both up, then per round one unprofiled and one profiled block, the order alternating;
-    the per-call seconds of each block, by round."""
-    timing = TimingOptions(warmup_s=options.warmup_s)
-    per_call = warm_up(unprofiled, timing).per_call_s
-    probe.warm(timing)
-    rounds = options.rounds
-    block = max(math.ceil(options.calls / rounds), math.ceil(options.min_time_s / rounds / max(per_call, 1e-9)))
-    plain: list[list[float]] = []
-    profiled: list[list[float]] = []
-    for r in range(rounds):
-        for kind in (("plain", "profiled") if r % 2 == 0 else ("profiled", "plain")):
-            if kind == "plain":
-                if probe.rewarms:
-                    rewarm(unprofiled, timing.rewarm_s, per_call)
-                plain.append(time_calls(unprofiled, block))
-            else:
-                if probe.rewarms:
-                    probe.rewarm(timing.rewarm_s, per_call)
-                profiled.append(probe.profiled_block(block))
-    return plain, profiled
+    """Warm both up, then time them as two entries of one group in ``options.rounds`` seeded rounds
+    (``schedule.run_rounds``): per round one unprofiled block and one profiled block, each sized
+    from its own warm-up to reach ``calls`` and ``min_time_s`` over the rounds.  Returns the
+    per-call seconds of each, by round (a call or the profiler failing is a ProfileFailed)."""
+    rewarm_s = TimingOptions().rewarm_s if probe.rewarms else 0.0  # a probe that cannot: neither is
+    timing = TimingOptions(warmup_s=options.warmup_s, min_time_s=options.min_time_s, min_calls=options.calls,
+                           rewarm_s=rewarm_s)
+    plain = Timed("unprofiled", unprofiled, _nothing, False)
+    profiled = Timed("profiled", probe.call, _nothing, False, block=probe.profiled_block, rewarm=probe.rewarm)
+    warm(plain, timing)
+    profiled.warm = probe.warm(timing) or plain.warm  # None: the probe profiles the run's own call
+    run_rounds([plain, profiled], timing, Schedule(rounds=options.rounds, seed=0))
+    for item in (plain, profiled):
+        if item.error is not None:
+            raise ProfileFailed(item.error)
+    return _by_round(plain), _by_round(profiled)
+
+
+def _by_round(item: Timed) -> list[list[float]]:
+    return [[float(s) for s in r] for r in item.round_samples()]
+
+
+def _nothing() -> None:
+    return None
 
 
 def make_probe(backend: str, runner: Runner, artifact: str | None, x: torch.Tensor, settings: Settings,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..backends.openvino import OpenVinoSyncRunner
-from ..harness import TimingOptions, time_calls
+from ..harness import TimingOptions, Warmup, time_calls
 from ..spec import Settings
 from .categories import openvino_category, snippet_name
 from .probe import OpTotals, Probe, ProfileFailed
@@ -75,10 +75,11 @@ class OpenVinoProbe(Probe):
         self.runs += 1  # a fresh request, but the same graph: its counters see this inference too
         return self.runner(x)
 
-    def warm(self, timing: TimingOptions) -> None:
+    def warm(self, timing: TimingOptions) -> Warmup:
         """Warm up, then take the counters' means and the inference count: the baseline."""
-        super().warm(timing)
+        w = super().warm(timing)
         self._before, self._runs_before = self._counters(), self.runs
+        return w
 
     def rewarm(self, seconds: float, per_call_s: float) -> None:
         """None: an inference between the baseline and the end would enter the profiled totals."""

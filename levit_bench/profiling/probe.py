@@ -2,8 +2,8 @@
 
 A probe wraps what a run prepared (the backend's own runner, or a twin of it that differs only in
 having the runtime's profiling switched on) and times blocks of calls under the profiler.  The
-driver (``collect.py``) interleaves those blocks with unprofiled ones of the run's own call, so the
-profiler's overhead is measured in the same rounds, and never sees a runtime.
+driver (``collect.py``) has ``schedule.run_rounds`` interleave those blocks with unprofiled ones of
+the run's own call, so the profiler's overhead is measured in the same rounds, and never sees a runtime.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..harness import TimingOptions, rewarm, warm_up
+from ..harness import TimingOptions, Warmup, rewarm, warm_up
 from .record import OpTime
 
 
@@ -61,12 +61,15 @@ class Probe(ABC):
         """The profiled executable's logits for ``x`` (parity of a twin); counts as a run."""
         raise NotImplementedError
 
-    def warm(self, timing: TimingOptions) -> None:
-        """Warm the profiled call up (outside any profiled block)."""
+    def warm(self, timing: TimingOptions) -> Warmup | None:
+        """Warm the profiled call up (outside any profiled block); its per-call time sizes the
+        profiled blocks (None: the run's own call, already warm, sizes them)."""
         w = warm_up(self.call, timing)
         self.runs += 1 + w.calls
+        return w
 
     def rewarm(self, seconds: float, per_call_s: float) -> None:
+        """Untimed calls before a profiled block (``schedule.run_rounds`` calls it), counted as runs."""
         self.runs += rewarm(self.call, seconds, per_call_s)
 
     def profiled_block(self, n: int) -> list[float]:

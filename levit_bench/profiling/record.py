@@ -7,7 +7,7 @@ bookkeeping) is ``wall_s - op_s``, reported beside it, never spread over the cat
 
 The raw call times of both kinds of block are kept by round: a round timed one unprofiled and one
 profiled block back to back, so the profiler's overhead is a paired ratio over rounds
-(``roundstats.paired_ratio``), with its interval.
+(``stats.paired_ratio``), with its interval.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import statistics
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..roundstats import Ratio, paired_ratio
 from ..spec import Identity
+from ..stats import Ratio, paired_ratio
 from .categories import CATEGORIES, NAMED
 
 

@@ -86,7 +86,7 @@ class TorchProbe(Probe):
                               "recorded as cpp_fused_<ops>")
 
     def warm(self, timing: TimingOptions) -> None:
-        """Nothing to do: the profiled call is the run's own, warmed up already."""
+        """Nothing to do: the profiled call is the run's own, warmed up already (and its warm-up sizes the blocks)."""
 
     def _profiled_block(self, n: int) -> list[float]:
         from torch.profiler import ProfilerActivity, profile

@@ -94,8 +94,8 @@ def headline_section(machines: Sequence[Machine]) -> str:
                       "measured speed-up [95% CI]", "paper's speed-up"], rows, "lllrrrr")
     sources = sources_text(s for h in found for s in (h.levit, h.efficientnet))
     lines += [table, "", "95% CI: when both were timed in one run, from the per-round ratios (Student t over "
-              "rounds: the machine's drift cancels); otherwise the ratio of medians with each side resampled "
-              "by rounds, then calls. " + sources, ""]
+              "rounds: the machine's drift cancels); otherwise the ratio of medians, its interval spanned by each "
+              "side's order-statistic interval of its round medians (the interval `compare` uses). " + sources, ""]
     done = {(base_model(h.levit.entry.model), h.efficientnet.entry.model) for h in found}
     missing = [f"{a} vs {b}" for a, b in paper.HEADLINE_PAIRS if (a, b) not in done]
     if missing:

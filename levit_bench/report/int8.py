@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from .. import paper
 from ..present import fmt_ips, md_table
 from ..results import Entry, speed_ratio
-from ..roundstats import Ratio
 from ..spec import Status, variant
+from ..stats import Ratio
 from .merge import Machine, Sourced, sources_text
 
 #: (model, backend, precision) -> top-1 (%), from accuracy records of trained weights on real images
@@ -154,5 +154,6 @@ def int8_section(machines: Sequence[Machine], top1: Top1 | None = None) -> str:
             "the eager fp32 model's on the parity batch within the int8 tolerances (a check that nothing broke, "
             "not an accuracy figure); one that cannot be quantized or fails that check is listed with the reason. "
             "Calibrated on synthetic inputs, the accuracy is unknown. The 95% CI of a ratio is paired by round when "
-            "both entries were timed in one run, else from independent resamples.", ""]
+            "both entries were timed in one run, else spanned by each side's order-statistic interval of its "
+            "round medians.", ""]
     return "\n".join(head + parts + [sources_text(sources), ""])
