@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from .spec import Identity, Status
+from .spec import Identified, Identity, Status
 
 
 def utc_now() -> str:
@@ -17,7 +17,7 @@ def utc_now() -> str:
 
 
 @dataclass
-class AccuracyRecord:
+class AccuracyRecord(Identified):
     """Top-1/top-5 of one model × backend variant × precision on a folder of labelled images."""
 
     identity: Identity
@@ -47,15 +47,6 @@ class AccuracyRecord:
     def ok(self) -> bool:
         return self.status is Status.OK and self.top1 is not None
 
-    model = property(lambda self: self.identity.model)
-    backend = property(lambda self: self.identity.backend)
-    device = property(lambda self: self.identity.device)
-    precision = property(lambda self: self.identity.precision)
-    threads = property(lambda self: self.identity.threads)
-    batch_size = property(lambda self: self.identity.batch_size)
-    img_size = property(lambda self: self.identity.img_size)
-    variant = property(lambda self: self.identity.variant)
-
     @property
     def key(self) -> tuple:
         """What a later record of the same export replaces: the identity without the batch size
@@ -67,9 +58,6 @@ class AccuracyRecord:
     def random_weights(self) -> bool:
         """Evaluated with the zoo's seeded random weights: not the model's accuracy."""
         return not (self.weights or {}).get("file")
-
-    def label(self) -> str:
-        return self.identity.label()
 
     def to_dict(self) -> dict[str, Any]:
         """The flat form a results file keeps."""

@@ -25,7 +25,7 @@ from . import __version__
 from .accuracy_record import AccuracyRecord
 from .atomic import atomic_write_text
 from .errors import UserError
-from .spec import TORCH_BACKENDS, Identity, Status
+from .spec import TORCH_BACKENDS, Identified, Identity, Status
 from .stats import (NOISE_THRESHOLD, Ratio, between_round_spread, can_pair, median_time_interval, paired_ratio,
                     ratio_of_medians, split_rounds, summarize_calls, unpaired_ratio)
 
@@ -50,7 +50,7 @@ class ExportFacts:
 
 
 @dataclass
-class Entry:
+class Entry(Identified):
     """One measured (or not measured) step, as saved in a results file: its :class:`Identity`
     (what was measured), how it ended, what preparing it found, its timing, what the model computes
     and the energy.  The file keeps every field flat (``to_dict``/``from_dict``)."""
@@ -105,26 +105,7 @@ class Entry:
             entry.notes = list(facts.notes)
         return entry
 
-    # what was measured: the identity's fields, read-only
-    model = property(lambda self: self.identity.model)
-    backend = property(lambda self: self.identity.backend)
-    device = property(lambda self: self.identity.device)
-    precision = property(lambda self: self.identity.precision)
-    batch_size = property(lambda self: self.identity.batch_size)
-    threads = property(lambda self: self.identity.threads)
-    img_size = property(lambda self: self.identity.img_size)
-    weights_hash = property(lambda self: self.identity.weights_hash)
-    runtime_options = property(lambda self: self.identity.options)
-    variant = property(lambda self: self.identity.variant)
-    conditions = property(lambda self: self.identity.conditions)
-    key = property(lambda self: self.identity.key)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return self.identity.options.to_dict()
-
-    def label(self) -> str:
-        return self.identity.label()
+    key = property(lambda self: self.identity.key)  # what compare and the report match entries by
 
     def to_dict(self) -> dict[str, Any]:
         """The flat form a results file keeps."""

@@ -244,6 +244,32 @@ class Identity:
                    options=RuntimeOptions.from_dict(data.get("options")))
 
 
+class Identified:
+    """What every record type (a timing entry, an accuracy record, a profile) reads through its
+    ``identity``: the same names, defined once."""
+
+    identity: Identity
+
+    model = property(lambda self: self.identity.model)
+    backend = property(lambda self: self.identity.backend)
+    device = property(lambda self: self.identity.device)
+    precision = property(lambda self: self.identity.precision)
+    threads = property(lambda self: self.identity.threads)
+    batch_size = property(lambda self: self.identity.batch_size)
+    img_size = property(lambda self: self.identity.img_size)
+    weights_hash = property(lambda self: self.identity.weights_hash)
+    runtime_options = property(lambda self: self.identity.options)
+    variant = property(lambda self: self.identity.variant)
+    conditions = property(lambda self: self.identity.conditions)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.identity.options.to_dict()
+
+    def label(self) -> str:
+        return self.identity.label()
+
+
 @dataclass(frozen=True)
 class ModelId:
     """Which model a runner computes, passed to backends explicitly (export cache keys, notes)."""

@@ -146,7 +146,7 @@ def test_large_but_noisy_slowdown_on_few_samples_is_not_flagged():
 
 def _rounds_entry(rounds: list[np.ndarray], batch: int = 1) -> Entry:
     """An entry timed in rounds, as a run records it."""
-    e = Entry("levit_128s", "torch", "cpu", "fp32", batch, 2, "skipped", img_size=224)
+    e = Entry(Identity("levit_128s", "torch", "cpu", "fp32", 2, batch, 224))
     e.record(np.concatenate(rounds), [{"round": i, "position": 0, "start_s": float(i), "calls": len(r)}
                                       for i, r in enumerate(rounds)], batch)
     return e

@@ -10,6 +10,7 @@ from scipy import stats as sps
 
 from levit_bench import stats
 from levit_bench.results import Entry
+from levit_bench.spec import Identity
 from levit_bench.stats import (NOISE_THRESHOLD, median_time_interval, paired_ratio, speed_change, summarize_calls,
                                unpaired_ratio)
 
@@ -76,7 +77,7 @@ def test_interval_has_nominal_coverage():
 def test_entry_record_takes_plain_data_and_its_speed_interval_inverts_the_time_interval():
     rng = np.random.default_rng(3)
     rounds = [0.1 * rng.lognormal(0, 0.03, 4) for _ in range(6)]
-    e = Entry("levit_128s", "torch", "cpu", "fp32", 8, 1, "skipped")
+    e = Entry(Identity("levit_128s", "torch", "cpu", "fp32", 1, 8))
     e.record(np.concatenate(rounds), [{"round": i, "position": 0, "start_s": i, "calls": 4} for i in range(6)], 8,
              warmup_calls=3, first_call_s=0.2)
     lo, hi = median_time_interval(rounds)

@@ -59,7 +59,7 @@ def cmd_sysinfo(argv: Sequence[str]) -> int:
 
 def _peak(args) -> int:
     from .. import peak as peaks
-    from .run import DEFAULT_PRECISION
+    from .front import DEFAULT_PRECISION
 
     precision = args.precision or DEFAULT_PRECISION[args.device]
     cores = sysinfo.physical_cores()

@@ -16,7 +16,7 @@ import statistics
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..spec import Identity
+from ..spec import Identified, Identity
 from ..stats import Ratio, paired_ratio
 from .categories import CATEGORIES, NAMED
 
@@ -35,7 +35,7 @@ class OpTime:
 
 
 @dataclass
-class Profile:
+class Profile(Identified):
     """The op-time breakdown of one model × backend variant at one setting."""
 
     identity: Identity
@@ -47,10 +47,6 @@ class Profile:
     unprofiled_rounds: list[list[float]] = field(default_factory=list)
     profiled_rounds: list[list[float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    model = property(lambda self: self.identity.model)
-    backend = property(lambda self: self.identity.backend)
-    variant = property(lambda self: self.identity.variant)
 
     @property
     def ok(self) -> bool:
