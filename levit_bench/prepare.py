@@ -36,13 +36,14 @@ def prepare_runner(entry: Entry, model_id: ModelId, reference: nn.Module, fused:
         with torch.inference_mode():
             reference_logits[batch_size] = reference(x.to(_device_of(reference))).float().cpu()
     ref_logits = reference_logits[batch_size]
-    prepared = backend.prepare(fused, model_id, x, settings, cache)
+    # an artifact from the cache that does not load is discarded and built again (once)
+    prepared, rebuilt = cache.with_rebuild(lambda: backend.prepare(fused, model_id, x, settings, cache))
     runner = prepared.runner
     try:
         entry.export_s = prepared.export_s
         entry.export_reused = prepared.reused if prepared.artifact else None  # None: nothing is exported
         entry.artifact, entry.artifact_bytes = prepared.artifact, prepared.artifact_bytes
-        entry.notes = [n for n in prepared.notes if n]
+        entry.notes = [n for n in prepared.notes if n] + ([rebuilt] if rebuilt else [])
         executed = prepared.executed_precision
         if executed and executed != settings.precision:
             entry.reason = (f"{backend.name} computes in {executed} here, not {settings.precision} as asked "

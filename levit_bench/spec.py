@@ -127,6 +127,15 @@ def variant(backend: str, precision: str, options: RuntimeOptions) -> str:
     return backend + (f" [{', '.join(parts)}]" if parts else "")
 
 
+def unknown_options_label(options: dict[str, Any] | None) -> str:
+    """`` {name=value, ...}`` for the runtime options of a results file this version does not know
+    (a newer version's): part of the variant, so such an entry is never matched with one measured
+    without them (its options are not the same measurement); "" when every key is known."""
+    names = {f.name for f in fields(RuntimeOptions)}
+    unknown = sorted((k, v) for k, v in (options or {}).items() if k not in names)
+    return " {" + ", ".join(f"{k}={v!r}" for k, v in unknown) + "}" if unknown else ""
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a backend needs to know to prepare a runner.  ``threads`` is resolved (never empty)."""

@@ -14,6 +14,9 @@ EXIT_REGRESSION = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+#: every command, as the dispatcher (cli/__init__.py) has them and the main --help names them
+COMMAND_NAMES = ("list", "sysinfo", "report", "compare", "cache", "accuracy", "profile")
+
 #: the longest --warmup / --min-time accepted: a typo of an hour is refused, not waited for
 MAX_SECONDS = 3600.0
 

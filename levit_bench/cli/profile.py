@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import render, sysinfo
+from ..atomic import target_problem
 from ..errors import UserError
 from ..results import ResultsWriter, RunRecord
 from ..spec import DEVICES, PRECISIONS, Settings
@@ -84,8 +86,10 @@ def _check(args: argparse.Namespace, backends: list[str], settings: Settings, mo
             raise UserError(f"cannot profile {backend}: {reason}")
     if args.weights and not Path(args.weights).is_file():
         raise UserError(f"--weights {args.weights}: no such file")
-    if args.png is not None and Path(args.png).is_dir():
+    if args.png is not None and os.path.isdir(args.png):
         raise UserError(f"--png {args.png} is a folder; give a file name (e.g. {Path(args.png) / 'profile.png'})")
+    if args.png is not None and target_problem(args.png):  # before the profiling work, not after it
+        raise UserError(f"--png {args.png}: cannot be written: {target_problem(args.png)}")
     if args.weights or args.img_size is not None:
         check_models(models, args.weights, args.img_size)
     ExportCache(args.cache_dir).check()
@@ -133,7 +137,10 @@ def cmd_profile(argv: Sequence[str]) -> int:
             out.print(f"[red]failed[/]: {p.label()}: {p.reason}")
     if args.png is not None:
         if any(p.ok for p in profiles):
-            out.print(f"chart: {plot_profiles(profiles, args.png)}")
+            try:
+                out.print(f"chart: {plot_profiles(profiles, args.png)}")
+            except OSError as exc:
+                raise UserError(f"--png {args.png}: cannot be written: {exc.strerror or exc}") from None
         else:
             err.print("[yellow]no entry was profiled: no chart written[/]")
     return EXIT_OK

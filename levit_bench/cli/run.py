@@ -16,7 +16,7 @@ from .. import __version__, paper, render, sysinfo
 from ..errors import UserError
 from ..results import ResultsWriter, RunRecord
 from ..spec import DEVICES, PRECISIONS, EventKind, RuntimeOptions, Settings
-from .args import EXIT_INTERRUPTED, EXIT_OK, Parser, int_list, names, percent, positive_int, seconds
+from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser, int_list, names, percent, positive_int, seconds
 
 DEFAULT_BATCHES = {"cpu": [1, 16, 64], "cuda": [256, 2048]}
 DEFAULT_MAX_TIME_S = 600.0
@@ -43,7 +43,7 @@ def run_parser() -> Parser:
     p = Parser(
         prog="levit-bench",
         description="Measure images/s of vision models on this machine, per runtime, with honest statistics. "
-        "Other commands: list, sysinfo, report, compare, cache (levit-bench COMMAND --help).",
+        f"Other commands: {', '.join(COMMAND_NAMES)} (levit-bench COMMAND --help).",
     )
     p.add_argument("--version", action="version", version=f"levit-bench {__version__}")
     p.add_argument("--device", choices=DEVICES, default="cpu")
