@@ -1,7 +1,7 @@
 """Top-1/top-5 of each export of a model on a local ImageNet-style folder (``levit-bench accuracy``).
 
-Each runner is made exactly as a run makes it (``zoo.subject``, ``Backend.prepare``, the parity gate
-of ``prepare.prepare_runner``): a runner that fails parity is not evaluated, so an accuracy figure
+Each runner is made exactly as a run makes it (``prepare.outcomes``: the model built once, the
+backend's ``prepare``, the parity gate): a runner that fails parity is not evaluated, so an accuracy figure
 always belongs to an export that a run would time.  Images are decoded once per model, with the
 model's own eval transform (``data.eval_transform``), and every variant of that model sees the same
 batches.  Batches are padded to the batch size (the last image repeated, its outputs dropped), so a

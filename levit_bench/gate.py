@@ -70,6 +70,7 @@ class CompareResult:
     alpha: float = 0.01
     #: how base and new machines or libraries differ (only with --normalize-by; else refused)
     differences: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a file of an interrupted run (complete: false)
 
     def regressions(self, fail_above_pct: float) -> list[EntryComparison]:
         return [r for r in self.rows if r.regressed(fail_above_pct)]
@@ -197,7 +198,7 @@ def _describe(record: RunRecord) -> str:
     if not entries:
         return "no successful entries"
     pick = lambda attr: ",".join(sorted({str(getattr(e, attr)) for e in entries}))  # noqa: E731
-    return (f"models {pick('model')}; backends {pick('backend')}; {pick('device')} {pick('precision')}; "
+    return (f"models {pick('model')}; backends {pick('variant')}; {pick('device')} {pick('precision')}; "
             f"batch {pick('batch_size')}; threads {pick('threads')}")
 
 
@@ -225,7 +226,15 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
         )
     reference = parse_reference(normalize_by) if normalize_by else None
     rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, alpha) for k in keys]
-    return CompareResult(_source(base), _source(new), rows, _unmatched(base, new), reference, alpha, differences)
+    warnings = [incomplete_warning(side, r) for side, r in (("base", base), ("new", new)) if not r.complete]
+    return CompareResult(_source(base), _source(new), rows, _unmatched(base, new), reference, alpha, differences,
+                         warnings)
+
+
+def incomplete_warning(side: str, record: RunRecord) -> str:
+    """What a file of an interrupted or still running run (``complete: false``) means for a comparison."""
+    return (f"the {side} file {_source(record)} is incomplete (complete: false: the run was interrupted, or "
+            "is still running): entries it lacks are not compared, and interrupted entries have fewer rounds")
 
 
 def _compare_key(base: RunRecord, new: RunRecord, b: Entry, n: Entry,

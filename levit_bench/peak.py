@@ -32,6 +32,8 @@ DEFAULT_SIZE = {"cpu": 2048, "cuda": 8192}
 #: of side 2048 takes over a minute on an AVX2-only CPU, and a side of 512 is still compute bound
 MAX_CALL_S = 1.0
 MIN_SIZE = 256
+#: the smallest side ``--size`` takes: below it a call times Python and dispatch, not arithmetic
+MIN_EXPLICIT_SIZE = 16
 CACHE_FORMAT = 1
 
 
@@ -133,6 +135,25 @@ def _operands(device: str, precision: str, n: int):
     return a, b, torch.empty_like(a)
 
 
+def _fits_in_memory(device: str, precision: str, n: int) -> None:
+    """A UserError, before anything is allocated, when the three n×n operands (and the float32 ones
+    they are drawn as) cannot fit in the memory available now."""
+    import psutil
+    import torch
+
+    from .backends.base import DTYPES
+
+    itemsize = torch.empty(0, dtype=DTYPES[precision]).element_size()
+    need = n * n * (3 * itemsize + 4)
+    if device == "cuda":
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = psutil.virtual_memory().available
+    if need > free:
+        raise UserError(f"a GEMM of side {n} needs {need / 1024**3:,.1f} GiB of memory for its operands; {device} has "
+                        f"{free / 1024**3:,.1f} GiB available (a smaller --size fits)")
+
+
 def _supported(device: str, precision: str) -> None:
     """A clear UserError where torch cannot multiply matrices of this precision on this device."""
     import torch
@@ -182,8 +203,11 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
     from .stats import median_time_interval
 
     _check(device, precision, threads)
-    if size is not None and size < 1:
-        raise UserError(f"GEMM size must be a positive integer, got {size}")
+    if size is not None and size < MIN_EXPLICIT_SIZE:
+        raise UserError(f"GEMM size must be at least {MIN_EXPLICIT_SIZE} (a smaller one times the call, not the "
+                        f"arithmetic), got {size}")
+    if size is not None:
+        _fits_in_memory(device, precision, size)
     if not (min_time > 0 and math.isfinite(min_time)):
         raise UserError(f"min_time must be a positive number of seconds, got {min_time}")
     cuda = device == "cuda"
@@ -223,18 +247,24 @@ def _root(cache_root: str | Path | None) -> Path:
 
 
 def cache_path(device: str, precision: str, threads: int, cache_root: str | Path | None = None,
-               machine: str | None = None) -> Path:
-    """``<cache root>/peak/<machine>-<device>-<precision>-t<threads>.json``."""
+               machine: str | None = None, size: int | None = None) -> Path:
+    """``<cache root>/peak/<machine>-<device>-<precision>-t<threads>.json``: the machine's peak, which
+    runs read; a GEMM side asked for below ``MIN_SIZE`` (``sysinfo --peak --size 32``: too small to
+    be compute bound) has its own file (``...-n<size>.json``), so it is never taken for the peak."""
     machine = machine or machine_fingerprint(device)
-    return _root(cache_root) / "peak" / f"{machine}-{device}-{precision}-t{threads}.json"
+    tag = f"-n{size}" if size is not None and size < MIN_SIZE else ""
+    return _root(cache_root) / "peak" / f"{machine}-{device}-{precision}-t{threads}{tag}.json"
 
 
-def cached_peak(device: str, precision: str, threads: int, cache_root: str | Path | None = None) -> Peak | None:
-    """The cached peak of this machine for these settings; None when there is none, or when the file
-    is unreadable, damaged, of another format, or describes another machine or setting."""
+def cached_peak(device: str, precision: str, threads: int, cache_root: str | Path | None = None,
+                size: int | None = None) -> Peak | None:
+    """The cached peak of this machine for these settings (``size``: of a GEMM side asked for); None
+    when there is none, or when the file is unreadable, damaged, of another format, or describes
+    another machine or setting; and the machine's peak measured on a side below ``MIN_SIZE``
+    (cached by an older version that put every size in one file) is not trusted."""
     _check(device, precision, threads)
     machine = machine_fingerprint(device)
-    path = cache_path(device, precision, threads, cache_root, machine)
+    path = cache_path(device, precision, threads, cache_root, machine, size)
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
@@ -244,12 +274,15 @@ def cached_peak(device: str, precision: str, threads: int, cache_root: str | Pat
         return None
     if (peak.machine, peak.device, peak.precision, peak.threads) != (machine, device, precision, threads):
         return None
+    if (size is None and peak.size < MIN_SIZE) or (size is not None and peak.size != size):
+        return None
     return peak
 
 
-def store_peak(peak: Peak, cache_root: str | Path | None = None) -> Path:
-    """Write ``peak`` to its cache file (atomically: a reader never sees half a file)."""
-    path = cache_path(peak.device, peak.precision, peak.threads, cache_root, peak.machine)
+def store_peak(peak: Peak, cache_root: str | Path | None = None, size: int | None = None) -> Path:
+    """Write ``peak`` to its cache file (atomically: a reader never sees half a file); ``size``: the
+    GEMM side that was asked for (None: the machine's peak, its side chosen by :func:`measure_peak`)."""
+    path = cache_path(peak.device, peak.precision, peak.threads, cache_root, peak.machine, size)
     record = {"format": CACHE_FORMAT, "peak": peak.to_dict(), "machine_facts": machine_facts(peak.device)}
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path
@@ -260,12 +293,12 @@ def get_peak(device: str, precision: str, threads: int, cache_root: str | Path |
     """The cached peak, or (none usable, or ``remeasure``) a fresh measurement, then cached.  A cache
     that cannot be written costs a warning, not the measurement."""
     if not remeasure:
-        found = cached_peak(device, precision, threads, cache_root)
+        found = cached_peak(device, precision, threads, cache_root, size)
         if found is not None:
             return found
     peak = measure_peak(device, precision, threads, min_time=min_time, size=size)
     try:
-        store_peak(peak, cache_root)
+        store_peak(peak, cache_root, size)
     except OSError as exc:
         warnings.warn(f"the peak was measured but cannot be cached under {_root(cache_root)}: "
                       f"{exc.strerror or exc} (choose another place with --cache-dir or $LEVIT_BENCH_CACHE)",

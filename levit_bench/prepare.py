@@ -103,10 +103,12 @@ class Subject:
         try:
             x = parity_input(batch_size, self.model_id.img_size)
             ref = self.reference_logits(batch_size)
-            prepared = backend.prepare(self.fused, self.model_id, x, settings, cache)
+            # an artifact from the cache that does not load is discarded and built again (once)
+            prepared, rebuilt = cache.with_rebuild(lambda: backend.prepare(self.fused, self.model_id, x, settings,
+                                                                           cache))
             runner = prepared.runner
             facts = ExportFacts(prepared.export_s, prepared.reused if prepared.artifact else None, prepared.artifact,
-                                prepared.artifact_bytes, notes=[n for n in prepared.notes if n])
+                                prepared.artifact_bytes, notes=[n for n in prepared.notes if n] + ([rebuilt] if rebuilt else []))
             executed = prepared.executed_precision
             if executed and executed != settings.precision:
                 runner.close()

@@ -29,7 +29,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ class Calibration:
     paths: tuple[Path, ...] = ()  # empty: synthetic
     folder: str | None = None
     found: int = 0  # images in the folder (``paths`` holds at most FOLDER_LIMIT of them)
+    #: why each unreadable image was skipped while calibrating (as ``accuracy`` skips them)
+    skipped: list[str] = field(default_factory=list, compare=False, hash=False)
 
     @property
     def synthetic(self) -> bool:
@@ -77,8 +79,23 @@ class Calibration:
             return (f"calibration: synthetic, {SYNTHETIC_IMAGES} seeded N(0,1) inputs (seeds {SYNTHETIC_SEED}+i); "
                     "accuracy unknown")
         of = f" of {self.found}" if self.found > len(self.paths) else ""
-        return (f"calibration: {self.folder}, {len(self.paths)}{of} images, sha256 {self.fingerprint[:16]}, "
-                f"{self.model}'s eval transform")
+        unreadable = f" ({len(set(self.skipped))} unreadable, skipped: {self.skipped[0]})" if self.skipped else ""
+        return (f"calibration: {self.folder}, {len(self.paths)}{of} images{unreadable}, sha256 "
+                f"{self.fingerprint[:16]}, {self.model}'s eval transform")
+
+    def readable(self) -> list[int]:
+        """The inputs that decode (every one when synthetic): an unreadable file is skipped, never
+        the entry's failure; none readable is a UserError."""
+        if self.synthetic:
+            return list(range(self.count))
+        from . import data
+
+        _x, kept, skipped = data.load_readable(self.paths, lambda _img: torch.zeros(0))
+        self.skipped[:] = skipped
+        if not kept:
+            raise UserError(f"none of the {len(self.paths)} calibration images in {self.folder} can be read, "
+                            f"e.g. {skipped[0]}")
+        return kept
 
     def image(self, i: int) -> np.ndarray:
         """Calibration input ``i`` as a 1×3×H×W float32 array (decoded or drawn when asked for)."""
@@ -88,13 +105,14 @@ class Calibration:
         return self._load(self.paths[i:i + 1])
 
     def batches(self, size: int = CALIBRATION_BATCH) -> Iterator[np.ndarray]:
-        """Every calibration input, ``size`` at a time (N×3×H×W float32 arrays)."""
-        for start in range(0, self.count, size):
-            stop = min(start + size, self.count)
+        """Every readable calibration input, ``size`` at a time (N×3×H×W float32 arrays)."""
+        indices = self.readable()
+        for start in range(0, len(indices), size):
+            chosen = indices[start:start + size]
             if self.synthetic:
-                yield np.concatenate([self.image(i) for i in range(start, stop)])
+                yield np.concatenate([self.image(i) for i in chosen])
             else:
-                yield self._load(self.paths[start:stop])
+                yield self._load(tuple(self.paths[i] for i in chosen))
 
     def _load(self, paths: tuple[Path, ...]) -> np.ndarray:
         from . import data

@@ -23,7 +23,7 @@ import psutil
 
 from . import __version__
 from .accuracy_record import AccuracyRecord
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, sibling_name, target_problem
 from .errors import UserError
 from .spec import TORCH_BACKENDS, Identified, Identity, Status
 from .stats import (NOISE_THRESHOLD, Ratio, between_round_spread, can_pair, median_time_interval, paired_ratio,
@@ -34,6 +34,9 @@ from .stats import (NOISE_THRESHOLD, Ratio, between_round_spread, can_pair, medi
 #: CUDA entries of earlier files ran SDPA and are read so)
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
+#: the call times a results file may hold: below a nanosecond no clock measures, above a day no
+#: call of a benchmark runs (outside these, ratios overflow to inf or 0 and decide nothing)
+MIN_CALL_S, MAX_CALL_S = 1e-9, 86400.0
 
 
 @dataclass
@@ -215,9 +218,9 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
-        d["results"] = [e.to_dict() for e in self.results]
-        d["accuracy"] = [a.to_dict() for a in self.accuracy]
-        return _finite(d)
+        d["results"] = [_with_unknown(e.to_dict(), e) for e in self.results]
+        d["accuracy"] = [_with_unknown(a.to_dict(), a) for a in self.accuracy]
+        return _finite(_with_unknown(d, self))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temporary file + rename): a reader never sees half a file."""
@@ -246,9 +249,12 @@ class ResultsWriter:
 
     def claim(self) -> ResultsWriter:
         """Take the file for this run (UserError when it cannot be had); call before measuring."""
-        if self.path.is_dir():
+        if os.path.isdir(self.path):
             raise UserError(f"--out {self.path}: is a folder; name a .json file or a folder without the .json suffix")
-        lock_path = self.path.with_name(f".{self.path.name}.lock")
+        problem = target_problem(self.path)
+        if problem:
+            raise UserError(f"--out {self.path}: cannot write there ({problem})")
+        lock_path = sibling_name(self.path, ".", ".lock")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = open(lock_path, "a+b")  # noqa: SIM115 - held for the run
@@ -331,11 +337,11 @@ def load(path: str | os.PathLike) -> RunRecord:
         raise UserError(f"cannot read results file {p}: {exc}") from None
     if not isinstance(data, dict) or data.get("tool") != "levit-bench" or "results" not in data:
         raise UserError(f"{p} is not a levit-bench results file")
-    if data.get("schema_version") not in READABLE_VERSIONS:
-        raise UserError(
-            f"{p} has schema version {data.get('schema_version')}; this levit-bench reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}"
-        )
+    version = data.get("schema_version")
+    if type(version) is not int or version not in READABLE_VERSIONS:  # "2" and 2.0 are not version 2
+        kind = "" if type(version) is int else f" ({'missing' if version is None else 'a ' + type(version).__name__})"
+        raise UserError(f"{p} has schema version {version!r}{kind}; this levit-bench reads the integer versions "
+                        f"{', '.join(map(str, READABLE_VERSIONS))}")
     # Validation, fast on big files (2,500 entries of 2,000 samples: 28 s with jsonschema.validate):
     # the top level and each entry go through compiled validators, and the samples, the bulk of the
     # file, are checked here with numpy instead of one jsonschema call per number.
@@ -378,10 +384,11 @@ def load(path: str | os.PathLike) -> RunRecord:
                 f"{p} does not follow the results schema at results/{i}/samples_s/{j}: {bad!r} is not of type 'number'"
             )
         values = np.asarray(samples, dtype=float)
-        bad_mask = ~(np.isfinite(values) & (values > 0))
-        if bad_mask.any():
+        bad_mask = ~(np.isfinite(values) & (values >= MIN_CALL_S) & (values <= MAX_CALL_S))
+        if bad_mask.any():  # denormals and 1e308 made ratios inf or 0 and let the gate pass
             j = int(np.argmax(bad_mask))
-            raise UserError(f"{what}: samples_s[{j}] is {samples[j]!r}; call times must be finite and positive")
+            raise UserError(f"{what}: samples_s[{j}] is {samples[j]!r}; call times must be finite, at least "
+                            f"{MIN_CALL_S:g} s and at most {MAX_CALL_S:g} s")
         ips = e.get("images_per_second")
         if ips is not None and (type(ips) not in (int, float) or not (math.isfinite(ips) and ips > 0)):
             raise UserError(f"{what}: images_per_second is {ips!r}; it must be finite and positive")
@@ -389,11 +396,28 @@ def load(path: str | os.PathLike) -> RunRecord:
         if rounds and sum(r.get("calls", 0) for r in rounds) != len(samples):
             raise UserError(f"{what}: its rounds hold {sum(r.get('calls', 0) for r in rounds)} calls but samples_s "
                             f"has {len(samples)}")
-    entries = [Entry.from_dict(_upgrade_entry(e, data["schema_version"])) for e in data["results"]]
+    entries = [_keep_unknown(Entry.from_dict(_upgrade_entry(e, data["schema_version"])), e) for e in data["results"]]
     # upgraded as it is read: saved again, it is a file of this schema version
     fields = {k: data[k] for k in ("system", "config", "complete", "created", "tool", "tool_version")}
-    accuracy = [AccuracyRecord.from_dict(a) for a in data.get("accuracy") or []]
+    accuracy = [_keep_unknown(AccuracyRecord.from_dict(a), a) for a in data.get("accuracy") or []]
     profiles = data.get("profiles") or []
     if not isinstance(profiles, list) or not all(isinstance(x, dict) and "categories" in x for x in profiles):
         raise UserError(f"{p}: 'profiles' must be a list of profiles as `levit-bench profile --out` writes them")
-    return RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), **fields)
+    record = RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), **fields)
+    return _keep_unknown(record, data)
+
+
+#: set on what :func:`load` made: the fields of the file this version does not know (a newer
+#: version's, which the schema allows), written back by :meth:`RunRecord.to_dict`, so a rewrite
+#: (``accuracy --out`` adding records) loses nothing.  Kept off the dataclasses' fields on purpose.
+UNKNOWN_FIELDS = "_unknown_fields"
+
+
+def _keep_unknown(obj: Any, data: dict[str, Any]) -> Any:
+    known = set(obj.to_dict()) if hasattr(obj, "identity") else set(obj.__dataclass_fields__)
+    object.__setattr__(obj, UNKNOWN_FIELDS, {k: v for k, v in data.items() if k not in known})
+    return obj
+
+
+def _with_unknown(d: dict[str, Any], obj: Any) -> dict[str, Any]:
+    return {**d, **{k: v for k, v in getattr(obj, UNKNOWN_FIELDS, {}).items() if k not in d}}

@@ -148,6 +148,15 @@ def variant(backend: str, precision: str, options: RuntimeOptions) -> str:
     return backend + (f" [{', '.join(parts)}]" if parts else "")
 
 
+def unknown_options_label(options: dict[str, Any] | None) -> str:
+    """`` {name=value, ...}`` for the runtime options of a results file this version does not know
+    (a newer version's): part of the variant, so such an entry is never matched with one measured
+    without them (its options are not the same measurement); "" when every key is known."""
+    names = {f.name for f in fields(RuntimeOptions)}
+    unknown = sorted((k, v) for k, v in (options or {}).items() if k not in names)
+    return " {" + ", ".join(f"{k}={v!r}" for k, v in unknown) + "}" if unknown else ""
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a backend needs to know to prepare a runner.  ``threads`` is resolved (never empty)."""
@@ -207,6 +216,9 @@ class Identity:
     img_size: int | None = None
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     weights_hash: str | None = None
+    #: runtime options of a newer version's file that this one does not know, as (name, value) pairs:
+    #: part of the variant, so such an entry never matches one measured without them
+    unknown_options: tuple[tuple[str, Any], ...] = ()
 
     FIELDS = ("model", "backend", "device", "precision", "threads", "batch_size", "img_size", "weights_hash")
 
@@ -217,7 +229,7 @@ class Identity:
 
     @property
     def variant(self) -> str:
-        return variant(self.backend, self.precision, self.options)
+        return variant(self.backend, self.precision, self.options) + unknown_options_label(dict(self.unknown_options))
 
     @property
     def conditions(self) -> Conditions:
@@ -235,13 +247,18 @@ class Identity:
         return self.key.label()
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{f: getattr(self, f) for f in self.FIELDS}, "options": self.options.to_dict()}
+        return {**{f: getattr(self, f) for f in self.FIELDS},
+                "options": {**self.options.to_dict(), **dict(self.unknown_options)}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Identity:
-        """From a record's flat fields (``options`` a dict; missing optional fields default)."""
+        """From a record's flat fields (``options`` a dict; missing optional fields default; options
+        this version does not know are kept, and named in the variant)."""
+        options = data.get("options") or {}
+        known = {f.name for f in fields(RuntimeOptions)}
+        unknown = tuple(sorted((k, v) for k, v in options.items() if k not in known))
         return cls(**{f: data.get(f) for f in cls.FIELDS if f in data},
-                   options=RuntimeOptions.from_dict(data.get("options")))
+                   options=RuntimeOptions.from_dict(options), unknown_options=unknown)
 
 
 class Identified:

@@ -15,6 +15,7 @@ from levit_bench.peak import Peak, cached_peak, efficiency, get_peak, measure_pe
 
 FAST = {"min_time": 0.05, "size": 32}
 CLI_FAST = ["--size", "32", "--min-time", "0.05"]
+SIZE = FAST["size"]
 
 
 def _peak(**changes) -> Peak:
@@ -55,22 +56,22 @@ def test_measuring_uses_the_threads_asked_and_restores_them():
 
 
 def test_the_cache_round_trip_and_a_corrupt_file_is_measured_again(tmp_path, monkeypatch):
-    calls = []
+    calls = []  # (a GEMM side asked for has its own cache file, issue 25 D5: SIZE throughout)
     real = peak.measure_peak
     monkeypatch.setattr(peak, "measure_peak", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
-    assert cached_peak("cpu", "fp32", 1, tmp_path) is None
+    assert cached_peak("cpu", "fp32", 1, tmp_path, SIZE) is None
     first = get_peak("cpu", "fp32", 1, tmp_path, **FAST)
-    assert len(calls) == 1 and cached_peak("cpu", "fp32", 1, tmp_path) == first
+    assert len(calls) == 1 and cached_peak("cpu", "fp32", 1, tmp_path, SIZE) == first
     assert get_peak("cpu", "fp32", 1, tmp_path, **FAST) == first and len(calls) == 1  # read, not measured
 
-    path = peak.cache_path("cpu", "fp32", 1, tmp_path)
+    path = peak.cache_path("cpu", "fp32", 1, tmp_path, size=SIZE)
     for damage in ("{ not json", json.dumps({"format": 1, "peak": {"gmacs_per_s": "fast"}}),
                    json.dumps({"format": 99, "peak": first.to_dict()}),
                    json.dumps({"format": 1, "peak": {**first.to_dict(), "machine": "another-machine"}})):
         path.write_text(damage)
-        assert cached_peak("cpu", "fp32", 1, tmp_path) is None
+        assert cached_peak("cpu", "fp32", 1, tmp_path, SIZE) is None
     again = get_peak("cpu", "fp32", 1, tmp_path, **FAST)
-    assert len(calls) == 2 and cached_peak("cpu", "fp32", 1, tmp_path) == again
+    assert len(calls) == 2 and cached_peak("cpu", "fp32", 1, tmp_path, SIZE) == again
     get_peak("cpu", "fp32", 1, tmp_path, remeasure=True, **FAST)
     assert len(calls) == 3
 

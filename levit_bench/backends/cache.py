@@ -1,16 +1,20 @@
 """The export cache: exported artifacts, keyed by everything that changes them, written atomically.
 
 Layout: ``<root>/<backend>/<model>-<key>/<artifact>`` plus ``meta.json`` holding the artifact's size
-and SHA-256.  An artifact is reused only when its meta matches; a corrupt or truncated file is
-removed and rebuilt.  Exports are written to a temporary name and renamed, so an interrupted export
-never leaves a file that is used later.
+and SHA-256.  An artifact is reused only when its meta matches (a corrupt or truncated file is
+removed and rebuilt), and one that matches but does not load is rebuilt once (:meth:`with_rebuild`).
+Exports are built in a locked ``.build-*`` folder and renamed into place; a folder whose lock is
+free was left by a killed build and is swept.  The runtimes' own caches (``<root>/inductor``,
+``<root>/openvino``) are listed and cleared as one item each.  A read-only cache is still read.
 
-The runtimes keep their own caches beside ours (``<root>/inductor``, ``<root>/openvino``); they are
-listed and cleared as one item each.
-
-A cache proves it is one before anything in it is deleted (``cache_marker.py``): ``list``, ``clear``
-and the prune ignore everything levit-bench did not write, so a mistyped ``--cache-dir ~`` deletes
-nothing.
+A cache proves it is one before anything in it is deleted: the root carries a ``CACHEDIR.TAG``
+naming levit-bench, written only into a new, empty or cache-shaped folder; an artifact folder counts
+only when its ``meta.json`` describes a file beside it, a runtime's folder only when it carries the
+marker written when it was handed out.  ``list``, ``clear`` and the prune ignore everything else,
+so a mistyped ``--cache-dir ~`` deletes nothing.  Each use touches ``meta.json`` (its modification
+time is the last use); after each build the least recently used items are removed until the cache
+is under ``max_bytes`` (5 GiB, ``$LEVIT_BENCH_CACHE_MAX_BYTES``), never one used since the cache
+object was created (by this run, or by another one running now).
 """
 from __future__ import annotations
 
@@ -19,39 +23,37 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 import torch
 from torch import nn
 
 from ..atomic import atomic_write_text
-from ..errors import UserError
-from .cache_marker import (KNOWN_TOPS, MARKER, RUNTIME_DIRS, RUNTIME_MARKER, artifact_meta, foreign_items,
-                           is_marked, mark, names_text)
+from ..errors import ExportError, UserError, first_line
+from .cache_files import (MAX_BYTES_ENV, RUNTIME_MARKER, BuildFolder, _artifact_meta, _error_text,
+                          _folder_stats, _names, _remove_artifact_folder, _touch, file_sha256, parse_size,
+                          only_builds, sweep_layout, sweep_stale_builds)
 
 #: bump when the way artifacts are produced changes, so old ones are not reused
 CACHE_FORMAT = 1
+#: folders under the root that belong to the runtimes' own caches (torch inductor, OpenVINO CACHE_DIR)
+RUNTIME_DIRS = ("inductor", "openvino")
+#: every top-level name a levit-bench cache holds (artifact folders per backend, runtime caches, peaks)
+KNOWN_TOPS = frozenset({"onnx", "torchscript", "onnxruntime-int8", "openvino-int8", "peak", *RUNTIME_DIRS})
+#: the root's marker: the Cache Directory Tagging Specification's file, with a line naming us
+MARKER = "CACHEDIR.TAG"
+MARKER_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+               "# This file is a cache directory tag created by levit-bench (its export cache).\n"
+               "# For information about cache directory tags, see https://bford.info/cachedir/\n")
 DEFAULT_MAX_BYTES = 5 * 1024**3
-MAX_BYTES_ENV = "LEVIT_BENCH_CACHE_MAX_BYTES"
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_size(text: str) -> int:
-    """``5368709120``, ``500M``, ``5G``, ``5GiB`` -> bytes (binary units); anything else is a UserError."""
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
-    number = t[: len(t) - len(unit)].strip()
-    try:
-        value = float(number) * _UNITS[unit]
-    except ValueError:
-        value = float("nan")
-    if not value >= 1 or value == float("inf"):
-        raise UserError(f"{MAX_BYTES_ENV}={text!r}: expected a size in bytes, e.g. 5368709120, 500M or 5G")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -64,31 +66,6 @@ class CachedArtifact:
     bytes: int
     last_used: float  # seconds since the epoch (meta.json's modification time: touched on every use)
     runtime: bool = False  # a runtime's own cache (inductor/, openvino/), counted as one item
-
-
-def _error_text(exc: OSError) -> str:
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
-def _folder_stats(folder: Path) -> tuple[int, float]:
-    """(bytes of every file under ``folder``, newest modification time of anything in it)."""
-    total, newest = 0, 0.0
-    try:
-        newest = folder.stat().st_mtime
-    except OSError:
-        return 0, 0.0
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in dirnames + filenames:
-            if name == RUNTIME_MARKER:
-                continue  # ours, written once: neither the runtime's bytes nor a use
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            newest = max(newest, st.st_mtime)
-            if name in filenames:
-                total += st.st_size
-    return total, newest
 
 
 def default_cache_root() -> Path:
@@ -109,14 +86,6 @@ def weights_hash(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class ExportCache:
     """Folder of exported artifacts; ``get_or_build`` is the only way in."""
 
@@ -125,6 +94,9 @@ class ExportCache:
         self._max_bytes = max_bytes
         # anything used after this moment (by this run or a concurrent one) is never pruned
         self._created = time.time()
+        self.read_only = False  # set by check(): a cache that cannot be written is still read
+        self._handed: list[tuple[Path, bool]] = []  # every artifact get_or_build returned, and whether reused
+        self.not_removed: list[tuple[Path, str]] = []  # what the last clear/prune could not remove, and why
 
     @property
     def max_bytes(self) -> int:
@@ -148,29 +120,51 @@ class ExportCache:
             raise UserError(f"{where} cannot be created: {_error_text(exc)}{hint}") from None
         foreign = self.foreign_items() if not self.is_marked() else []
         if foreign:
-            raise UserError(f"{where} is not a levit-bench cache: it holds {names_text(foreign)}, which levit-bench "
+            raise UserError(f"{where} is not a levit-bench cache: it holds {_names(foreign)}, which levit-bench "
                             f"did not write{hint} (a new or empty folder)")
         try:
             fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=self.root)
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            raise UserError(f"{where} is not writable: {_error_text(exc)}{hint}") from None
+            if not (self.is_marked() and self.entries()):  # nothing in it to use: refused
+                raise UserError(f"{where} is not writable: {_error_text(exc)}{hint}") from None
+            self.read_only = True  # what it holds is used; an export it lacks fails its entry, saying so
+            sys.stderr.write(f"levit-bench: warning: {where} is read-only ({_error_text(exc)}): the "
+                             f"{len(self.entries())} artifacts it holds are used, one it lacks cannot be built\n")
+            return
         self.mark()
         self.max_bytes  # noqa: B018 - a malformed $LEVIT_BENCH_CACHE_MAX_BYTES is said now, not mid-run
 
     # -----------------------------------------------------------------------------------------
-    # proving the folder is a cache (``cache_marker.py``)
+    # proving the folder is a cache
 
     def is_marked(self) -> bool:
         """Whether the root carries the tag levit-bench writes (and so may be listed and cleared)."""
-        return is_marked(self.root)
+        try:
+            return (self.root / MARKER).read_text(errors="replace").startswith(MARKER_TEXT.split("\n")[0]) and \
+                "levit-bench" in (self.root / MARKER).read_text(errors="replace")
+        except OSError:
+            return False
 
     def foreign_items(self) -> list[str]:
-        return foreign_items(self.root)
+        """Top-level names under the root that no levit-bench cache holds (empty: a new, empty or
+        levit-bench-shaped folder)."""
+        try:
+            names = sorted(p.name for p in self.root.iterdir())
+        except OSError:
+            return []
+        return [n for n in names if n not in KNOWN_TOPS and n != MARKER and not n.startswith(".")]
 
     def mark(self) -> None:
-        mark(self.root)
+        """Write the root's tag, if the folder is new, empty or already laid out as a cache."""
+        if self.is_marked() or self.foreign_items():
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.root / MARKER, MARKER_TEXT)
+        except OSError:
+            pass  # a read-only cache is still read; it is never cleared without its tag
 
     def runtime_dir(self, name: str) -> Path:
         """``<root>/<name>`` for a runtime's own cache (inductor, OpenVINO's CACHE_DIR), created with
@@ -206,9 +200,31 @@ class ExportCache:
                 return path
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        path.unlink(missing_ok=True)
-        meta_path.unlink(missing_ok=True)
+        for damaged in (meta_path, path):
+            try:
+                damaged.unlink(missing_ok=True)
+            except OSError:
+                pass  # a read-only cache: left, and built again elsewhere or refused below
         return None
+
+    def with_rebuild(self, make: Callable[[], T]) -> tuple[T, str | None]:
+        """``make()`` (a backend's prepare, which takes its artifacts from this cache), and when it
+        fails after being handed a cached artifact (reused, or removed meanwhile by a ``cache
+        clear``), once more with those artifacts discarded and built afresh: a cached file that
+        passes its checksum but does not load (truncated TorchScript, random bytes) costs a rebuild,
+        never every later run.  Returns (its result, a note saying what was rebuilt, or None)."""
+        mark = len(self._handed)
+        try:
+            return make(), None
+        except Exception as exc:  # noqa: BLE001 - retried once below, else raised as it was
+            stale = [p for p, reused in self._handed[mark:] if reused or not p.exists()]
+            if not stale or self.read_only or isinstance(exc, UserError):  # (a user error is no artifact's)
+                raise
+            for path in stale:
+                self.discard(path)
+            note = (f"the cached artifact {stale[0]} could not be used ({first_line(exc, 160)}): removed "
+                    "and built again")
+        return make(), note
 
     def get_or_build(
         self, folder: Path, filename: str, build: Callable[[Path], None], describe: Callable[[], dict] | None = None
@@ -217,10 +233,22 @@ class ExportCache:
         ``describe()``, called after it, adds facts to the artifact's meta.json."""
         found = self.lookup(folder, filename)
         if found is not None:
+            self._handed.append((found, True))
             return found, True
+        if self.read_only:
+            raise ExportError(f"the export cache {self.root} is read-only and does not hold "
+                              f"{folder.relative_to(self.root) / filename}; give a writable --cache-dir to build it")
         self.mark()
-        folder.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
+        for attempt in range(3):  # a concurrent `cache clear` may remove the folder between the two calls
+            folder.mkdir(parents=True, exist_ok=True)
+            sweep_stale_builds(folder)  # what killed builds left here
+            try:
+                build_folder = BuildFolder(folder)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        work = build_folder.path
         try:
             tmp = work / filename
             build(tmp)
@@ -230,7 +258,8 @@ class ExportCache:
                     **(describe() if describe else {})}
             atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, default=str))
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            build_folder.remove()
+        self._handed.append((final, False))
         try:
             self.prune(keep=[folder])
         except (OSError, UserError):
@@ -259,7 +288,7 @@ class ExportCache:
             except OSError:
                 continue
             for folder in folders:
-                meta = artifact_meta(folder)
+                meta = _artifact_meta(folder)
                 if meta is None:
                     continue  # not written by us: left alone
                 size, _ = _folder_stats(folder)
@@ -287,7 +316,8 @@ class ExportCache:
                     out.append(top)
                 continue
             try:
-                out += sorted(p for p in top.iterdir() if p not in listed and not p.name.startswith("."))
+                out += sorted(p for p in top.iterdir() if p not in listed and not p.name.startswith(".")
+                              and not only_builds(p))  # a build running now is not a foreign item
             except OSError:
                 continue
         return out
@@ -304,6 +334,13 @@ class ExportCache:
         included; returns (items removed, bytes freed)."""
         cutoff = None if older_than_s is None else time.time() - older_than_s
         return self._remove(a for a in self.entries() if cutoff is None or a.last_used < cutoff)
+
+    def sweep_builds(self) -> int:
+        """Remove the temporary build folders that killed exports left (their lock is free), in
+        every artifact folder of a tagged cache, and the artifact folders left empty; returns how many."""
+        if not self.is_marked():
+            return 0
+        return sum(sweep_layout(top) for top in self._tops() if top.name not in RUNTIME_DIRS)
 
     def prune(self, max_bytes: int | None = None, keep: Iterable[str | os.PathLike] = ()) -> tuple[int, int]:
         """Remove least recently used items until the cache holds at most ``max_bytes`` (default
@@ -327,13 +364,17 @@ class ExportCache:
 
     def _remove(self, items: Iterable[CachedArtifact]) -> tuple[int, int]:
         count = freed = 0
+        self.not_removed = []
         for a in items:
+            errors: list[str] = []
             if a.runtime:
-                shutil.rmtree(a.folder, ignore_errors=True)
+                shutil.rmtree(a.folder, onerror=lambda _f, _p, info: errors.append(_error_text(info[1])))
             else:
-                _remove_artifact_folder(a.folder)
-            if not a.folder.exists():
+                _remove_artifact_folder(a.folder, errors)
+            if not (a.folder / ("" if a.runtime else "meta.json")).exists():  # (its folder may hold a live build)
                 count, freed = count + 1, freed + a.bytes
+            elif errors:  # (a folder kept only by a concurrent build in it is not a failure)
+                self.not_removed.append((a.folder, errors[0]))
         return count, freed
 
     def discard(self, artifact: str | os.PathLike) -> bool:
@@ -357,35 +398,3 @@ class ExportCache:
         return _remove_artifact_folder(folder)
 
 
-def _touch(path: Path) -> None:
-    try:
-        os.utime(path)
-    except OSError:
-        pass  # a read-only cache can still be read
-
-
-def _remove_artifact_folder(folder: Path) -> bool:
-    """meta.json first (so no reader takes the artifact for complete), then the artifact files, then
-    the folder if nothing else is left (a concurrent build's temporary folder stays its owner's)."""
-    removed = False
-    for name in ["meta.json"] + sorted(os.listdir(folder) if folder.is_dir() else []):
-        path = folder / name
-        if name.startswith(".build-") or path.is_dir() and not path.is_symlink():
-            continue
-        try:
-            path.unlink()
-            removed = True
-        except OSError:  # gone already, or not ours to remove: the folder then stays
-            continue
-    for stale in folder.glob(".build-*"):
-        try:
-            if stale.is_dir() and time.time() - stale.stat().st_mtime > 24 * 3600:
-                shutil.rmtree(stale, ignore_errors=True)  # left by a killed build long ago
-        except OSError:
-            continue
-    try:
-        folder.rmdir()
-        removed = True
-    except OSError:
-        pass
-    return removed

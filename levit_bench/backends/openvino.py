@@ -249,7 +249,7 @@ def quantize_nncf(source: Path, calibration: Calibration, recipe: dict[str, Any]
     from ..quantize import quiet
 
     model = ov.Core().read_model(str(source))
-    dataset = nncf.Dataset(range(calibration.count), calibration.image)
+    dataset = nncf.Dataset(calibration.readable(), calibration.image)  # unreadable images skipped
     with quiet():
         quantized = nncf.quantize(
             model, dataset, preset=nncf.QuantizationPreset(recipe["preset"]), target_device=nncf.TargetDevice.CPU,

@@ -31,9 +31,14 @@ def cmd_cache(argv: Sequence[str]) -> int:
         raise UserError(f"{cache.root} is not a levit-bench cache (it has no {MARKER} written by levit-bench); "
                         "nothing was listed or removed")
     if args.action == "clear":
+        builds = cache.sweep_builds()  # first: what killed exports left is counted here, not inside an artifact's
         count, freed = cache.clear(args.older_than)
-        con.print(f"removed {count} cached artifacts, {_size(freed)}, from {cache.root}")
+        swept = f" and {builds} folder(s) left by killed exports" if builds else ""
+        con.print(f"removed {count} cached artifacts, {_size(freed)}{swept}, from {cache.root}")
         _say_unrecognised(con, cache)
+        if cache.not_removed:  # read-only, or not ours: said, and not a success
+            folder, why = cache.not_removed[0]
+            raise UserError(f"{len(cache.not_removed)} cached item(s) could not be removed, e.g. {folder}: {why}")
         return EXIT_OK
     from datetime import datetime
 

@@ -52,7 +52,7 @@ def comparison_markdown(result: gate.CompareResult, fail_above_pct: float | None
     """The comparison as a Markdown table (for CI job summaries and pull-request comments)."""
     lines = [f"Comparing `{result.new_source}` (new) against `{result.base_source}` (base).", "",
              md_table(headers(result), (cells(r, bool(result.normalize_by)) for r in result.rows)),
-             "", summary_line(result, fail_above_pct)]
+             "", summary_line(result, fail_above_pct)] + [f"\n**Warning**: {w}" for w in result.warnings]
     if result.not_compared:
         lines += ["", "Not compared:", ""] + [f"- {x}" for x in result.not_compared]
     return "\n".join(lines) + "\n"
@@ -94,6 +94,8 @@ def cmd_compare(argv: Sequence[str]) -> int:
     args = compare_parser().parse_args(argv)
     result = gate.compare_files(args.base, args.new, args.normalize_by, args.alpha)
     code = EXIT_REGRESSION if result.failed(args.fail_above) else EXIT_OK
+    for warning in result.warnings:
+        sys.stderr.write(f"levit-bench: warning: {warning}\n")
     if args.markdown:
         sys.stdout.write(comparison_markdown(result, args.fail_above))
         return code

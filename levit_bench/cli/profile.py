@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import render, sysinfo
+from ..atomic import target_problem
 from ..errors import UserError
 from ..results import ResultsWriter, RunRecord
 from .args import EXIT_OK, Parser, positive_int, seconds
@@ -62,6 +63,8 @@ def _check(args: argparse.Namespace, selection) -> None:
             raise UserError(f"cannot profile {backend}: {reason}")
     if args.png is not None and Path(args.png).is_dir():
         raise UserError(f"--png {args.png} is a folder; give a file name (e.g. {Path(args.png) / 'profile.png'})")
+    if args.png is not None and target_problem(args.png):  # before the profiling work, not after it
+        raise UserError(f"--png {args.png}: cannot be written: {target_problem(args.png)}")
 
 
 def cmd_profile(argv: Sequence[str]) -> int:
@@ -104,7 +107,10 @@ def cmd_profile(argv: Sequence[str]) -> int:
             out.print(f"[red]failed[/]: {p.label()}: {p.reason}")
     if args.png is not None:
         if any(p.ok for p in profiles):
-            out.print(f"chart: {plot_profiles(profiles, args.png)}")
+            try:
+                out.print(f"chart: {plot_profiles(profiles, args.png)}")
+            except OSError as exc:
+                raise UserError(f"--png {args.png}: cannot be written: {exc.strerror or exc}") from None
         else:
             err.print("[yellow]no entry was profiled: no chart written[/]")
     return EXIT_OK

@@ -70,7 +70,7 @@ def _peak(args) -> int:
     rows = []
     err = render.console(stderr=True)
     for n in threads:
-        cached = None if args.remeasure else peaks.cached_peak(args.device, precision, n, args.cache_dir)
+        cached = None if args.remeasure else peaks.cached_peak(args.device, precision, n, args.cache_dir, args.size)
         if cached is not None:
             rows.append((cached, True))
             continue
@@ -78,7 +78,7 @@ def _peak(args) -> int:
             err.print(f"measuring the peak: {args.device} {precision}, {n} thread{'s' if n > 1 else ''} …")
         fresh = peaks.measure_peak(args.device, precision, n, min_time=args.min_time or 2.0, size=args.size)
         try:
-            peaks.store_peak(fresh, args.cache_dir)
+            peaks.store_peak(fresh, args.cache_dir, args.size)
         except OSError as exc:
             sys.stderr.write(f"levit-bench: warning: the peak cannot be cached: {exc.strerror or exc} "
                              "(choose another place with --cache-dir or $LEVIT_BENCH_CACHE)\n")

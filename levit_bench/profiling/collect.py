@@ -1,10 +1,9 @@
 """Profile models × backends: prepare each as a run does, then time unprofiled and profiled blocks
 in interleaved rounds (``schedule.run_rounds``, as a run's entries and the peak are timed).
 
-Preparation is a run's: ``zoo.subject`` (the eager reference and the fused copy), then
-``prepare.prepare_runner`` with the run's ``Settings`` (the backend's ``prepare``, the same refusals,
-parity against eager fp32 on the seeded batch; a profiled twin session or compiled model is
-checked too), and warm-up.  Then, per round, one block of the
+Preparation is a run's: ``prepare.outcomes`` over the command's ``Selection`` (the model built
+once, the backend's ``prepare``, the same refusals, parity against eager fp32 on the seeded batch;
+a profiled twin session or compiled model is checked too), then warm-up.  Then, per round, one block of the
 run's own call and one block under the profiler, in the schedule's seeded random order: the profiled
 blocks give the op times, and both give the profiler's overhead on this machine, now.
 """

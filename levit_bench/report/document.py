@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..atomic import atomic_write_bytes, atomic_write_text
+from ..atomic import atomic_write_bytes, atomic_write_text, target_problem
 from ..errors import UserError
 from ..profiling import profiles_png
 from ..results import RunRecord
@@ -93,8 +93,10 @@ def write_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     """Load results files, build the report and write it (and its plot) atomically."""
     report_path, plot_path = report_paths(out)
     for target in (report_path, plot_path):
-        if target.is_dir():
+        if os.path.isdir(target):
             raise UserError(f"cannot write the report to {target}: it is a folder (nothing was written)")
+        if target_problem(target):
+            raise UserError(f"cannot write the report to {target}: {target_problem(target)} (nothing was written)")
     records = load_results(paths)
     text = None
     if analysis is not None:

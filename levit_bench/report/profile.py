@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import UserError
 from ..present import md_table
 from ..profiling import CATEGORIES, Profile
 from ..profiling.table import overhead_text
@@ -16,8 +17,16 @@ from .merge import Machine, command_of
 
 
 def machine_profiles(machine: Machine) -> list[Profile]:
-    """Every profile stored in the machine's files, in file order (newest last)."""
-    return [Profile.from_dict(d) for r in machine.records for d in r.profiles]
+    """Every profile stored in the machine's files, in file order (newest last); one that cannot be
+    read is a UserError naming its file (never a traceback from the report)."""
+    out = []
+    for r in machine.records:
+        for i, d in enumerate(r.profiles):
+            try:
+                out.append(Profile.from_dict(d))
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                raise UserError(f"{r.source}: profiles/{i} cannot be read: {exc}") from None
+    return out
 
 
 def profile_table(profiles: Sequence[Profile]) -> str:
