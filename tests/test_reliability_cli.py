@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from levit_bench import results
+from levit_bench import results, results_writer
 from levit_bench.cli import main
 from levit_bench.cli.front import output_path
 
@@ -58,13 +58,13 @@ def test_default_names_are_unique_per_process(tmp_path):
 
 def test_a_second_writer_to_the_same_file_is_refused(tmp_path):
     out = tmp_path / "r.json"
-    first = results.ResultsWriter(out).claim()
+    first = results_writer.ResultsWriter(out).claim()
     try:
         with pytest.raises(results.UserError, match="another levit-bench run is writing"):
-            results.ResultsWriter(out, replace=True).claim()
+            results_writer.ResultsWriter(out, replace=True).claim()
     finally:
         first.release()
-    results.ResultsWriter(out, replace=True).claim().release()  # free again once released
+    results_writer.ResultsWriter(out, replace=True).claim().release()  # free again once released
 
 
 # 3. write errors are one line, exit 2

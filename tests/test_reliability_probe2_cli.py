@@ -10,7 +10,8 @@ import torch
 
 from levit_bench import zoo
 from levit_bench.cli import main
-from levit_bench.results import ResultsWriter, RunRecord
+from levit_bench.results import RunRecord
+from levit_bench.results_writer import ResultsWriter
 
 
 def _err(capsys) -> str:

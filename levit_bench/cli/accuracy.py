@@ -19,7 +19,8 @@ from rich.table import Table
 from .. import render, sysinfo
 from ..accuracy_record import AccuracyRecord
 from ..errors import UserError
-from ..results import ResultsWriter, RunRecord, load
+from ..results import RunRecord, load
+from ..results_writer import ResultsWriter
 from ..spec import Status
 from .args import EXIT_INTERRUPTED, EXIT_OK, Parser, positive_int
 from .front import Shape, add_output, add_selection, output_path, resolve, selection_config

@@ -17,7 +17,8 @@ from pathlib import Path
 from .. import render, sysinfo
 from ..atomic import target_problem
 from ..errors import UserError
-from ..results import ResultsWriter, RunRecord
+from ..results import RunRecord
+from ..results_writer import ResultsWriter
 from .args import EXIT_OK, Parser, positive_int, seconds
 from .front import Shape, add_output, add_selection, resolve
 

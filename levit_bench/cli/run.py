@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from .. import __version__, paper, render, sysinfo
 from ..errors import UserError
-from ..results import ResultsWriter, RunRecord
+from ..results import RunRecord
+from ..results_writer import ResultsWriter
 from ..spec import EventKind
 from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser, percent, positive_int, seconds
 from .front import add_output, add_selection, output_path, resolve, selection_config
