@@ -27,7 +27,8 @@ from .errors import UserError, first_line
 from .harness import TimingOptions
 from .opcount import OpCount, count_ops
 from .peak import cached_peak, get_peak
-from .prepare import NotReady, Outcome, Ready, Subject, free, is_oom, outcomes
+from .errors import is_out_of_memory
+from .prepare import NotReady, Outcome, Ready, Subject, free, outcomes
 from .results import Entry
 from .runstate import run_state
 from .schedule import Schedule, Timed, rounds_for, run_rounds, warm
@@ -169,7 +170,7 @@ class _Run:
             raise
         except Exception as exc:  # noqa: BLE001 - runtime errors fail this entry only
             ready.runner.close()
-            oom = is_oom(exc)
+            oom = is_out_of_memory(exc)
             return NotReady(ready.identity, Status.FAILED, "out of memory" if oom else first_line(exc), ready.facts, oom)
         return _Pending(self.step, entry, ready.runner, timed, ready.identity.batch_size * ready.runner.batches_per_call)
 

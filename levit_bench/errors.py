@@ -41,6 +41,6 @@ OOM_WORDS = ("out of memory", "not enough memory", "can't allocate memory", "can
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocator saying no (MemoryError, or a runtime's error in its words)."""
-    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and
-                                            any(w in str(exc).lower() for w in OOM_WORDS))
+    """Whether ``exc`` is an allocator saying no (MemoryError, torch's OutOfMemoryError, or a runtime's
+    error in its words: ONNX Runtime's and OpenVINO's exceptions are not RuntimeErrors)."""
+    return isinstance(exc, MemoryError) or any(w in str(exc).lower() for w in OOM_WORDS)

@@ -20,7 +20,7 @@ import torch
 from . import zoo
 from .backends import BACKENDS, ExportCache
 from .backends.base import Runner
-from .errors import UserError, first_line
+from .errors import UserError, first_line, is_out_of_memory
 from .parity import compare_logits, parity_input
 from .results import ExportFacts
 from .spec import Identity, ModelId, Settings, Status
@@ -61,16 +61,6 @@ class NotReady:
 
 
 Outcome = Ready | NotReady
-
-#: how allocators say they are out of memory (torch's CPU allocator, CUDA, ONNX Runtime, OpenVINO)
-_OOM_WORDS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory",
-              "failed to allocate memory", "bad_alloc")
-
-
-def is_oom(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or any(w in text for w in _OOM_WORDS)
-
 
 class Subject:
     """One model built once for every step of it: the eager fp32 reference (on the device), the
@@ -130,7 +120,7 @@ class Subject:
         except Exception as exc:  # noqa: BLE001 - export/runtime errors fail this step only
             if runner is not None:
                 runner.close()
-            if is_oom(exc):
+            if is_out_of_memory(exc):
                 return NotReady(identity, Status.FAILED, "out of memory", facts, oom=True)
             return NotReady(identity, Status.FAILED, first_line(exc), facts)
         return Ready(identity, runner, x, facts)
