@@ -152,7 +152,6 @@ class _Run:
 
     def _prepare_model(self, name: str) -> None:
         plan = self.plan
-        self.notify(Event(EventKind.MODEL, name))
         img_size = zoo.input_size(name, plan.img_size)
         try:
             built = zoo.subject(name, weights=plan.weights, img_size=plan.img_size)

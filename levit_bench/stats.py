@@ -8,7 +8,7 @@ threshold ``torch.utils.benchmark`` warns at).
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
@@ -30,9 +30,6 @@ class Summary:
     latency_ms: dict[str, float]
     rel_iqr: float
     noisy: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def median_ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

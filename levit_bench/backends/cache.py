@@ -31,11 +31,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from ..atomic import atomic_write_text
 from ..errors import UserError
+from .cache_files import artifact_meta, remove_artifact_folder, touch
 
 #: bump when the way artifacts are produced changes, so old ones are not reused
 CACHE_FORMAT = 1
@@ -112,16 +110,6 @@ def default_cache_root() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "levit-bench"
-
-
-def weights_hash(model: nn.Module) -> str:
-    """SHA-256 over every tensor of the state dict (names, dtypes, shapes, bytes)."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
 
 
 def file_sha256(path: Path) -> str:
@@ -234,7 +222,7 @@ class ExportCache:
         try:
             meta = json.loads(meta_path.read_text())
             if path.stat().st_size == meta["size"] and file_sha256(path) == meta["sha256"]:
-                _touch(meta_path)  # its modification time is the artifact's last use
+                touch(meta_path)  # its modification time is the artifact's last use
                 return path
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -291,7 +279,7 @@ class ExportCache:
             except OSError:
                 continue
             for folder in folders:
-                meta = _artifact_meta(folder)
+                meta = artifact_meta(folder)
                 if meta is None:
                     continue  # not written by us: left alone
                 size, _ = _folder_stats(folder)
@@ -363,7 +351,7 @@ class ExportCache:
             if a.runtime:
                 shutil.rmtree(a.folder, ignore_errors=True)
             else:
-                _remove_artifact_folder(a.folder)
+                remove_artifact_folder(a.folder)
             if not a.folder.exists():
                 count, freed = count + 1, freed + a.bytes
         return count, freed
@@ -386,62 +374,9 @@ class ExportCache:
         folder = root / parts[0] / parts[1]
         if not folder.is_dir() or folder.is_symlink():
             return False
-        return _remove_artifact_folder(folder)
+        return remove_artifact_folder(folder)
 
 
 def _names(items: list[str], most: int = 3) -> str:
     shown = ", ".join(repr(n) for n in items[:most])
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
-
-
-def _artifact_meta(folder: Path) -> dict | None:
-    """The folder's ``meta.json`` if it is one the cache wrote: a size and SHA-256 that describe a
-    file in the folder (``file`` names it; files of older versions are found by their size)."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or not isinstance(meta.get("size"), int) or not isinstance(meta.get("sha256"), str) \
-            or not re.fullmatch(r"[0-9a-f]{64}", meta["sha256"]):
-        return None
-    names = [meta["file"]] if isinstance(meta.get("file"), str) else [
-        n for n in os.listdir(folder) if n != "meta.json" and not n.startswith(".")]
-    for name in names:
-        path = folder / name
-        if "/" not in name and path.is_file() and not path.is_symlink() and path.stat().st_size == meta["size"]:
-            return meta
-    return None
-
-
-def _touch(path: Path) -> None:
-    try:
-        os.utime(path)
-    except OSError:
-        pass  # a read-only cache can still be read
-
-
-def _remove_artifact_folder(folder: Path) -> bool:
-    """meta.json first (so no reader takes the artifact for complete), then the artifact files, then
-    the folder if nothing else is left (a concurrent build's temporary folder stays its owner's)."""
-    removed = False
-    for name in ["meta.json"] + sorted(os.listdir(folder) if folder.is_dir() else []):
-        path = folder / name
-        if name.startswith(".build-") or path.is_dir() and not path.is_symlink():
-            continue
-        try:
-            path.unlink()
-            removed = True
-        except OSError:  # gone already, or not ours to remove: the folder then stays
-            continue
-    for stale in folder.glob(".build-*"):
-        try:
-            if stale.is_dir() and time.time() - stale.stat().st_mtime > 24 * 3600:
-                shutil.rmtree(stale, ignore_errors=True)  # left by a killed build long ago
-        except OSError:
-            continue
-    try:
-        folder.rmdir()
-        removed = True
-    except OSError:
-        pass
-    return removed

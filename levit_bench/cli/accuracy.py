@@ -16,11 +16,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .. import render, sysinfo
+from .. import sysinfo
 from ..accuracy_record import AccuracyRecord
 from ..errors import UserError
 from ..results import ResultsWriter, RunRecord, load
 from ..spec import DEVICES, PRECISIONS, Settings, Status
+from . import render
 from .args import EXIT_INTERRUPTED, EXIT_OK, Parser, names, positive_int
 from .run import (add_runtime_options, check_device, check_models, options_of, output_path, resolve_backends,
                   resolve_models, resolve_precisions, resolve_threads)
@@ -66,7 +67,7 @@ def build_plan(args: argparse.Namespace):
     from .. import data
     from ..accuracy import AccuracyPlan
     from ..backends import ExportCache
-    from ..quantize import check_calibration
+    from ..backends.quantize import check_calibration
 
     check_device(args.device)
     models = resolve_models(args.model)

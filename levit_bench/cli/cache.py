@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import render
 from ..errors import UserError
+from . import render
 from .args import EXIT_OK, Parser, seconds
 
 

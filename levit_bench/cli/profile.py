@@ -14,10 +14,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import render, sysinfo
+from .. import sysinfo
 from ..errors import UserError
 from ..results import ResultsWriter, RunRecord
 from ..spec import DEVICES, PRECISIONS, Settings
+from . import render
 from .args import EXIT_OK, Parser, names, positive_int, seconds
 from .run import (DEFAULT_PRECISION, add_runtime_options, check_models, options_of, resolve_backends, resolve_models,
                   resolve_threads)

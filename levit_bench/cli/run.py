@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from .. import __version__, paper, render, sysinfo
+from .. import __version__, paper, sysinfo
 from ..errors import UserError
 from ..results import ResultsWriter, RunRecord
 from ..spec import DEVICES, PRECISIONS, EventKind, RuntimeOptions, Settings
+from . import render
 from .args import EXIT_INTERRUPTED, EXIT_OK, Parser, int_list, names, percent, positive_int, seconds
 
 DEFAULT_BATCHES = {"cpu": [1, 16, 64], "cuda": [256, 2048]}
@@ -192,9 +193,9 @@ def options_of(args: argparse.Namespace) -> RuntimeOptions:
 def build_plan(args: argparse.Namespace):
     """The Plan, every value checked (UserError before anything is measured)."""
     from ..backends import ExportCache
+    from ..backends.quantize import check_calibration
     from ..bench import Plan
     from ..harness import TimingOptions
-    from ..quantize import check_calibration
     from ..schedule import Schedule
 
     check_device(args.device)

@@ -6,8 +6,9 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .. import render, sysinfo
+from .. import sysinfo
 from ..spec import DEVICES, FLOAT_PRECISIONS
+from . import render
 from .args import EXIT_OK, Parser, positive_int, seconds
 
 
