@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import levit_bench as lb  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
-from levit_bench.backends.cache import weights_hash  # noqa: E402
+from levit_bench.models.weights import weights_hash  # noqa: E402
 from levit_bench.harness import TimingOptions  # noqa: E402
 from levit_bench.parity import compare_logits, parity_input  # noqa: E402
 from levit_bench.runstate import run_state  # noqa: E402

@@ -26,10 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import levit_bench as lb  # noqa: E402
-from levit_bench import render  # noqa: E402
 from levit_bench.backends import BACKENDS, ExportCache, Settings  # noqa: E402
 from levit_bench.selection import Selection  # noqa: E402
 from levit_bench.backends.onnxruntime import session_options  # noqa: E402
+from levit_bench.cli import render  # noqa: E402
 from levit_bench.profiling import profile_entries  # noqa: E402
 from levit_bench.profiling.table import categories_table, ops_table  # noqa: E402
 from levit_bench.runstate import run_state  # noqa: E402

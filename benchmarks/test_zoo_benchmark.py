@@ -26,7 +26,7 @@ import torch
 
 from levit_bench import zoo
 from levit_bench.backends import BACKENDS, ExportCache, Settings, default_backends
-from levit_bench.backends.cache import weights_hash
+from levit_bench.models.weights import weights_hash
 from levit_bench.parity import compare_logits, parity_input
 from levit_bench.runstate import run_state
 from levit_bench.spec import ModelId

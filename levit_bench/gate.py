@@ -90,11 +90,6 @@ class CompareResult:
 # ---------------------------------------------------------------------------------------------
 # samples, runtime options and the normalization reference
 
-def per_image_seconds(entry: Entry) -> np.ndarray:
-    """Per-call seconds divided by images per call: comparable across batch/request counts."""
-    return np.concatenate(entry.per_image_rounds())
-
-
 def parse_reference(text: str) -> tuple[str, str]:
     """``MODEL[/BACKEND]`` -> (model, backend); the backend defaults to ``torch``."""
     model, _, backend = text.strip().partition("/")
@@ -115,11 +110,6 @@ def reference_entry(record: RunRecord, reference: tuple[str, str], setting: Cond
         f"--normalize-by {model}/{backend}: {_source(record)} has no successful {model}/{backend} entry at "
         f"{Conditions(*setting).words()} to normalize by (measure it in the same run)"
     )
-
-
-def reference_speed(record: RunRecord, reference: tuple[str, str], setting: Conditions) -> float:
-    """Median images/s of the reference entry measured in ``record`` at ``setting``."""
-    return 1.0 / float(np.median(per_image_seconds(reference_entry(record, reference, setting))))
 
 
 def relative_rounds(entry: Entry, reference: Entry | None) -> list[np.ndarray]:

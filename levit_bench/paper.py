@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .sysinfo import is_arm
 from .zoo import Published
 
 
@@ -33,10 +34,6 @@ HEADLINE_PAIRS = (("levit_128s", "efficientnet_b0"), ("levit_192", "efficientnet
 
 #: the three systems of Table 3, as the ``list`` command titles them
 SYSTEMS_TITLE = "paper throughput: V100 GPU, Xeon 6138 1 thread, Graviton2"
-
-
-def is_arm(arch: str | None) -> bool:
-    return (arch or "").lower() in ("aarch64", "arm64")
 
 
 def protocol_flag_help() -> str:

@@ -23,14 +23,14 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "bf16": {"max_rel_diff": 1e-1, "min_cosine": 0.98, "resolvable": 1e-1, "min_top1": 0.5},
     "int8": {"max_rel_diff": 0.5, "min_cosine": 0.95, "resolvable": 1e-1, "min_top1": 0.0},
 }
-# int8 (static quantization, ``quantize.py``), from the six headline models with their seeded
+# int8 (static quantization, ``backends/quantize.py``), from the six headline models with their seeded
 # weights, both runtimes, batch 16, synthetic calibration: max_rel_diff 0.05-0.28, centered cosine
 # 0.990-0.996, top-1 agreement 0.75-1.0.  Calibrated on a folder of images but checked on the N(0, 1)
 # parity batch, max_rel_diff reaches 0.29 and the cosine drops to 0.977-0.987 (levit_128s and
 # efficientnet_b0, 16 generated photo-like JPEGs), hence 0.5 and 0.95.  What the gate is for sits
 # far below: ranges calibrated on inputs 10^4 too small (levit_128s, ONNX Runtime): cosine 0.75,
 # max diff 1.0; nncf's SmoothQuant on LeViT's zero-initialised projections: 0.59.  Not caught:
-# 8-bit weights saturating on a CPU without VNNI (0.967-0.977), which ``quantize.weights_7bit``
+# 8-bit weights saturating on a CPU without VNNI (0.967-0.977), which ``backends.quantize.weights_7bit``
 # prevents.  ``resolvable`` as bf16 (8-bit steps).
 # Top-1 is recorded but not gated (0): the seeded models' top logits are near-ties that int8 rounding
 # flips (OpenVINO, levit_128s, batch 2: 0 of 2 agree at cosine 0.994).  Trained weights have wide

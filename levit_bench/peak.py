@@ -24,7 +24,8 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import UserError, first_line
-from .spec import DEVICES, FLOAT_PRECISIONS
+from .runstate import torch_threads
+from .spec import DEVICES, DTYPES, FLOAT_PRECISIONS
 
 #: GEMM side per device: large enough to be compute bound with every core busy
 DEFAULT_SIZE = {"cpu": 2048, "cuda": 8192}
@@ -74,13 +75,6 @@ class Peak:
         return peak
 
 
-def efficiency(gmacs_per_s: float, peak: Peak) -> float:
-    """The fraction of the machine's peak an achieved rate is (0.25: a quarter of it)."""
-    if not (peak.gmacs_per_s > 0 and math.isfinite(peak.gmacs_per_s)):
-        raise ValueError(f"a peak must be a positive rate, got {peak.gmacs_per_s}")
-    return gmacs_per_s / peak.gmacs_per_s
-
-
 # ---------------------------------------------------------------------------------------------
 # the machine a peak belongs to
 
@@ -127,8 +121,6 @@ def _check(device: str, precision: str, threads: int) -> None:
 
 def _operands(device: str, precision: str, n: int):
     import torch
-
-    from .backends.base import DTYPES
 
     g = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=DTYPES[precision]) for _ in range(2))
@@ -212,9 +204,7 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
         raise UserError(f"min_time must be a positive number of seconds, got {min_time}")
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         _supported(device, precision)
         n = size or _choose_size(device, precision, sync)
         item = Timed(f"gemm {n}", _gemm_call(device, precision, n), sync, cuda)
@@ -222,8 +212,6 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
         with torch.inference_mode():
             warm(item, timing)
             run_rounds([item], timing, Schedule(rounds=None, seed=0))
-    finally:
-        torch.set_num_threads(old_threads)
     if item.error is not None or not item.samples:
         raise UserError(f"the peak GEMM failed on {device} {precision}: {item.error or 'no timed calls'}")
     macs = float(n) ** 3

@@ -30,7 +30,9 @@ def _env(name: str, value: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n``, restored on exit: the one place torch's thread count is
+    changed (``run_state`` uses it, and so does anything timed outside a run, like the peak)."""
     import torch
 
     old = torch.get_num_threads()
@@ -104,7 +106,7 @@ def run_state(threads: int, inductor_dir: str | os.PathLike,
     ``runtime_dir("inductor")``), no silent eager fallback in dynamo,
     warnings through ``show_warning`` (when given); all restored on exit."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_threads(threads))
+        stack.enter_context(torch_threads(threads))
         stack.enter_context(_env(INDUCTOR_CACHE_ENV, str(inductor_dir)))
         stack.enter_context(_dynamo_fails_on_fallback())
         stack.enter_context(_warnings_to(show_warning))

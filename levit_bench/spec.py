@@ -1,6 +1,6 @@
 """The vocabulary of *what was measured*: runtime options, settings, keys, statuses, events.
 
-Every layer above the backends (bench, results, gate, report, render, the CLI) names a measurement
+Every layer above the backends (bench, results, gate, report, the CLI and its tables) names a measurement
 with these types and nothing else, so "which setting" means one thing everywhere.
 
 Adding a runtime option is one edit here (a field of :class:`RuntimeOptions` with its
@@ -15,15 +15,19 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
+
 DEVICES = ("cpu", "cuda")
 #: precisions a torch tensor can be cast to (a GEMM peak, the torch backends)
 FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
-#: int8: post-training static quantization of the fp32 export (ONNX Runtime, OpenVINO; ``quantize.py``)
+#: int8: post-training static quantization of the fp32 export (ONNX Runtime, OpenVINO; ``backends/quantize.py``)
 PRECISIONS = FLOAT_PRECISIONS + ("int8",)
 BASELINE_BACKEND = "torch"
 #: the input size labels leave unsaid (ImageNet's); any other size is named in every label
 STANDARD_IMG_SIZE = 224
 TORCH_BACKENDS = frozenset({"torch", "torch-compile", "torchscript"})
+#: the torch dtype of each float precision (the torch backends cast to it, the peak's GEMM runs in it)
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class Status(str, enum.Enum):
@@ -40,7 +44,6 @@ class Status(str, enum.Enum):
 class EventKind(str, enum.Enum):
     """Progress notifications of a run (sent outside any timed region)."""
 
-    MODEL = "model"  # a model is being built
     STEP = "step"  # an entry is being prepared and timed
     ENTRY = "entry"  # an entry is finished (ok, failed or skipped)
     ROUND = "round"  # a round of timing (every prepared entry once) is done
@@ -289,8 +292,12 @@ class Identified:
 
 @dataclass(frozen=True)
 class ModelId:
-    """Which model a runner computes, passed to backends explicitly (export cache keys, notes)."""
+    """Which model a runner computes, passed to backends explicitly (export cache keys, notes), so
+    that no backend looks a model up in the zoo."""
 
     name: str
     img_size: int
     weights_hash: str | None  # None: the model could not be built
+    #: the zoo's family (levit, deit, efficientnet, graft, timm): backends choose per-family settings
+    #: by it (OpenVINO's int8 preset); empty when unknown (the runtime's generic settings)
+    family: str = ""

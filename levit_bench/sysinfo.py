@@ -87,6 +87,12 @@ def _cpu_info() -> dict[str, Any]:
         return {}
 
 
+def is_arm(arch: str | None) -> bool:
+    """Whether ``arch`` (``platform.machine()`` here, or a results file's ``arch``; None: unknown, so
+    not ARM) is 64-bit ARM: the default backends and the paper's reference hardware differ there."""
+    return (arch or "").lower() in ("aarch64", "arm64")
+
+
 def physical_cores() -> int:
     """Physical cores (the default thread count of a run)."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1

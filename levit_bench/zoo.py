@@ -20,6 +20,7 @@ from .models.checkpoints import load_checkpoint
 from .models.fold import fold_batchnorm
 from .models.graft import build_graft
 from .models.levit import LEVIT_CONFIGS, Levit, build_levit, fuse_levit
+from .models.weights import weights_hash
 from .spec import ModelId
 
 PAPER = "LeViT paper (Graham et al., ICCV 2021), Table 3 and official code"
@@ -211,20 +212,22 @@ class Subject:
 
 
 def subject(name: str, *, weights: str | None = None, img_size: int | None = None) -> Subject:
-    """Build ``name`` (seeded random weights unless ``weights``), fuse it, and name it."""
-    from .backends.cache import weights_hash
-
+    """Build ``name`` (seeded random weights unless ``weights``), fuse it, and name it (with its
+    family, so a backend never looks the model up)."""
     size = input_size(name, img_size)
     reference = create_model(name, weights=weights, img_size=img_size)
     fused = fuse(reference, img_size=size)
-    return Subject(reference, fused, ModelId(name, size, weights_hash(fused)))
+    return Subject(reference, fused, ModelId(name, size, weights_hash(fused), model_spec(name).family))
 
 
 def fuse(model: nn.Module, example: torch.Tensor | None = None, img_size: int | None = None) -> nn.Module:
-    """Inference-optimised copy (eval mode); the argument is not modified.
+    """Inference-optimised copy (eval mode), what every runtime is given; the argument is not modified.
 
-    LeViT: every BN folded, attention bias gathered once, heads merged.  Other models: each BN
-    folded into the convolution that feeds it (a real fold; never an identity stand-in).
+    LeViT: every BN folded, attention bias gathered once, heads merged.  Other models: the model's
+    own ``fuse()``/reparameterization first (timm's convention: timm's LeViT, RepVGG, MobileOne),
+    then each remaining BN folded into the Conv or Linear that feeds it (``models/fold.py``: a
+    real fold, never an identity stand-in).  ``example`` (else zeros at ``img_size``) is run once
+    to find which layer feeds which BN.
     """
     if isinstance(model, Levit):
         return fuse_levit(model)

@@ -136,7 +136,7 @@ def test_compare_refuses_emulated_files(capsys):
 def test_the_terminal_table_shows_parity_not_speed_under_emulation():
     from rich.console import Console
 
-    from levit_bench import render
+    from levit_bench.cli import render
     from levit_bench.results import load
 
     record = load(EMULATED)

@@ -14,7 +14,7 @@ from levit_bench.backends.openvino import native_precisions
 from levit_bench.selection import Selection
 from levit_bench.backends.base import Backend, Prepared, Runner
 from levit_bench.bench import Plan, execute
-from levit_bench.backends.cache import weights_hash
+from levit_bench.models.weights import weights_hash
 from levit_bench.harness import TimingOptions
 from levit_bench.runstate import run_state
 from levit_bench.spec import ModelId

@@ -117,7 +117,8 @@ def test_a_counter_that_does_not_advance_is_not_a_figure():
 def test_report_and_terminal_show_counted_macs_and_efficiency():
     from rich.console import Console
 
-    from levit_bench import render, report
+    from levit_bench import report
+    from levit_bench.cli import render
 
     from .test_gate import make_record, ok_entry
 

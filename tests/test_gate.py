@@ -216,8 +216,8 @@ def test_normalization_uses_the_reference_median_of_the_same_setting():
     samples = 0.01 * rng.lognormal(0, 0.02, 20)
     run = make_record([ok_entry("levit_128s", "torch", 1, samples), ok_entry("deit_tiny", "torch", 1, samples * 2),
                        ok_entry("levit_128s", "torch", 4, samples * 2), ok_entry("deit_tiny", "torch", 4, samples * 2)])
-    speed = gate.reference_speed(run, ("levit_128s", "torch"), Conditions("cpu", "fp32", 4, 2))
-    assert speed == pytest.approx(4 / float(np.median(samples * 2)))
+    ref = gate.reference_entry(run, ("levit_128s", "torch"), Conditions("cpu", "fp32", 4, 2))
+    assert (ref.model, ref.batch_size) == ("levit_128s", 4)  # measured at the setting asked, not batch 1
     result = gate.compare_runs(run, run, normalize_by="levit_128s/torch")
     rel = {r.key.conditions.batch_size: r.base_relative for r in result.rows if r.base.model == "deit_tiny"}
     assert rel[1] == pytest.approx(0.5, rel=1e-6)  # twice the reference's time per call at batch 1
@@ -339,7 +339,7 @@ def test_parse_reference():
         gate.parse_reference("/torch")
 
 
-def test_per_image_seconds_divides_by_images_per_call():
+def test_relative_rounds_divide_by_images_per_call():
     e = ok_entry("levit_128s", "openvino", 4, np.array([0.08, 0.08, 0.08]))
     e.images_per_call = 16  # e.g. OpenVINO async: 4 requests of batch 4 per call
-    assert gate.per_image_seconds(e) == pytest.approx([0.005] * 3)
+    assert np.concatenate(gate.relative_rounds(e, None)) == pytest.approx([0.005] * 3)

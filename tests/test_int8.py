@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from levit_bench import quantize
-from levit_bench.backends import BACKENDS, ExportCache
+from levit_bench.backends import BACKENDS, ExportCache, quantize
 from levit_bench.cli import main
 from levit_bench.parity import TOLERANCES, compare_logits
 from levit_bench.report.int8 import int8_rows, int8_section
@@ -37,6 +36,14 @@ def write_images(folder: Path, seeds: range, size: int = 48) -> Path:
 
 
 # ---- vocabulary and calibration sets (fast) ---------------------------------------------------
+
+def test_the_nncf_preset_follows_the_family_the_model_id_carries():
+    from levit_bench.backends.openvino import int8_recipe
+
+    assert int8_recipe("levit", 64)["preset"] == int8_recipe("deit", 64)["preset"] == "mixed"
+    assert int8_recipe("efficientnet", 64)["preset"] == int8_recipe("", 64)["preset"] == "performance"
+    assert int8_recipe("levit", 64)["subset"] == 64
+
 
 def test_int8_is_a_precision_only_onnxruntime_and_openvino_run():
     for name in ("torch", "torch-compile", "torchscript"):

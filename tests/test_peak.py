@@ -11,7 +11,7 @@ import torch
 from levit_bench import peak
 from levit_bench.cli import main
 from levit_bench.errors import UserError
-from levit_bench.peak import Peak, cached_peak, efficiency, get_peak, measure_peak
+from levit_bench.peak import Peak, cached_peak, get_peak, measure_peak
 
 FAST = {"min_time": 0.05, "size": 32}
 CLI_FAST = ["--size", "32", "--min-time", "0.05"]
@@ -22,13 +22,6 @@ def _peak(**changes) -> Peak:
     fields = dict(gmacs_per_s=100.0, low=90.0, high=110.0, device="cpu", precision="fp32", threads=1, size=2048,
                   measured_at="2026-01-01T00:00:00+00:00", machine=peak.machine_fingerprint("cpu"))
     return Peak(**{**fields, **changes})
-
-
-def test_efficiency_is_the_fraction_of_the_peak():
-    assert efficiency(25.0, _peak()) == pytest.approx(0.25)
-    assert efficiency(150.0, _peak()) == pytest.approx(1.5)
-    with pytest.raises(ValueError):
-        efficiency(1.0, _peak(gmacs_per_s=0.0))
 
 
 def test_a_peak_survives_its_dict_and_refuses_nonsense():

@@ -182,7 +182,7 @@ def test_oversubscribed_threads_are_warned_about(tmp_path, capsys):
 # 16. random weights are seeded per model: a second run finds its exports in the cache
 
 def test_random_weights_are_the_same_in_every_process():
-    code = ("import levit_bench as lb; from levit_bench.backends.cache import weights_hash; "
+    code = ("import levit_bench as lb; from levit_bench.models.weights import weights_hash; "
             "print(weights_hash(lb.create_model('efficientnet_b0')))")
     hashes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
               for _ in range(2)}

@@ -25,9 +25,10 @@ from levit_bench import results, stats
 from levit_bench.backends import Settings
 from levit_bench.backends import openvino as ov_backend
 from levit_bench.backends import torchscript as ts_backend
-from levit_bench.backends.cache import DEFAULT_MAX_BYTES, CachedArtifact, ExportCache, weights_hash
+from levit_bench.backends.cache import DEFAULT_MAX_BYTES, CachedArtifact, ExportCache
 from levit_bench.errors import CheckpointError, UserError
 from levit_bench.models.checkpoints import read_state_dict
+from levit_bench.models.weights import weights_hash
 from levit_bench.spec import ModelId
 
 REPO = Path(__file__).resolve().parent.parent

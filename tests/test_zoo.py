@@ -60,3 +60,10 @@ def test_efficientnet_fold_keeps_activations():
     fused = lb.fuse(lb.create_model("efficientnet_b0"))
     acts = [m for m in fused.modules() if isinstance(m, torch.nn.SiLU)]
     assert len(acts) >= 40
+
+
+def test_a_subject_names_its_family_for_the_backends():
+    """Backends choose per-family settings (OpenVINO's int8 preset) from ModelId, not from the zoo."""
+    from levit_bench.zoo import subject
+
+    assert subject("levit_128s", img_size=64).model_id.family == "levit"

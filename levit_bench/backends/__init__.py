@@ -1,8 +1,11 @@
 """Runtimes behind one interface (see ``base.py``); one module per runtime."""
 from __future__ import annotations
 
+import platform
+
 from ..spec import Settings
-from .base import Backend, Prepared, Runner, is_arm
+from ..sysinfo import is_arm
+from .base import Backend, Prepared, Runner
 from .cache import ExportCache, default_cache_root
 from .onnxruntime import OnnxRuntimeBackend
 from .openvino import OpenVinoBackend
@@ -23,7 +26,7 @@ def default_backends(device: str) -> list[str]:
         if OnnxRuntimeBackend().unavailable_reason(Settings(device="cuda")) is None:
             names.append("onnxruntime")
         return names
-    if is_arm():
+    if is_arm(platform.machine()):
         return ["torchscript", "onnxruntime", "torch"]
     return ["torch", "torchscript", "onnxruntime", "openvino"]
 

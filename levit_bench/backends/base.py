@@ -6,7 +6,6 @@ timed loop.  Parity checks call the runner with a tensor and get float32 logits 
 """
 from __future__ import annotations
 
-import platform
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,6 @@ from torch import nn
 
 from ..spec import ModelId, Settings
 from .cache import ExportCache
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -102,8 +99,4 @@ def missing_package(module: str, pip_name: str) -> str | None:
     except ImportError:
         return f"{module} is not installed (pip install {pip_name})"
     return None
-
-
-def is_arm() -> bool:
-    return platform.machine().lower() in ("aarch64", "arm64")
 

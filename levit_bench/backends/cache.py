@@ -33,8 +33,6 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-import torch
-from torch import nn
 
 from ..atomic import atomic_write_text
 from ..errors import ExportError, UserError, first_line
@@ -74,16 +72,6 @@ def default_cache_root() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "levit-bench"
-
-
-def weights_hash(model: nn.Module) -> str:
-    """SHA-256 over every tensor of the state dict (names, dtypes, shapes, bytes)."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
 
 
 class ExportCache:

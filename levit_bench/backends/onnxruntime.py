@@ -9,7 +9,7 @@ in QDQ format, uint8 activations (asymmetric, per tensor: x86's u8×s8 instructi
 (symmetric, per channel), MinMax ranges, 7-bit weights (``reduce_range``) on x86 CPUs without VNNI
 as ONNX Runtime's documentation advises against saturating 16-bit sums (measured on this AVX2 EPYC,
 levit_128s: centered cosine to fp32 0.996 with it, 0.977 without).  The calibration set and cache
-are ``quantize.py``'s.  ORT fuses QDQ groups into integer kernels when it optimizes the session;
+are ``backends/quantize.py``'s.  ORT fuses QDQ groups into integer kernels when it optimizes the session;
 how many Conv/MatMul/Gemm it fused is counted once (on the optimized graph) and noted, and an
 artifact with none is a failed export, not an "int8" figure computed in fp32.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +29,7 @@ from ..spec import ModelId, Settings
 from .base import Backend, Prepared, Runner, missing_package
 from .cache import ExportCache
 from .onnx_export import export_onnx
-
-if TYPE_CHECKING:
-    from ..quantize import Calibration
+from .quantize import Calibration, cached_quantization, calibration_for, quiet, recipe_text, weights_7bit
 
 #: kernels that compute in integers (after ORT fuses DequantizeLinear -> op -> QuantizeLinear)
 INTEGER_KERNELS = frozenset({"QLinearConv", "QLinearMatMul", "QGemm", "MatMulInteger", "ConvInteger",
@@ -108,8 +106,6 @@ class OnnxRuntimeBackend(Backend):
     def _quantized(self, source: Path, model_id: ModelId, settings: Settings,
                    cache: ExportCache) -> tuple[Path, bool, float, list[str]]:
         """(int8 artifact, reused, seconds quantizing, notes) for the fp32 export at ``source``."""
-        from ..quantize import calibration_for, cached_quantization, recipe_text
-
         calibration = calibration_for(model_id, settings.options.calibration)
         recipe = int8_recipe()
         art = cached_quantization(cache, self.name, model_id, source, calibration, recipe, self.versions(),
@@ -122,8 +118,6 @@ class OnnxRuntimeBackend(Backend):
 
 def int8_recipe() -> dict[str, Any]:
     """The quantization settings (they go into the cache key and the entry's notes)."""
-    from ..quantize import weights_7bit
-
     return {"format": "QDQ", "activations": "uint8 asymmetric per tensor", "weights": "int8 symmetric per channel",
             "weight bits": 7 if weights_7bit() else 8, "ranges": "MinMax"}
 
@@ -135,8 +129,6 @@ def quantize_qdq(source: Path, calibration: Calibration, recipe: dict[str, Any],
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
-
-    from ..quantize import quiet
 
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
 

@@ -20,21 +20,18 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import zoo
 from ..errors import ExportError
 from ..spec import ModelId, Settings
 from .base import Backend, Prepared, Runner, missing_package
 from .cache import ExportCache
 from .onnx_export import export_onnx
-
-if TYPE_CHECKING:
-    from ..quantize import Calibration
+from .quantize import Calibration, cached_quantization, calibration_for, quiet, recipe_text, weights_7bit
 
 #: the precision hint: int8 models run their unquantized layers in f32 (never bf16 unasked)
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
@@ -217,10 +214,8 @@ class OpenVinoBackend(Backend):
     def _quantized(self, source: Path, model_id: ModelId, settings: Settings,
                    cache: ExportCache) -> tuple[Path, bool, float, list[str]]:
         """(packed int8 IR, reused, seconds quantizing, notes) for the fp32 export at ``source``."""
-        from ..quantize import cached_quantization, calibration_for, recipe_text
-
         calibration = calibration_for(model_id, settings.options.calibration)
-        recipe = int8_recipe(model_id.name, calibration.count)
+        recipe = int8_recipe(model_id.family, calibration.count)
         art = cached_quantization(cache, self.name, model_id, source, calibration, recipe, self.nncf_versions(),
                                   "model.zip", lambda tmp: quantize_nncf(source, calibration, recipe, tmp))
         return art.path, art.reused, art.seconds, [f"int8: nncf.quantize, {recipe_text(recipe)}", calibration.note()]
@@ -231,11 +226,9 @@ class OpenVinoBackend(Backend):
         return {**self.versions(), "nncf": nncf.__version__}
 
 
-def int8_recipe(model: str, subset: int) -> dict[str, Any]:
-    """nncf's settings for ``model`` (they go into the cache key and the entry's notes)."""
-    from ..quantize import weights_7bit
-
-    family = zoo.model_spec(model).family if not model.startswith("timm:") else "timm"
+def int8_recipe(family: str, subset: int) -> dict[str, Any]:
+    """nncf's settings for a model of ``family`` (``ModelId.family``; they go into the cache key and
+    the entry's notes)."""
     return {"preset": NNCF_PRESET.get(family, "performance"), "model_type": "none", "target device": "CPU",
             "overflow fix": "enable" if weights_7bit() else "first_layer_only", "subset": subset}
 
@@ -245,8 +238,6 @@ def quantize_nncf(source: Path, calibration: Calibration, recipe: dict[str, Any]
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-
-    from ..quantize import quiet
 
     model = ov.Core().read_model(str(source))
     dataset = nncf.Dataset(calibration.readable(), calibration.image)  # unreadable images skipped

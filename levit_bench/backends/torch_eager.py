@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..spec import ModelId, Settings
-from .base import DTYPES, Backend, Prepared, Runner
+from ..spec import DTYPES, ModelId, Settings
+from .base import Backend, Prepared, Runner
 from .cache import ExportCache
 
 

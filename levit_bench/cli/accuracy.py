@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .. import render, sysinfo
+from .. import sysinfo
 from ..accuracy_record import AccuracyRecord
 from ..errors import UserError
 from ..results import RunRecord, load
@@ -24,6 +24,7 @@ from ..results_writer import ResultsWriter
 from ..spec import Status
 from .args import EXIT_INTERRUPTED, EXIT_OK, Parser, positive_int
 from .front import Shape, add_output, add_selection, output_path, resolve, selection_config
+from . import render
 
 DEFAULT_BATCH = 32
 

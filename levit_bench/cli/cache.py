@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import render
 from ..errors import UserError
+from . import render
+from .front import add_cache_dir
 from .args import EXIT_OK, Parser, seconds
 
 
@@ -19,7 +20,7 @@ def _size(n: int) -> str:
 def cmd_cache(argv: Sequence[str]) -> int:
     p = Parser(prog="levit-bench cache", description="The export cache: list what it holds, or clear it.")
     p.add_argument("action", choices=["list", "clear"])
-    p.add_argument("--cache-dir", default=None, help="default: $LEVIT_BENCH_CACHE or ~/.cache/levit-bench")
+    add_cache_dir(p)
     p.add_argument("--older-than", type=seconds("--older-than", True, maximum=float("inf")), default=None,
                    metavar="SECONDS", help="clear: only artifacts not used for this long")
     args = p.parse_args(argv)

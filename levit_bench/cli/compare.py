@@ -4,8 +4,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from .. import gate, render
+from .. import gate
 from ..present import fmt_ips, fmt_p, md_table
+from . import render
 from .args import EXIT_OK, EXIT_REGRESSION, Parser, percent, probability
 
 VERDICT_STYLE = {gate.FASTER: "green", gate.SLOWER: "red", gate.UNCHANGED: "dim", gate.REFERENCE: "cyan"}

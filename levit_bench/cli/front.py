@@ -54,7 +54,7 @@ def add_selection(p: argparse.ArgumentParser, shape: Shape = Shape()) -> None:
     batches = ",".join(map(str, shape.batch_sizes)) if shape.batch_sizes else \
         "; ".join(f"{d} {','.join(map(str, b))}" for d, b in DEFAULT_BATCHES.items())
     g = p.add_argument_group("what to measure")
-    g.add_argument("--device", choices=DEVICES, default="cpu")
+    add_device(g)
     g.add_argument("--model", action="append", type=names("--model"), default=None,
                    help=f"model names or globs (repeatable, comma lists; default {DEFAULT_MODEL}): "
                    "levit_256, 'levit_*', timm:resnet50")
@@ -63,12 +63,9 @@ def add_selection(p: argparse.ArgumentParser, shape: Shape = Shape()) -> None:
     g.add_argument("--batch-size", action="append", type=int_list("--batch-size"), default=None,
                    help=f"images per call ({'repeatable, comma lists; ' if shape.many_batches else 'one; '}"
                    f"default {batches})")
-    g.add_argument("--precision", action="append", type=names("--precision"), default=None,
-                   help=f"{', '.join(PRECISIONS)}"
-                   + ("; a comma list measures each, timed in the same rounds" if shape.many_precisions else "; one")
-                   + " (default " + ", ".join(f"{v} on {d}" for d, v in DEFAULT_PRECISION.items()) + ")")
-    g.add_argument("--threads", type=positive_int("--threads"), default=None,
-                   help="threads for torch, ONNX Runtime and OpenVINO (default: physical cores)")
+    add_precision(g, f"{', '.join(PRECISIONS)}"
+                  + ("; a comma list measures each, timed in the same rounds" if shape.many_precisions else "; one"))
+    add_threads(g, "threads for torch, ONNX Runtime and OpenVINO (default: physical cores)")
     for name, default, info in RuntimeOptions.declared():  # nothing to add here by hand
         shown = f" (default {default})" if info.choices and default is not None and not info.device_defaults else ""
         if info.metavar is not None:
@@ -80,7 +77,31 @@ def add_selection(p: argparse.ArgumentParser, shape: Shape = Shape()) -> None:
     g.add_argument("--weights", default=None, help="local checkpoint file (.pth, .pt, .safetensors; default: "
                    "seeded random weights)")
     g.add_argument("--img-size", type=positive_int("--img-size"), default=None, help="input resolution override")
-    g.add_argument("--cache-dir", default=None, help=CACHE_HELP)
+    add_cache_dir(g)
+
+
+# the flags other commands share with the selection (sysinfo --peak, cache), declared here only
+
+
+def add_device(g: argparse._ActionsContainer, help: str | None = None) -> None:
+    g.add_argument("--device", choices=DEVICES, default="cpu", help=help)
+
+
+def add_precision(g: argparse._ActionsContainer, help: str, choices: tuple[str, ...] | None = None) -> None:
+    """``--precision``: repeatable comma lists (resolved by :func:`resolve_precisions`), or one of
+    ``choices``."""
+    default = " (default " + ", ".join(f"{v} on {d}" for d, v in DEFAULT_PRECISION.items()) + ")"
+    how = {"action": "append", "type": names("--precision")} if choices is None else {"choices": choices}
+    g.add_argument("--precision", default=None, help=help + default, **how)
+
+
+def add_threads(g: argparse._ActionsContainer, help: str, many: bool = False) -> None:
+    g.add_argument("--threads", type=positive_int("--threads"), action="append" if many else "store", default=None,
+                   help=help)
+
+
+def add_cache_dir(g: argparse._ActionsContainer, help: str = CACHE_HELP) -> None:
+    g.add_argument("--cache-dir", default=None, help=help)
 
 
 def add_output(p: argparse.ArgumentParser, out_default: str | None, out_help: str, quiet_help: str) -> None:
@@ -111,7 +132,7 @@ def resolve(args: argparse.Namespace, shape: Shape = Shape()) -> Selection:
         precisions, batches, threads = [protocol.precision], [protocol.batch_size], protocol.threads or threads
         given["half_mode"] = protocol.half_mode
     options = RuntimeOptions.for_device(args.device, given)
-    from ..quantize import check_calibration
+    from ..backends.quantize import check_calibration
 
     check_calibration(options.calibration, "int8" if "int8" in precisions else precisions[0])
     check_weights(args.weights)

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from .. import paper, render, zoo
+from .. import paper, zoo
 from ..errors import first_line
+from . import render
 from .args import EXIT_OK, Parser
 
 

@@ -14,13 +14,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import render, sysinfo
+from .. import sysinfo
 from ..atomic import target_problem
 from ..errors import UserError
 from ..results import RunRecord
 from ..results_writer import ResultsWriter
 from .args import EXIT_OK, Parser, positive_int, seconds
 from .front import Shape, add_output, add_selection, resolve
+from . import render
 
 DEFAULT_BACKENDS = ("torch", "onnxruntime", "openvino")
 DEFAULT_BATCH = 16

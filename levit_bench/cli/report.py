@@ -4,8 +4,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from .. import render
 from ..report import write_report
+from . import render
 from .args import EXIT_OK, Parser
 
 

@@ -7,13 +7,14 @@ import secrets
 import sys
 from collections.abc import Sequence
 
-from .. import __version__, paper, render, sysinfo
+from .. import __version__, paper, sysinfo
 from ..errors import UserError
 from ..results import RunRecord
 from ..results_writer import ResultsWriter
 from ..spec import EventKind
 from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser, percent, positive_int, seconds
 from .front import add_output, add_selection, output_path, resolve, selection_config
+from . import render
 
 DEFAULT_MAX_TIME_S = 600.0
 #: more rounds than this is a typo, not a plan (each round visits every entry with its re-warm)

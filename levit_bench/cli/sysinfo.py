@@ -6,9 +6,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .. import render, sysinfo
-from ..spec import DEVICES, FLOAT_PRECISIONS
+from .. import sysinfo
+from ..spec import FLOAT_PRECISIONS
+from . import render
 from .args import EXIT_OK, Parser, positive_int, seconds
+from .front import add_cache_dir, add_device, add_precision, add_threads
 
 
 def cmd_sysinfo(argv: Sequence[str]) -> int:
@@ -18,18 +20,15 @@ def cmd_sysinfo(argv: Sequence[str]) -> int:
                    help="the machine's peak GMAC/s (a large dense GEMM through torch, timed like any entry); "
                    "cached per machine, measured when not cached")
     p.add_argument("--remeasure", action="store_true", help="--peak: measure again even when cached")
-    p.add_argument("--device", choices=DEVICES, default="cpu", help="--peak: device (default cpu)")
-    p.add_argument("--precision", choices=FLOAT_PRECISIONS, default=None,
-                   help="--peak: precision (default fp32 on cpu, fp16 on cuda: a run's default)")
-    p.add_argument("--threads", type=positive_int("--threads"), action="append", default=None,
-                   help="--peak: torch threads (repeatable; default 1 and the physical cores, "
-                   "the threads a run uses by default)")
+    add_device(p, "--peak: device (default cpu)")
+    add_precision(p, "--peak: precision, a run's default", FLOAT_PRECISIONS)
+    add_threads(p, "--peak: torch threads (repeatable; default 1 and the physical cores, the threads a run uses "
+                "by default)", many=True)
     p.add_argument("--size", type=positive_int("--size"), default=None,
                    help="--peak: GEMM side n (default 2048 on cpu, 8192 on cuda; smaller for a slow precision)")
     p.add_argument("--min-time", type=seconds("--min-time", False), default=None,
                    help="--peak: timed seconds per measurement (default 2)")
-    p.add_argument("--cache-dir", default=None,
-                   help="--peak: cache (default: $LEVIT_BENCH_CACHE or ~/.cache/levit-bench)")
+    add_cache_dir(p, "--peak: cache (default: $LEVIT_BENCH_CACHE or ~/.cache/levit-bench)")
     args = p.parse_args(argv)
     peak_only = [flag for flag, given in (("--remeasure", args.remeasure), ("--precision", args.precision),
                                           ("--threads", args.threads), ("--size", args.size),

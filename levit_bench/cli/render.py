@@ -1,4 +1,5 @@
-"""Terminal output with rich: the results table, progress, consoles."""
+"""Terminal output with rich: the results table, progress, consoles (the commands' shared printer;
+number formats shared with the report are ``present.py``'s)."""
 from __future__ import annotations
 
 import os
@@ -8,9 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .present import Baselines, fmt_efficiency, fmt_ratio, most_efficient, spread_pct
-from .results import Entry
-from .spec import BASELINE_BACKEND, Status
+from ..present import Baselines, fmt_efficiency, fmt_ratio, most_efficient, spread_pct
+from ..results import Entry
+from ..spec import BASELINE_BACKEND, Status
 
 
 def console(stderr: bool = False, quiet: bool = False) -> Console:

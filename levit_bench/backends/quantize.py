@@ -1,6 +1,6 @@
 """INT8 post-training quantization of the fp32 export: the calibration set and the artifact cache.
 
-Both runtimes quantize the same fused fp32 ONNX export (``backends/onnx_export.py``): ONNX Runtime
+Both runtimes quantize the same fused fp32 ONNX export (``onnx_export.py``): ONNX Runtime
 with ``onnxruntime.quantization.quantize_static`` (QDQ), OpenVINO with ``nncf.quantize``; each
 backend holds its recipe, this module what they share.
 
@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends.cache import ExportCache, file_sha256
-from .errors import UserError
-from .spec import ModelId
+from .. import data
+from ..errors import UserError
+from ..spec import ModelId
+from .cache import ExportCache, file_sha256
 
 #: synthetic calibration inputs: seeded, so an artifact is the same on every machine and run.  64:
 #: min/max ranges of N(0, 1) inputs settle well before that (128 gave no better parity on the six
@@ -115,8 +116,6 @@ class Calibration:
                 yield self._load(tuple(self.paths[i] for i in chosen))
 
     def _load(self, paths: tuple[Path, ...]) -> np.ndarray:
-        from . import data
-
         x = data.load_batch(paths, _transform(self.model, self.img_size))
         if tuple(x.shape[1:]) != (3, self.img_size, self.img_size):
             raise UserError(f"{self.model}'s eval transform gives {tuple(x.shape[1:])} images, not "
@@ -126,8 +125,6 @@ class Calibration:
 
 @functools.lru_cache(maxsize=8)
 def _transform(model: str, img_size: int) -> Callable:
-    from . import data
-
     return data.eval_transform(model, img_size)
 
 
@@ -137,8 +134,6 @@ def calibration_for(model_id: ModelId, folder: str | None) -> Calibration:
     if folder is None:
         return Calibration(model_id.name, model_id.img_size,
                            f"synthetic-normal-v1-n{SYNTHETIC_IMAGES}-seed{SYNTHETIC_SEED}-{model_id.img_size}px")
-    from . import data
-
     found = data.find_images(Path(folder))
     paths = tuple(data.spread(found, FOLDER_LIMIT))
     return Calibration(model_id.name, model_id.img_size, data.files_fingerprint(paths), paths,
@@ -152,8 +147,6 @@ def check_calibration(folder: str | None, precision: str) -> None:
         return
     if precision != "int8":
         raise UserError(f"--calibration calibrates int8 quantization; this run is {precision} (add --precision int8)")
-    from . import data
-
     data.find_images(Path(folder))
 
 
