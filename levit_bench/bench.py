@@ -164,7 +164,7 @@ class _Run:
             timed = Timed(entry.label(), ready.runner.bind(ready.x), ready.runner.synchronize,
                           self.device.type == "cuda")
             with torch.inference_mode():
-                warm(timed, self.plan.timing)
+                warm(timed, self.plan.timing, ready.first_call_s)
         except KeyboardInterrupt:
             ready.runner.close()
             raise

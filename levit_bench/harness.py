@@ -43,15 +43,19 @@ def _nothing() -> None:
     return None
 
 
-def warm_up(call: Call, options: TimingOptions, synchronize: Callable[[], None] | None = None) -> Warmup:
+def warm_up(call: Call, options: TimingOptions, synchronize: Callable[[], None] | None = None,
+            first_call_s: float | None = None) -> Warmup:
     """The first call (timed alone: it may compile or allocate), then warm-up calls until
     ``warmup_s`` is spent and ``warmup_calls`` are made; a call longer than ``warmup_s`` warms up
-    alone (three 3-second calls would cost 9 s for no better state)."""
+    alone (three 3-second calls would cost 9 s for no better state).  ``first_call_s``: the first
+    call was made already (the parity check's), and took this long."""
     sync = synchronize or _nothing
-    t0 = time.perf_counter()
-    call()
-    sync()
-    first = time.perf_counter() - t0
+    if first_call_s is None:
+        t0 = time.perf_counter()
+        call()
+        sync()
+        first_call_s = time.perf_counter() - t0
+    first = first_call_s
     n, start = 0, time.perf_counter()
     while n < options.max_calls:
         call()

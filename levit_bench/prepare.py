@@ -10,6 +10,7 @@ pass the same checks, and each outcome is a typed value, never an out-parameter.
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class Ready:
     runner: Runner
     x: torch.Tensor
     facts: ExportFacts
+    first_call_s: float | None = None  # the parity check's call: the runner's first
 
     status = Status.OK
 
@@ -105,7 +107,10 @@ class Subject:
                 return NotReady(identity, Status.SKIPPED,
                                 f"{backend.name} computes in {executed} here, not {settings.precision} as asked "
                                 "(no such units on this CPU): not measured, so no figure is labelled wrongly", facts)
-            parity = compare_logits(runner(x), ref, settings.precision)
+            start = time.perf_counter()
+            logits = runner(x)  # the runner's first call: it doubles as the first call of the warm-up
+            first_call_s = time.perf_counter() - start
+            parity = compare_logits(logits, ref, settings.precision)
             facts.parity = parity.to_dict()
             if not parity.ok:
                 runner.close()
@@ -123,7 +128,7 @@ class Subject:
             if is_out_of_memory(exc):
                 return NotReady(identity, Status.FAILED, "out of memory", facts, oom=True)
             return NotReady(identity, Status.FAILED, first_line(exc), facts)
-        return Ready(identity, runner, x, facts)
+        return Ready(identity, runner, x, facts, first_call_s)
 
 
 def build(name: str, plan: Plan, device: str) -> Subject | str:

@@ -111,9 +111,10 @@ def calls_per_round(per_call_s: float, timing: TimingOptions, rounds: int) -> in
     return max(1, min(max(by_time, by_count), max(1, timing.max_calls // rounds)))
 
 
-def warm(item: Timed, timing: TimingOptions) -> None:
-    """Warm ``item`` up once, before any round (its per-call time sizes its blocks)."""
-    item.warm = warm_up(item.call, timing, item.synchronize)
+def warm(item: Timed, timing: TimingOptions, first_call_s: float | None = None) -> None:
+    """Warm ``item`` up once, before any round (its per-call time sizes its blocks); ``first_call_s``
+    when its first call was made already (a run's parity check)."""
+    item.warm = warm_up(item.call, timing, item.synchronize, first_call_s)
 
 
 def rounds_for(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule) -> int:

@@ -128,3 +128,15 @@ def test_cuda_torch_entries_of_earlier_files_are_read_as_sdpa(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(data))
     assert load(path).results[0].runtime_options.attention == "sdpa"
+
+
+def test_the_parity_call_is_the_runners_first_call(monkeypatch):
+    """Issue 20 item 8: a run does not make a second 'first call': the parity check's is counted."""
+    from levit_bench.harness import TimingOptions, warm_up
+
+    calls = []
+    warm = warm_up(lambda: calls.append(1), TimingOptions(warmup_s=0.0, warmup_calls=2), first_call_s=0.5)
+    assert warm.first_call_s == 0.5 and len(calls) == warm.calls >= 1  # the warm-up calls only
+    calls.clear()
+    warm = warm_up(lambda: calls.append(1), TimingOptions(warmup_s=0.0, warmup_calls=2))
+    assert len(calls) == warm.calls + 1  # without one: a first call of its own, then the warm-up
