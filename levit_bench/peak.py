@@ -133,7 +133,7 @@ def _fits_in_memory(device: str, precision: str, n: int) -> None:
     import psutil
     import torch
 
-    from .backends.base import DTYPES
+    from .spec import DTYPES
 
     itemsize = torch.empty(0, dtype=DTYPES[precision]).element_size()
     need = n * n * (3 * itemsize + 4)

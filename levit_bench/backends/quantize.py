@@ -89,8 +89,6 @@ class Calibration:
         the entry's failure; none readable is a UserError."""
         if self.synthetic:
             return list(range(self.count))
-        from . import data
-
         _x, kept, skipped = data.load_readable(self.paths, lambda _img: torch.zeros(0))
         self.skipped[:] = skipped
         if not kept:
