@@ -371,7 +371,7 @@ def test_d24_a_clear_while_a_run_prepares_means_a_rebuild(tmp_path):
 def test_d28_an_unreadable_calibration_image_is_skipped(tmp_path):
     from PIL import Image
 
-    from levit_bench.quantize import Calibration
+    from levit_bench.backends.quantize import Calibration
 
     Image.new("RGB", (64, 64), (10, 200, 30)).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"not a png")
