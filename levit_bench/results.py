@@ -158,7 +158,13 @@ class Entry(Identified):
         self.macs, self.params = macs, params
         if macs and self.ok:
             self.gmacs_per_s = macs * self.images_per_second / 1e9
-            if peak_gmacs_per_s:
+            if peak_gmacs_per_s and self.gmacs_per_s > peak_gmacs_per_s:
+                # a model cannot outrun the machine's dense GEMM: the cached peak is not the machine's
+                # (measured while it was loaded, say), and no share of it is shown
+                self.notes.append(f"reached {self.gmacs_per_s:.1f} GMAC/s, above the cached GEMM peak "
+                                  f"{peak_gmacs_per_s:.1f}: that peak is not this machine's (measured under load?), "
+                                  "so no share of it is given; `levit-bench sysinfo --peak --remeasure` measures it again")
+            elif peak_gmacs_per_s:
                 self.peak_gmacs_per_s = peak_gmacs_per_s
                 self.efficiency = self.gmacs_per_s / peak_gmacs_per_s
 

@@ -140,3 +140,16 @@ def test_the_parity_call_is_the_runners_first_call(monkeypatch):
     calls.clear()
     warm = warm_up(lambda: calls.append(1), TimingOptions(warmup_s=0.0, warmup_calls=2))
     assert len(calls) == warm.calls + 1  # without one: a first call of its own, then the warm-up
+
+
+
+def test_an_entry_faster_than_the_cached_peak_gets_no_share_of_it():
+    """A peak cached while the machine was loaded (seen this round: 5.0 GMAC/s) made a later run show
+    '217%' of it: a model cannot outrun the dense GEMM, so such a peak is refused, with the reason."""
+    entry = Entry(Identity("levit_256", "openvino", "cpu", "fp32", 2, 16, 224), "ok", images_per_second=20.0)
+    entry.explain(1_126_000_000, 18_000_000, peak_gmacs_per_s=5.0)
+    assert entry.gmacs_per_s > 5.0 and entry.efficiency is None and entry.peak_gmacs_per_s is None
+    assert any("above the cached GEMM peak" in n for n in entry.notes)
+    fine = Entry(Identity("levit_256", "openvino", "cpu", "fp32", 2, 16, 224), "ok", images_per_second=20.0)
+    fine.explain(1_126_000_000, 18_000_000, peak_gmacs_per_s=48.0)
+    assert fine.efficiency == pytest.approx(fine.gmacs_per_s / 48.0)
