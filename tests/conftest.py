@@ -1,13 +1,41 @@
-"""Shared fixtures: randomized weights that expose wiring errors, small seeded inputs."""
+"""Shared fixtures: randomized weights that expose wiring errors, small seeded inputs, one export
+cache for the whole test run, a clock that moves only when told."""
 from __future__ import annotations
 
+import gc
 import os
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
 
-import pytest
-import torch
-
+# OpenMP threads that sleep at a barrier instead of spinning: on a loaded machine a spinning thread
+# waits for a sibling that is not running, and a 2-thread levit_128s forward took 1.9 s instead of
+# 70 ms (measured on the 2-core VM beside other test runs).  Read when torch loads libgomp, so set
+# before the first ``import torch``; inherited by every command the tests start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("LEVIT_BENCH_NO_PROGRESS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_collection_finish(session) -> None:
+    """Move what collection imported and built (torch, timm, the runtimes: millions of objects) out
+    of the garbage collector's sight once, so the collections made while tests run (each run's
+    ``gc.collect``, Python's own) do not walk it again and again."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """The same for what the tests built, so the interpreter's exit does not walk it either (5 s of
+    the fast tier's wall time on the 2-core VM)."""
+    gc.freeze()
 
 
 def randomize_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -42,7 +70,94 @@ def centered_rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((centered(out) - c_ref).abs().max() / c_ref.abs().max()).item()
 
 
+def seeded_images() -> torch.Tensor:
+    """Four different seeded float64 images at 224 (the same ones on every call)."""
+    return torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
 @pytest.fixture
 def images() -> torch.Tensor:
-    """Four different seeded float64 images at 224."""
-    return torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return seeded_images()
+
+
+@pytest.fixture(scope="session")
+def export_cache(tmp_path_factory) -> Path:
+    """One export cache for the whole test run, filled lazily: levit_128s's ONNX export, its
+    TorchScript traces, int8 artifacts, OpenVINO's compiled blobs and the GEMM peak are built by the
+    first test that needs them and found by the others.  The cache key holds the model, weights hash,
+    shape, precision and library versions, so what a test reuses is what it would have built.  A
+    test that must see a fresh export, or damages an artifact, uses a cache of its own."""
+    return tmp_path_factory.mktemp("export-cache")
+
+
+@pytest.fixture
+def cache_args(export_cache) -> list[str]:
+    """``--cache-dir`` of the shared export cache, for the command line."""
+    return ["--cache-dir", str(export_cache)]
+
+
+class FakeClock:
+    """``time.perf_counter`` that moves only when a test moves it: timing logic is checked on exact
+    durations, whatever the machine's speed or load.  Starts at 0 and moves by powers of two in the
+    tests, so the arithmetic is exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock(monkeypatch) -> FakeClock:
+    clock = FakeClock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    return clock
+
+
+
+ROUND_DONE = re.compile(r"timing: round ([1-9][0-9]*) of [0-9]+")  # the progress display, a round complete
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+GUARD_S = 900  # only so that a hung child cannot hang the suite; no wait depends on the machine's speed
+
+
+def signal_after_a_round(cmd: list[str], sig: int) -> tuple[int, str]:
+    """Run ``cmd`` (a levit-bench command line) in a child process, send it ``sig`` once its progress
+    display (forced on, as on a terminal) shows a completed round, and return its exit code and stderr.
+
+    An event, not a guess at how long rounds take on this machine; the deadlines only guard against a
+    hang.  A child, not this process: a signal sent to pytest itself while the runtimes' thread pools
+    ran crashed the test process (exit 139) on a loaded CI runner."""
+    env = {**os.environ, "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "TERM": "xterm", "COLUMNS": "200"}
+    env.pop("LEVIT_BENCH_NO_PROGRESS", None)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    text = {"out": "", "err": ""}
+    round_done = threading.Event()
+
+    def read(name: str, stream) -> None:  # noqa: ANN001 - a pipe
+        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+            text[name] += ANSI.sub("", chunk.decode(errors="replace"))
+            if ROUND_DONE.search(text[name][-8192:]):
+                round_done.set()
+        round_done.set()  # the stream ended: the run is over (told apart below)
+
+    readers = [threading.Thread(target=read, args=(n, s), daemon=True)
+               for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    for r in readers:
+        r.start()
+    try:
+        assert round_done.wait(GUARD_S), f"no round completed within {GUARD_S} s: {text}"
+        if proc.poll() is not None or not ROUND_DONE.search(text["out"] + text["err"]):
+            pytest.fail(f"the run ended (exit {proc.wait()}) before a round was shown complete: {text}")
+        proc.send_signal(sig)
+        proc.wait(timeout=GUARD_S)
+        for r in readers:
+            r.join(GUARD_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, text["err"]

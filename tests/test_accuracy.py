@@ -91,21 +91,16 @@ def checkpoint(dataset, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def cache_args(tmp_path_factory):
-    return ["--cache-dir", str(tmp_path_factory.mktemp("accuracy-cache"))]
-
-
 def run_accuracy(*argv: str) -> int:
     return main(["accuracy", "--model", MODEL, "--threads", "2", *argv])
 
 
 @pytest.fixture(scope="module")
-def eager_run(dataset, checkpoint, cache_args, tmp_path_factory) -> dict:
+def eager_run(dataset, checkpoint, export_cache, tmp_path_factory) -> dict:
     """One evaluation, eager torch fp32, written to a new results file."""
     out = tmp_path_factory.mktemp("out") / "accuracy.json"
     code = run_accuracy("--data", str(dataset), "--weights", str(checkpoint), "--backend", "torch",
-                        "--precision", "fp32", "--batch-size", "4", "--out", str(out), *cache_args)
+                        "--precision", "fp32", "--batch-size", "4", "--out", str(out), "--cache-dir", str(export_cache))
     assert code == 0
     return {"path": out, "doc": json.loads(out.read_text())}
 
@@ -201,6 +196,7 @@ def test_int8_and_fp32_exports_agree_on_most_images(dataset, checkpoint, cache_a
     assert int8.agreement >= 0.8 and fp32.agreement == 1.0
 
 
+@pytest.mark.slow  # a second evaluation (the first, eager_run, is in the fast tier)
 def test_out_adds_records_to_an_existing_results_file(dataset, checkpoint, cache_args, tmp_path, capsys):
     out = tmp_path / "r.json"
     timing = make_record([ok_entry(MODEL, "torch", 4, [0.01] * 5)])

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import builtins
+import functools
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,21 +41,74 @@ def cache(tmp_path_factory) -> ExportCache:
 
 @pytest.fixture(scope="module")
 def models():
-    """name -> (reference, fused, input, reference logits), with randomized norms."""
-    out = {}
-    for name in MODELS:
+    """name -> (reference, fused, input, reference logits), with randomized norms; each model built
+    once, when a test first asks for it (so a test of levit_128s alone builds no other)."""
+
+    @functools.cache
+    def build(name: str):
         ref = randomize_norms(lb.create_model(name))
         fused = lb.fuse(ref)
         x = parity_input(BATCH, lb.model_spec(name).img_size)
         with torch.no_grad():
-            out[name] = (ref, fused, x, ref(x))
-    return out
+            return ref, fused, x, ref(x)
+
+    return build
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("name", MODELS)
+def _matrix():
+    """Every zoo model on every CPU backend; all but eager levit_128s export or trace a real model
+    (tens of seconds each on 2 cores), so they are slow, and the fast tier has the small model below."""
+    for name in MODELS:
+        for backend in CPU_BACKENDS:
+            slow = () if (name, backend) == ("levit_128s", "torch") else pytest.mark.slow
+            yield pytest.param(name, backend, marks=slow, id=f"{name}-{backend}")
+
+
+def _small_model() -> torch.nn.Module:
+    """Conv, BatchNorm, activation, pooling, linear: every exporter's path, exported in a second."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.Hardswish(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    return randomize_norms(model).eval()
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory) -> ExportCache:
+    """The small model's cache: ONNX Runtime and OpenVINO share its one ONNX export, as in a run."""
+    return ExportCache(tmp_path_factory.mktemp("small-model-cache"))
+
+
+@pytest.mark.parametrize("backend", [b if b != "openvino" else pytest.param(b, marks=pytest.mark.slow)
+                                     for b in CPU_BACKENDS])  # OpenVINO's fast checks: test_reliability_runtime
+def test_each_backend_prepares_a_small_model_passes_parity_and_reuses_cache(backend, small_cache, monkeypatch):
+    """The matrix below on a model small enough for the fast tier: the same checks, every backend."""
+    ref = _small_model()
+    fused = lb.fuse(ref, img_size=32)
+    x = parity_input(BATCH, 32)
+    with torch.no_grad():
+        want = ref(x)
+    mid = ModelId("small", 32, weights_hash(fused))
+    settings, cache = Settings(threads=2), small_cache
+    first = BACKENDS[backend].prepare(fused, mid, x, settings, cache)
+    assert compare_logits(first.runner(x), want, "fp32").ok
+    first.runner.bind(x)()
+    if backend == "torch":
+        return
+    assert first.artifact and Path(first.artifact).is_file()
+
+    def no_export(*_a, **_k):
+        raise AssertionError("exported again although the cache holds the artifact")
+
+    monkeypatch.setattr(onnx_export, "_export", no_export)
+    monkeypatch.setattr(torch.jit, "trace", no_export)
+    second = BACKENDS[backend].prepare(fused, mid, x, settings, cache)
+    assert second.reused and second.export_s == 0.0 and second.artifact == first.artifact
+    assert compare_logits(second.runner(x), want, "fp32").ok
+
+
+@pytest.mark.parametrize("name, backend", _matrix())
 def test_prepares_passes_parity_and_reuses_cache(name, backend, models, cache, monkeypatch):
-    _, fused, x, want = models[name]
+    _, fused, x, want = models(name)
     settings = Settings(threads=2)
     first = BACKENDS[backend].prepare(fused, model_id(name, fused), x, settings, cache)
     result = compare_logits(first.runner(x), want, "fp32")
@@ -73,22 +128,37 @@ def test_prepares_passes_parity_and_reuses_cache(name, backend, models, cache, m
     assert compare_logits(second.runner(x), want, "fp32").ok
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnxruntime", "torchscript"])
-def test_corrupt_artifact_is_rebuilt(backend, models, tmp_path):
-    _, fused, x, want = models["levit_128s"]
-    cache = ExportCache(tmp_path)
+def test_corrupt_artifact_is_rebuilt(backend, models, cache, tmp_path, monkeypatch):
+    """A cache of its own holding a copy of the module cache's artifact (exported there once), which
+    is then truncated: the next prepare must notice and build it again.  TorchScript traces again;
+    the ONNX rebuild goes through the exporter's entry point, which writes the bytes the real export
+    wrote (the exporter itself is checked by the matrix above; here, the cache)."""
+    _, fused, x, want = models("levit_128s")
     settings = Settings(threads=2)
-    artifact = Path(BACKENDS[backend].prepare(fused, model_id("levit_128s", fused), x, settings, cache).artifact)
+    shared = Path(BACKENDS[backend].prepare(fused, model_id("levit_128s", fused), x, settings, cache).artifact)
+    own = ExportCache(tmp_path)
+    copy = own.root / shared.parent.relative_to(cache.root)
+    shutil.copytree(shared.parent, copy)
+    first = BACKENDS[backend].prepare(fused, model_id("levit_128s", fused), x, settings, own)
+    artifact = Path(first.artifact)
+    assert first.reused and artifact.parent == copy
     data = artifact.read_bytes()
     artifact.write_bytes(data[: len(data) // 2])  # truncated, as by an interrupted copy
-    again = BACKENDS[backend].prepare(fused, model_id("levit_128s", fused), x, settings, cache)
+    exports = []
+    if backend == "onnxruntime":
+        monkeypatch.setattr(onnx_export, "_export", lambda model, example, path: (
+            exports.append(model), Path(path).write_bytes(data), "the export above, again")[-1])
+    again = BACKENDS[backend].prepare(fused, model_id("levit_128s", fused), x, settings, own)
     assert not again.reused
+    assert exports == ([fused] if backend == "onnxruntime" else [])
     assert Path(again.artifact).read_bytes() == data or Path(again.artifact).stat().st_size > len(data) // 2
     assert compare_logits(again.runner(x), want, "fp32").ok
 
 
 def test_interrupted_export_leaves_nothing_used(tmp_path, models, monkeypatch):
-    _, fused, x, _ = models["levit_128s"]
+    _, fused, x, _ = models("levit_128s")
     cache = ExportCache(tmp_path)
 
     def broken(model, example, path):
@@ -101,13 +171,31 @@ def test_interrupted_export_leaves_nothing_used(tmp_path, models, monkeypatch):
     assert not list(tmp_path.rglob("model.onnx"))
 
 
-def test_cache_key_changes_with_weights(models, tmp_path):
-    _, fused, x, _ = models["levit_128s"]
+def _identity_onnx(path: Path) -> None:
+    """A valid ONNX file (input to logits, nothing between): what the cache stores, without an export."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "identity",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, 224, 224])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.OPSET)]), str(path))
+
+
+def test_cache_key_changes_with_weights(models, tmp_path, monkeypatch):
+    """The key is under test, not the exporter: ``_export`` writes a stand-in ONNX file."""
+    _, fused, x, _ = models("levit_128s")
+    exported = []
+    monkeypatch.setattr(onnx_export, "_export", lambda model, example, path: (exported.append(model),
+                                                                              _identity_onnx(path), "stand-in")[-1])
     cache = ExportCache(tmp_path)
     a = onnx_export.export_onnx(fused, model_id("levit_128s", fused), x, cache)[0]
     changed = lb.fuse(randomize_norms(lb.create_model("levit_128s"), seed=5))
     b = onnx_export.export_onnx(changed, model_id("levit_128s", changed), x, cache)[0]
     assert a != b
+    again, reused = onnx_export.export_onnx(fused, model_id("levit_128s", fused), x, cache)[:2]
+    assert again == a and reused  # the same weights: the same key
+    assert exported == [fused, changed]
 
 
 def test_cache_root_from_environment(monkeypatch, tmp_path):
@@ -115,6 +203,7 @@ def test_cache_root_from_environment(monkeypatch, tmp_path):
     assert ExportCache().root == tmp_path / "c"
 
 
+@pytest.mark.slow  # a whole run of levit_128s (build, fold, parity, timing)
 def test_missing_package_is_skipped_with_reason(monkeypatch, tmp_path):
     real_import = builtins.__import__
 
@@ -168,6 +257,7 @@ class _ExplodingBackend(Backend):
         raise RuntimeError("exporter said no\nand a long second line")
 
 
+@pytest.mark.slow  # a whole run of levit_128s (build, fold, parity, timing)
 def test_export_failure_gives_first_line(monkeypatch, tmp_path):
     monkeypatch.setitem(BACKENDS, "exploding", _ExplodingBackend())
     plan = Plan(Selection(("levit_128s",), ("exploding", "torch",), (1,), ("fp32",), Settings(threads=1), cache_dir=str(tmp_path)), FAST)
@@ -180,7 +270,7 @@ def test_export_failure_gives_first_line(monkeypatch, tmp_path):
                     reason="this CPU has no bf16 units: OpenVINO computes bf16 requests in f32, so there is nothing to catch")
 def test_bf16_is_caught_by_fp32_parity(models, cache):
     """OpenVINO computing in bf16 where f32 was asked would be caught: the bf16 result fails fp32 tolerances."""
-    _, fused, x, want = models["levit_128s"]
+    _, fused, x, want = models("levit_128s")
     bf16 = BACKENDS["openvino"].prepare(fused, model_id("levit_128s", fused), x, Settings(threads=2, precision="bf16"), cache)
     out = bf16.runner(x)
     assert compare_logits(out, want, "bf16").ok
@@ -199,7 +289,7 @@ def test_torch_compile_cpu_compiles_once(models, cache):
     """Parity and the timed call reuse the graph compiled in prepare.  A recompile per model used
     to exhaust dynamo's per-code recompile limit, after which later models of a family silently ran
     eager while labelled torch-compile (the first H100 paper run, docs/performance.md)."""
-    _, fused, x, want = models["levit_128s"]
+    _, fused, x, want = models("levit_128s")
     # channels_last makes the runner convert the input into a new tensor (as .to("cuda") does),
     # which is where an inference tensor and a normal one used to differ
     settings = Settings(threads=2).with_options(channels_last=True)
@@ -228,6 +318,6 @@ def _check_compiles_once(fused, x, want, settings, cache):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_torch_cuda(models, cache, precision):
-    _, fused, x, want = models["levit_128s"]
+    _, fused, x, want = models("levit_128s")
     prepared = BACKENDS["torch"].prepare(fused, model_id("levit_128s", fused), x, Settings(device="cuda", precision=precision), cache)
     assert compare_logits(prepared.runner(x), want, precision).ok

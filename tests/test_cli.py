@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import jsonschema
 import pytest
@@ -19,14 +19,13 @@ from levit_bench.backends.base import Backend
 from levit_bench.backends.torch_eager import TorchBackend
 from levit_bench.cli import main
 
-FAST = ["--min-time", "0.05", "--warmup", "0", "--min-calls", "3"]
+from .conftest import signal_after_a_round
+
+FAST = ["--min-time", "0.05", "--warmup", "0", "--min-calls", "3", "--rounds", "2"]
+# cache_args (conftest): the session's shared export cache
 
 
-@pytest.fixture
-def cache_args(tmp_path_factory):
-    return ["--cache-dir", str(tmp_path_factory.getbasetemp() / "cli-cache")]
-
-
+@pytest.mark.slow  # an ONNX export (shared with the other tests through the export cache)
 def test_run_prints_table_and_writes_valid_json(tmp_path, capsys, cache_args):
     out = tmp_path / "r.json"
     code = main(["--device", "cpu", "--model", "levit_128s", "--backend", "torch,onnxruntime",
@@ -121,38 +120,21 @@ def test_list_and_sysinfo(capsys):
     assert info["logical_cores"] >= 1 and "torch" in info["versions"]
 
 
+@pytest.mark.slow
 def test_sigint_keeps_finished_entries(tmp_path, cache_args):
     """Ctrl-C during the timed rounds: exit 130, every prepared entry kept with the rounds it
     completed (complete: false), no traceback.
 
-    The signal goes only once the run says its rounds have started (and a moment later), and the
-    rounds are long by construction, so neither a slow nor a fast machine can end the run first."""
+    The run's progress display is forced on (``FORCE_COLOR``, as on a terminal) and the signal goes
+    when it shows a completed round, so every entry has timed at least one block: an event, not a
+    guess at how long rounds take on this machine.  60 rounds of about 4 s each (one second per entry)
+    leave minutes for the signal to arrive, so the run cannot end first either."""
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "levit_bench.cli", "--model", "levit_128s", "--backend", "torch",
-           "--batch-size", "1,2,3,4", "--rounds", "60", "--min-time", "30", "--warmup", "0", "--threads", "1",
+           "--batch-size", "1,2,3,4", "--rounds", "60", "--min-time", "60", "--warmup", "0", "--threads", "1",
            "--out", str(out), *cache_args]
-    env = {**os.environ, "LEVIT_BENCH_NO_PROGRESS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 300
-        while not any("interleaved rounds" in line for line in lines):
-            if proc.poll() is not None:
-                pytest.fail(f"the run ended (exit {proc.returncode}) before its rounds started: {''.join(lines)}")
-            assert time.monotonic() < deadline, "the rounds did not start within 300 s"
-            time.sleep(0.05)
-        time.sleep(3.0)  # a few rounds of the 60
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-        reader.join(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    err = "".join(lines)
-    assert proc.returncode == 130, err
+    code, err = signal_after_a_round(cmd, signal.SIGINT)
+    assert code == 130, err
     data = json.loads(out.read_text())
     assert data["complete"] is False and [e["batch_size"] for e in data["results"]] == [1, 2, 3, 4]
     for e in data["results"]:

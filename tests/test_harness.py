@@ -1,5 +1,6 @@
 """The timing path everything timed goes through: ``harness.warm_up`` once, then ``schedule.run_rounds``
-(re-warm and ``harness.time_calls`` per round)."""
+(re-warm and ``harness.time_calls`` per round); durations that must be exact run on a fake clock
+(``conftest.FakeClock``)."""
 import math
 import time
 
@@ -13,13 +14,15 @@ def _timed(call, timing: TimingOptions, rounds: int, synchronize=lambda: None) -
     assert run_rounds([item], timing, Schedule(rounds, 0)) == rounds
     return item
 
+FIRST_S, CALL_S = 2.0**-4, 2.0**-10  # 62.5 ms, then 0.98 ms: exact in binary
 
-def test_first_call_warmup_and_minimums():
+
+def test_first_call_warmup_and_minimums(fake_clock):
     calls = []
 
     def call():
         calls.append(1)
-        time.sleep(0.05 if len(calls) == 1 else 0.001)
+        fake_clock.advance(FIRST_S if len(calls) == 1 else CALL_S)
 
     timing = TimingOptions(warmup_s=0.02, warmup_calls=3, min_time_s=0.05, min_calls=10, rewarm_s=0.0)
     item = _timed(call, timing, rounds=2)
@@ -29,6 +32,7 @@ def test_first_call_warmup_and_minimums():
     per_round = max(math.ceil(0.05 / 2 / item.warm.per_call_s), 5)
     assert len(item.samples) == 2 * per_round >= 10
     assert all(0.0009 < s < 0.05 for s in item.samples)  # the slow first call is not a sample
+    assert all(s == CALL_S for s in item.samples)  # each sample is exactly one call
     assert len(calls) == 1 + item.warm.calls + len(item.samples)  # no re-warm asked: nothing else ran
     assert [r.calls for r in item.rounds] == [item.calls_per_round] * 2
 

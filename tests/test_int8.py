@@ -194,12 +194,8 @@ def test_no_int8_entries_no_section():
     assert int8_section([machine]) == ""
 
 
-# ---- whole runs (slow: an ONNX export and four quantizations of levit_128s) --------------------
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("int8-cache")
-
+# ---- whole runs (slow: six quantizations of levit_128s; the fp32 ONNX export they start from is
+# made once, in the shared export cache, by whichever test needs it first) -------------------------
 
 def run_json(capsys, out: Path, cache: Path, *extra: str) -> list[dict]:
     argv = ["--model", MODEL, "--batch-size", "2", "--min-time", "0.05", "--warmup", "0.01", "--rounds", "2",
@@ -209,10 +205,10 @@ def run_json(capsys, out: Path, cache: Path, *extra: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_int8_runs_are_gated_timed_and_cached_by_their_calibration_data(tmp_path, capsys, shared_cache):
+def test_int8_runs_are_gated_timed_and_cached_by_their_calibration_data(tmp_path, capsys, export_cache):
     folder = write_images(tmp_path / "calib", range(4))
     backends = ["--backend", "onnxruntime,openvino,torch", "--calibration", str(folder)]
-    first = {e["backend"]: e for e in run_json(capsys, tmp_path / "a.json", shared_cache, *backends)}
+    first = {e["backend"]: e for e in run_json(capsys, tmp_path / "a.json", export_cache, *backends)}
     assert first["torch"]["status"] == "skipped" and "int8" in first["torch"]["reason"]
     for name in ("onnxruntime", "openvino"):
         e = first[name]
@@ -222,11 +218,11 @@ def test_int8_runs_are_gated_timed_and_cached_by_their_calibration_data(tmp_path
         assert any(n.startswith(f"calibration: {folder.resolve()}, 4 images") for n in e["notes"])
         assert any(n.startswith("int8: ") for n in e["notes"]), e["notes"]
         assert e["options"]["calibration"] == str(folder)
-    again = {e["backend"]: e for e in run_json(capsys, tmp_path / "b.json", shared_cache, *backends)}
+    again = {e["backend"]: e for e in run_json(capsys, tmp_path / "b.json", export_cache, *backends)}
     assert again["onnxruntime"]["export_reused"] and again["openvino"]["export_reused"]
     assert again["onnxruntime"]["artifact"] == first["onnxruntime"]["artifact"]
     write_images(folder, range(4, 5))  # one image more: other calibration data
-    changed = {e["backend"]: e for e in run_json(capsys, tmp_path / "c.json", shared_cache, *backends)}
+    changed = {e["backend"]: e for e in run_json(capsys, tmp_path / "c.json", export_cache, *backends)}
     for name in ("onnxruntime", "openvino"):
         assert changed[name]["status"] == "ok" and changed[name]["export_reused"] is False
         assert changed[name]["artifact"] != first[name]["artifact"]
@@ -234,14 +230,14 @@ def test_int8_runs_are_gated_timed_and_cached_by_their_calibration_data(tmp_path
 
 
 @pytest.mark.slow
-def test_an_int8_export_that_breaks_parity_fails_with_the_reason_and_is_not_timed(tmp_path, capsys, shared_cache,
+def test_an_int8_export_that_breaks_parity_fails_with_the_reason_and_is_not_timed(tmp_path, capsys, export_cache,
                                                                                 monkeypatch):
     """Calibrated on inputs ten thousand times too small, every activation range is too narrow: the
     gate must stop it.  (A cache of its own, holding only the fp32 export, so the bad artifact is not
     left for other tests.)"""
     cache = tmp_path / "cache"
-    if (shared_cache / "onnx").is_dir():
-        shutil.copytree(shared_cache / "onnx", cache / "onnx")
+    if (export_cache / "onnx").is_dir():
+        shutil.copytree(export_cache / "onnx", cache / "onnx")
     real = quantize.Calibration.batches
     monkeypatch.setattr(quantize.Calibration, "batches", lambda self, size=8: (b * 1e-4 for b in real(self, size)))
     folder = write_images(tmp_path / "calib", range(4))
@@ -252,13 +248,13 @@ def test_an_int8_export_that_breaks_parity_fails_with_the_reason_and_is_not_time
 
 
 @pytest.mark.slow
-def test_fp32_and_int8_in_one_run_are_timed_in_the_same_rounds_and_paired(tmp_path, capsys, shared_cache):
+def test_fp32_and_int8_in_one_run_are_timed_in_the_same_rounds_and_paired(tmp_path, capsys, export_cache):
     """``--precision fp32,int8``: both twins in one group, so int8 over fp32 is a paired ratio (the
     machine's drift cancels) and the int8 section says so."""
     from levit_bench.results import load, speed_ratio
 
     out = tmp_path / "both.json"
-    entries = run_json(capsys, out, shared_cache, "--backend", "onnxruntime", "--precision", "fp32")
+    entries = run_json(capsys, out, export_cache, "--backend", "onnxruntime", "--precision", "fp32")
     assert [e["precision"] for e in entries] == ["int8", "fp32"]  # in the order asked
     record = load(out)
     int8, fp32 = record.results

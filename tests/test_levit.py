@@ -5,6 +5,8 @@ implementations agree to ~1e-11 in float64; a transposed bias index is off by ~1
 """
 from __future__ import annotations
 
+import functools
+
 import pytest
 import timm
 import torch
@@ -13,27 +15,46 @@ from torch.utils.flop_counter import FlopCounterMode
 import levit_bench as lb
 from levit_bench.models.levit import LEVIT_CONFIGS, bias_index, fuse_levit
 
-from .conftest import centered_rel_err, randomize_norms
+from .conftest import centered_rel_err, randomize_norms, seeded_images
 
 VARIANTS = list(LEVIT_CONFIGS)
 PARITY_TOL = 1e-7
 
 
-def _timm_pair(name: str, layout: str):
+@functools.lru_cache(maxsize=1)
+def _timm_reference(name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """timm's ``name`` with randomized norms, in float64: its weights, and its logits on the seeded
+    images.  Built once per variant and shared by both layouts (the parameters run variant by
+    variant) and by the two mutation tests; one model alive at a time."""
     ref = randomize_norms(timm.create_model(name, pretrained=False)).eval().double()
+    with torch.no_grad():
+        return ref.state_dict(), ref(seeded_images())
+
+
+def _timm_pair(name: str, layout: str) -> tuple[torch.Tensor, torch.nn.Module]:
+    """timm's logits on the seeded images, and our ``layout`` of ``name`` holding timm's weights."""
+    state, want = _timm_reference(name)
     ours = lb.create_model(name + ("_conv" if layout == "conv" else ""))
     ours.load_state_dict(
-        {k: v.reshape(ours.state_dict()[k].shape) for k, v in ref.state_dict().items()}
+        {k: v.reshape(ours.state_dict()[k].shape) for k, v in state.items()}
     )
-    return ref, ours.double().eval()
+    return want, ours.double().eval()
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-@pytest.mark.parametrize("layout", ["token", "conv"])
+def _variants():
+    """Each variant in both layouts, variant by variant; levit_128s in the fast tier, the larger
+    ones (float64 at 224: up to tens of seconds each on 2 cores) slow."""
+    for name in VARIANTS:
+        for layout in ("token", "conv"):
+            yield pytest.param(name, layout, id=f"{layout}-{name}",
+                               marks=() if name == "levit_128s" else pytest.mark.slow)
+
+
+@pytest.mark.parametrize("name, layout", _variants())
 def test_parity_with_timm(name, layout, images):
-    ref, ours = _timm_pair(name, layout)
+    assert torch.equal(images, seeded_images())  # the images the reference logits are of
+    want, ours = _timm_pair(name, layout)
     with torch.no_grad():
-        want = ref(images)
         got = ours(images)
         got_fused = lb.fuse(ours)(images)
     assert centered_rel_err(got, want) < PARITY_TOL
@@ -43,33 +64,35 @@ def test_parity_with_timm(name, layout, images):
 
 def test_broken_bias_index_fails_parity(images):
     """Mutation test: the metric must catch a transposed (|dy|, |dx|) bias index."""
-    ref, ours = _timm_pair("levit_128s", "token")
+    want, ours = _timm_pair("levit_128s", "token")
     for m in ours.modules():
         if hasattr(m, "attention_bias_idxs"):
             r = int(m.attention_biases.shape[1] ** 0.5)
             idx = m.attention_bias_idxs
             m.attention_bias_idxs = (idx % r) * r + idx // r
     with torch.no_grad():
-        err = centered_rel_err(ours(images), ref(images))
+        err = centered_rel_err(ours(images), want)
     assert err > 1e3 * PARITY_TOL
 
 
 def test_zeroed_bias_is_caught(images):
-    ref, ours = _timm_pair("levit_128s", "token")
+    want, ours = _timm_pair("levit_128s", "token")
     with torch.no_grad():
         for m in ours.modules():
             if hasattr(m, "attention_biases"):
                 m.attention_biases.zero_()
-        assert centered_rel_err(ours(images), ref(images)) > 1e3 * PARITY_TOL
+        assert centered_rel_err(ours(images), want) > 1e3 * PARITY_TOL
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", [n if n == "levit_128s" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in VARIANTS])
 def test_parameter_counts_match_paper(name):
     model = lb.create_model(name)
     assert sum(p.numel() for p in model.parameters()) == lb.model_spec(name).published.params
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", [n if n == "levit_128s" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in VARIANTS])
 def test_flops_within_two_percent(name):
     model = lb.create_model(name)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -79,6 +102,7 @@ def test_flops_within_two_percent(name):
     assert abs(mult_adds_m - published) / published < 0.02, (mult_adds_m, published)
 
 
+@pytest.mark.slow
 def test_levit256_shapes():
     model = lb.create_model("levit_256_conv")
     x = torch.zeros(2, 3, 224, 224)

@@ -136,6 +136,7 @@ def _simulated_run(rng, truths, min_time=2.0, rounds=10, interleaved=True):
     return got
 
 
+@pytest.mark.slow
 def test_hierarchical_interval_covers_the_truth_where_the_per_block_one_does_not():
     rng = np.random.default_rng(2026)
     truths = [0.02, 0.05, 0.01, 0.03, 0.04, 0.015]
@@ -202,20 +203,18 @@ def test_split_rounds_checks_the_counts():
         stats.split_rounds([1.0] * 5, [2, 2])
 
 
-def test_target_ci_adds_rounds_until_met_or_out_of_time():
-    # ten calls a round: a round median of one busy-wait call is a preemption away from 2x on a loaded machine
-    timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=50, rewarm_s=0.0)
+def test_target_ci_adds_rounds_until_met_or_out_of_time(fake_clock):
+    """On the fake clock (``conftest.FakeClock``): a steady entry meets the target in the planned
+    rounds, a noisy one gets rounds added until --max-time, and not one round more."""
+    timing = TimingOptions(warmup_s=0.0, warmup_calls=1, min_time_s=0.0, min_calls=5, rewarm_s=0.0)
     rng = np.random.default_rng(0)
+    call_s = 2.0**-6  # about 16 ms: some twenty rounds fit in the 0.3 s
 
-    def noisy():  # about 1 ms, 30% noise
-        t = time.perf_counter() + 0.001 * rng.lognormal(0, 0.3)
-        while time.perf_counter() < t:
-            pass
+    def noisy():  # 30% noise
+        fake_clock.advance(call_s * rng.lognormal(0, 0.3))
 
     def steady():
-        t = time.perf_counter() + 0.001
-        while time.perf_counter() < t:
-            pass
+        fake_clock.advance(call_s)
 
     for call, target, max_time, more in ((steady, 0.5, 5.0, False), (noisy, 1e-6, 0.3, True)):
         item = Timed("x", call, lambda: None, False)
@@ -223,7 +222,11 @@ def test_target_ci_adds_rounds_until_met_or_out_of_time():
         start = time.perf_counter()
         done = run_rounds([item], timing, Schedule(5, 0, target_ci=target, max_time_s=max_time))
         assert (done > 5) is more
-        assert time.perf_counter() - start < max_time + 1.0  # bounded by --max-time
+        elapsed = time.perf_counter() - start
+        assert elapsed < max_time + 1.0  # bounded by --max-time
+        if more:  # ... and stopped at the first round past it
+            last_round_s = sum(item.samples[-item.rounds[-1].calls:])
+            assert elapsed >= max_time and elapsed - last_round_s < max_time
 
 
 def test_an_item_can_bring_its_own_block_and_rewarm():

@@ -53,7 +53,13 @@ def test_counting_leaves_the_model_in_its_mode():
     assert model.training
 
 
-@pytest.mark.parametrize("name", sorted(LEVIT_PAPER))
+def _fast_first(names, fast):
+    """``names`` as parameters, all but ``fast`` marked slow (each count builds a model: about a
+    second or more on 2 cores)."""
+    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+@pytest.mark.parametrize("name", _fast_first(sorted(LEVIT_PAPER), {"levit_128s"}))
 def test_levit_macs_within_two_percent_of_the_paper(name):
     paper = LEVIT_PAPER[name]
     assert zoo.model_spec(name).published.flops_m == paper
@@ -62,7 +68,7 @@ def test_levit_macs_within_two_percent_of_the_paper(name):
         assert abs(macs_m / paper - 1) < 0.02, (variant, macs_m, paper)
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES_PUBLISHED))
+@pytest.mark.parametrize("name", _fast_first(sorted(BASELINES_PUBLISHED), {"efficientnet_b0", "deit_tiny"}))
 def test_baseline_macs_within_five_percent_of_the_published_figures(name):
     published = BASELINES_PUBLISHED[name]
     pub = zoo.model_spec(name).published
@@ -71,7 +77,7 @@ def test_baseline_macs_within_five_percent_of_the_published_figures(name):
     assert abs(macs_m / published - 1) < 0.05, (name, macs_m, published)
 
 
-@pytest.mark.parametrize("size", ["tiny", "small", "base"])
+@pytest.mark.parametrize("size", _fast_first(["tiny", "small", "base"], {"tiny"}))
 def test_distilled_deit_costs_one_token_more(size):
     # no figure of their own is published for them: one more token through 12 layers, under 1% more
     plain, distilled = model_ops(f"deit_{size}").macs, model_ops(f"deit_{size}_distilled").macs

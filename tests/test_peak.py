@@ -48,6 +48,7 @@ def test_measuring_uses_the_threads_asked_and_restores_them():
     assert p.machine == peak.machine_fingerprint("cpu")
 
 
+@pytest.mark.slow  # three measurements
 def test_the_cache_round_trip_and_a_corrupt_file_is_measured_again(tmp_path, monkeypatch):
     calls = []  # (a GEMM side asked for has its own cache file, issue 25 D5: SIZE throughout)
     real = peak.measure_peak
@@ -69,12 +70,14 @@ def test_the_cache_round_trip_and_a_corrupt_file_is_measured_again(tmp_path, mon
     assert len(calls) == 3
 
 
+@pytest.mark.slow  # a measurement
 def test_entries_are_per_precision_and_threads(tmp_path):
     get_peak("cpu", "fp32", 1, tmp_path, **FAST)
     assert cached_peak("cpu", "fp32", 2, tmp_path) is None
     assert cached_peak("cpu", "bf16", 1, tmp_path) is None
 
 
+@pytest.mark.slow  # a measurement
 def test_an_unwritable_cache_costs_a_warning_not_the_measurement(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -118,6 +121,7 @@ def test_sysinfo_peak_measures_then_reads_the_cache(tmp_path, monkeypatch, capsy
     assert again["cached"] is False
 
 
+@pytest.mark.slow  # two measurements, then two reads
 def test_sysinfo_peak_defaults_to_one_thread_and_the_physical_cores(tmp_path, capsys):
     from levit_bench.sysinfo import physical_cores
 

@@ -291,6 +291,34 @@ def test_failed_profile_has_no_categories_and_valid_json():
     assert data["overhead_ci95"] == [None, None] and data["calls"] == 0
 
 
+def test_the_tables_and_the_figure_of_profiles(tmp_path):
+    """What ``profile`` prints and draws, from records (the end-to-end run below is slow)."""
+    from rich.console import Console
+
+    from levit_bench.profiling.plot import plot_profiles, profiles_png
+    from levit_bench.profiling.table import categories_table, ops_table, summary_lines
+
+    p = _profile()
+    failed = Profile("m", "openvino", "openvino", "cpu", "fp32", 1, 2, 224, status="failed", reason="parity failed")
+    con = Console(width=250, record=True)
+    con.print(categories_table([p, failed]))
+    con.print(ops_table(p, 2))
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in con.export_text().splitlines()
+            if line.startswith("│")]
+    levit, broken = rows[0], rows[1]
+    assert levit[:3] == ["levit_128s", "torch", "60.0%"]  # the matmul share
+    assert levit[-4:] == ["90.0%", "10.00", "12.50", "+25.0% [+25.0, +25.0]"]  # coverage, op, wall, overhead
+    assert broken[:3] == ["m", "openvino", "failed: parity failed"]
+    assert [r[0] for r in rows[2:]] == ["aten::addmm", "aten::_softmax", "aten::empty"]  # top two, largest "other"
+    lines = summary_lines(p)
+    assert "profiler overhead +25.0%" in lines[0] and "paired over 3 rounds" in lines[0]
+    assert lines[1:] == [f"{p.label()}: a note"]
+    png = plot_profiles([p, failed], tmp_path / "sub" / "p.png")  # the failed entry is left out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    with pytest.raises(ValueError, match="no profiled entry"):
+        profiles_png([failed])
+
+
 def test_kineto_status_lines_are_dropped_and_other_lines_kept(capfd):
     with quiet_kineto():
         os.write(sys.stderr.fileno(), b"USDT:2026-11-27 12:59:54 1:1 SyncActivityProfilerHandler.cpp:39] "
@@ -301,11 +329,7 @@ def test_kineto_status_lines_are_dropped_and_other_lines_kept(capfd):
 
 # --- end to end -----------------------------------------------------------------------------------
 
-@pytest.fixture
-def cache_args(tmp_path_factory):
-    return ["--cache-dir", str(tmp_path_factory.getbasetemp() / "cli-cache")]
-
-
+# cache_args (conftest): the session's shared export cache, where levit_128s's exports may already be
 FAST = ["--threads", "1", "--calls", "2", "--min-time", "0.02", "--warmup", "0"]
 
 

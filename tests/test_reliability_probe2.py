@@ -25,6 +25,8 @@ from levit_bench.backends.cache import ExportCache
 from levit_bench.cli import main
 from levit_bench.errors import UserError
 
+from .conftest import signal_after_a_round
+
 TINY = ["--model", "levit_128s", "--backend", "onnxruntime", "--batch-size", "1", "--threads", "1",
         "--min-time", "0.05", "--warmup", "0", "--min-calls", "3", "--rounds", "2", "--quiet"]
 REPO = Path(__file__).resolve().parents[1]
@@ -81,39 +83,32 @@ def test_d2_accuracy_out_keeps_fields_of_a_newer_version(shared, tmp_path, capsy
     assert data["results"][0]["future_field"] == [1, 2]
 
 
+@pytest.mark.slow  # a child run, signalled after its first round
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_d3_sigterm_and_sighup_keep_the_finished_rounds(shared, tmp_path, capsys, monkeypatch, sig, code):
-    from levit_bench import bench
-
-    real = bench.run_rounds
-
-    def signalled(items, timing, schedule, on_round=None, *rest):
-        def on(done, planned):
-            if on_round:
-                on_round(done, planned)
-            if done == 2:
-                os.kill(os.getpid(), sig)  # the handler runs here, in the main thread, mid-rounds
-
-        return real(items, timing, schedule, on, *rest)
-
-    monkeypatch.setattr(bench, "run_rounds", signalled)
+def test_d3_sigterm_and_sighup_keep_the_finished_rounds(shared, tmp_path, sig, code):
     out = tmp_path / "r.json"
-    argv = [*TINY[:-3], "--rounds", "6", "--quiet", "--cache-dir", str(shared["cache"]), "--out", str(out)]
-    def safety(*_args):  # without the fix the default action would end pytest itself
-        pass
-
-    before = signal.signal(sig, safety)
-    try:
-        assert main(argv) == code
-        assert signal.getsignal(sig) is safety  # restored after the command
-    finally:
-        signal.signal(sig, before)
-    err = capsys.readouterr().err
+    cmd = [sys.executable, "-m", "levit_bench.cli", *TINY[:8], "--min-time", "30", "--rounds", "60",
+           "--warmup", "0", "--cache-dir", str(shared["cache"]), "--out", str(out)]
+    got, err = signal_after_a_round(cmd, sig)
+    assert got == code, err
     assert "interrupted" in err and "Traceback" not in err
     data = json.loads(out.read_text())
     assert data["complete"] is False and len(data["results"]) == 1
     entry = data["results"][0]
-    assert entry["status"] == "ok" and 2 <= len(entry["rounds"]) < 6
+    assert entry["status"] == "ok" and 1 <= len(entry["rounds"]) < 60
+
+
+def test_d3_the_signal_handlers_are_restored_after_a_command(capsys):
+    def mine(*_args):  # noqa: ANN002 - a signal handler
+        pass
+
+    before = [signal.signal(sig, mine) for sig in (signal.SIGTERM, signal.SIGHUP)]
+    try:
+        assert main(["list"]) == 0
+        assert all(signal.getsignal(sig) is mine for sig in (signal.SIGTERM, signal.SIGHUP))
+    finally:
+        for sig, old in zip((signal.SIGTERM, signal.SIGHUP), before):
+            signal.signal(sig, old)
 
 
 def test_d4_a_cached_export_that_does_not_load_is_rebuilt(shared, tmp_path, capsys):

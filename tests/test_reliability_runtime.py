@@ -83,13 +83,14 @@ def test_openvino_executed_precision_from_the_reported_hint():
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_openvino_prepared_carries_the_precision_it_computes_in(tmp_path, precision):
-    """OpenVINO 2026.4 on an AVX2-only CPU reports f32 for a bf16 request: the entry must say fp32."""
+def test_openvino_prepared_carries_the_precision_it_computes_in(export_cache, precision):
+    """OpenVINO 2026.4 on an AVX2-only CPU reports f32 for a bf16 request: the entry must say fp32.
+    (The tiny model's ONNX export is shared by both precisions through the session's export cache.)"""
     if ov_backend.OpenVinoBackend().runtime_missing():
         pytest.skip("openvino is not installed")
     model, x = tiny_model(), torch.randn(2, 3, 16, 16)
     prepared = prepare(ov_backend.OpenVinoBackend(), model, x, Settings(device="cpu", precision=precision, threads=1),
-                       ExportCache(tmp_path))
+                       ExportCache(export_cache))
     expected = precision if precision in ov_backend.native_precisions() else "fp32"
     assert prepared.executed_precision == expected
     if expected != precision:
@@ -207,15 +208,31 @@ def test_mann_whitney_p_is_scipys():
             sps.mannwhitneyu(x, y, alternative="two-sided").pvalue, rel=1e-9, abs=1e-300)
 
 
+def cpu_seconds(work, repeat: int = 2):
+    """The least CPU time ``work()`` takes over ``repeat`` calls (the one the machine's other load
+    disturbed least), and what the last call returned."""
+    best, result = math.inf, None
+    for _ in range(repeat):
+        start = time.process_time()
+        result = work()
+        best = min(best, time.process_time() - start)
+    return best, result
+
+
 def test_speed_change_is_fast_and_still_decides():
-    """2,500 entries of 2,000 samples took ~15 minutes with the unvectorized bootstrap (0.4-0.7 s each);
-    the order-statistic interval needs one sort per side (its ranks are computed once per size)."""
+    """2,500 entries of 2,000 samples took ~15 minutes with the unvectorized bootstrap (0.4-0.7 s each,
+    two resamplings of 2,000 x 2,000 per comparison).  Timed against one such resampling on this
+    machine, now: 21 comparisons cost a fraction of it (measured 0.3-0.5 of one; the old bootstrap
+    cost 42 of them; the order-statistic interval needs one sort per side), on a fast machine or a slow one, loaded or not."""
     rng = np.random.default_rng(0)
     base = 0.01 * rng.lognormal(0, 0.05, 2000)
-    cpu = time.process_time()
-    same = [stats.speed_change([base], [0.01 * rng.lognormal(0, 0.05, 2000)]) for _ in range(20)]
-    slower = stats.speed_change([base], [base * 1.05])
-    assert time.process_time() - cpu < 4.0
+    others = [0.01 * rng.lognormal(0, 0.05, 2000) for _ in range(20)]
+    resample = np.random.default_rng(1).integers(0, base.size, (2000, base.size))
+    one_old_resampling, _ = cpu_seconds(lambda: np.median(base[resample], axis=1))
+    comparisons, (same, slower) = cpu_seconds(lambda: (
+        [stats.speed_change([base], [other]) for other in others],
+        stats.speed_change([base], [base * 1.05])))
+    assert comparisons < 5 * one_old_resampling, (comparisons, one_old_resampling)
     assert sum(c.significant for c in same) <= 2
     assert slower.significant and slower.speed_ratio == pytest.approx(1 / 1.05)
     lo, hi = slower.ratio_ci95
@@ -224,7 +241,9 @@ def test_speed_change_is_fast_and_still_decides():
 
 
 def test_loading_a_big_file_is_fast(tmp_path):
-    """200 entries of 2,000 samples (a 5 MB file): 2.3 s CPU with one jsonschema call over the file."""
+    """200 entries of 2,000 samples (a 5 MB file): 2.3 s CPU with one jsonschema call over the file,
+    more than ten times what parsing its JSON costs.  Timed against that parse on this machine, now
+    (measured: load costs about twice the parse), so a slow or loaded machine cannot fail it."""
     data = committed_record()
     _, proto = first_ok(data)
     rng = np.random.default_rng(0)
@@ -237,9 +256,9 @@ def test_loading_a_big_file_is_fast(tmp_path):
         data["results"].append(e)
     path = tmp_path / "big.json"
     path.write_text(json.dumps(data))
-    cpu = time.process_time()
-    record = results.load(path)
-    assert time.process_time() - cpu < 1.5
+    parse, _ = cpu_seconds(lambda: json.loads(path.read_text()))
+    load, record = cpu_seconds(lambda: results.load(path))
+    assert load < 6 * parse, (load, parse)
     assert len(record.results) == 200 and len(record.results[-1].samples_s) == 2000
 
 
@@ -311,10 +330,11 @@ def build(cache: ExportCache, backend: str, model: str, size: int = 1000, key: s
     return path
 
 
-def age(artifact: Path, seconds: float) -> None:
-    """Make the artifact look last used ``seconds`` ago."""
+def age(artifact: Path, seconds: float) -> float:
+    """Make the artifact look last used ``seconds`` ago; returns that moment (seconds since the epoch)."""
     t = time.time() - seconds
     os.utime(artifact.parent / "meta.json", (t, t))
+    return t
 
 
 def test_discard_removes_a_cached_artifact(tmp_path):
@@ -356,7 +376,7 @@ def test_entries_list_artifacts_and_runtime_caches(tmp_path):
     a = build(cache, "onnx", "levit_128s", 1000)
     b = build(cache, "torchscript", "deit_tiny", 2000)
     runtime_dirs(cache)
-    age(a, 100)
+    aged = age(a, 100)
     items = cache.entries()
     assert all(isinstance(i, CachedArtifact) for i in items)
     by_folder = {i.folder: i for i in items}
@@ -367,16 +387,17 @@ def test_entries_list_artifacts_and_runtime_caches(tmp_path):
     assert ia.bytes == 1000 + meta and not ia.runtime
     assert by_folder[cache.root / "inductor"].runtime and by_folder[cache.root / "inductor"].bytes == 300
     assert items[0].folder == a.parent  # least recently used first
-    assert time.time() - ia.last_used == pytest.approx(100, abs=5)
+    assert ia.last_used == pytest.approx(aged, abs=2)  # when it was aged to, however long ago (2 s: mtime granularity)
 
 
 def test_a_cache_hit_records_the_use(tmp_path):
     cache = ExportCache(tmp_path / "c")
     a = build(cache, "onnx", "m", 10)
-    age(a, 3600)
+    aged = age(a, 3600)
+    before_hit = time.time()
     assert cache.lookup(a.parent, "model.bin") == a
     (item,) = cache.entries()
-    assert time.time() - item.last_used < 60
+    assert item.last_used >= before_hit - 2 > aged  # touched when hit (2 s: timestamp granularity)
 
 
 def test_clear_all_or_older_than(tmp_path):

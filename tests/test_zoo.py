@@ -42,11 +42,13 @@ def test_graft_parameter_count_within_3_percent():
         assert model(torch.zeros(2, 3, 224, 224)).shape == (2, 1000)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b0", "graft_r50s2_deits6"])
-def test_generic_fuse_is_a_real_fold(name):
+@pytest.mark.parametrize("name, size", [("efficientnet_b0", 96),
+                                        pytest.param("graft_r50s2_deits6", 224, marks=pytest.mark.slow)])
+def test_generic_fuse_is_a_real_fold(name, size):
+    """float64, two images: a fold is exact at any input size, so EfficientNet (fully convolutional)
+    is checked at 96 px; the graft's DeiT half has position embeddings for 224 only."""
     model = randomize_norms(lb.create_model(name)).double()
-    size = lb.model_spec(name).img_size
-    x = torch.randn(4, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     fused = lb.fuse(model)
     bns = [m for m in fused.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert not bns
