@@ -299,7 +299,7 @@ def test_the_tables_and_the_figure_of_profiles(tmp_path):
     from levit_bench.profiling.table import categories_table, ops_table, summary_lines
 
     p = _profile()
-    failed = Profile("m", "openvino", "openvino", "cpu", "fp32", 1, 2, 224, status="failed", reason="parity failed")
+    failed = Profile(Identity("m", "openvino", "cpu", "fp32", 1, 2, 224), status="failed", reason="parity failed")
     con = Console(width=250, record=True)
     con.print(categories_table([p, failed]))
     con.print(ops_table(p, 2))
