@@ -308,7 +308,7 @@ def slowdown_verdict(base_rounds: Rounds, new_rounds: Rounds, *, threshold: floa
         sides = [(float(x.var(ddof=1)), int(x.size)) for x in (lb, ln)] if min(lb.size, ln.size) >= 2 else []
     counts = (int(lb.size), int(ln.size))
     label = f"{threshold * 100:g}%"
-    common = dict(ratio=math.exp(d), threshold=threshold, alpha=alpha, paired=paired, rounds=counts)
+    common = {"ratio": math.exp(d), "threshold": threshold, "alpha": alpha, "paired": paired, "rounds": counts}
     if not sides:
         return Verdict(INCONCLUSIVE, interval=(0.0, math.inf), p=1.0, more_rounds=None, **common,
                        reason=f"a {label} change cannot be told from one round on a side (no spread between "
