@@ -20,7 +20,7 @@ def headers(result: gate.CompareResult) -> list[str]:
     if result.normalize_by:
         ref = "/".join(result.normalize_by)
         cols += [f"base ×{ref}", f"new ×{ref}"]
-    bounds = f"{1 - result.alpha:.0%} bounds"
+    bounds = f"bounds (1-sided {1 - result.alpha:.0%})"
     return cols + ["figures", "change", bounds, "p", "outcome"]
 
 
