@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from levit_bench import stats
 from levit_bench.results import Entry
 from levit_bench.spec import Identity
-from levit_bench.stats import (NOISE_THRESHOLD, median_time_interval, paired_ratio, speed_change, summarize_calls,
-                               unpaired_ratio)
+from levit_bench.stats import NOISE_THRESHOLD, median_time_interval, paired_ratio, summarize_calls, unpaired_ratio
 
 # ---------------------------------------------------------------------------------------------
 # calls
@@ -112,29 +110,3 @@ def test_paired_ratio_is_the_geometric_mean_of_per_round_ratios():
         paired_ratio(a, a[:2])
 
 
-def test_speed_change_detects_20_percent_and_not_1_percent_noise():
-    rng = np.random.default_rng(2)
-    base = rng.lognormal(np.log(0.05), 0.05, 100)
-    slower = base * 1.25 * rng.lognormal(0, 0.02, 100)
-    same = base * rng.lognormal(0, 0.01, 100)
-    c = speed_change([base], [slower])
-    assert c.significant and c.speed_ratio == pytest.approx(0.8, rel=0.03) and c.ratio_ci95[1] < 1
-    assert c.ratio_ci95 == unpaired_ratio([slower], [base]).ci95  # the report's interval
-    assert not speed_change([base], [same]).significant
-
-
-def test_speed_change_tests_round_medians_when_the_rounds_can_reject():
-    rng = np.random.default_rng(5)
-    base = [0.01 * rng.lognormal(0, 0.02, 20) for _ in range(10)]
-    new = [r * 1.2 for r in [0.01 * rng.lognormal(0, 0.02, 20) for _ in range(10)]]
-    c = speed_change(base, new)
-    assert c.p_value == pytest.approx(sps.mannwhitneyu(stats.round_medians(base), stats.round_medians(new)).pvalue)
-    assert c.significant and c.speed_ratio == pytest.approx(1 / 1.2, rel=0.02)
-    assert stats.rounds_can_reject(5, 5, 0.01) and not stats.rounds_can_reject(4, 4, 0.01)
-    few = speed_change(base[:3], new[:3])  # three rounds cannot reach 0.01: the calls are tested
-    assert few.p_value == pytest.approx(sps.mannwhitneyu(np.concatenate(base[:3]), np.concatenate(new[:3])).pvalue)
-
-
-def test_speed_change_on_too_few_calls_is_no_change():
-    c = speed_change([np.array([0.01, 0.011])], [np.array([0.02, 0.021])])
-    assert c.p_value == 1.0 and not c.significant and c.speed_ratio == pytest.approx(0.5, rel=0.05)

@@ -1,15 +1,18 @@
 """``levit-bench compare BASE NEW``: the comparison as a table or Markdown; the exit code is the gate."""
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 
 from .. import gate
 from ..present import fmt_ips, fmt_p, md_table
+from ..stats import FAIL, INCONCLUSIVE, PASS
 from . import render
 from .args import EXIT_OK, EXIT_REGRESSION, Parser, percent, probability
 
-VERDICT_STYLE = {gate.FASTER: "green", gate.SLOWER: "red", gate.UNCHANGED: "dim", gate.REFERENCE: "cyan"}
+OUTCOME_STYLE = {PASS: "green", FAIL: "bold red", INCONCLUSIVE: "yellow", gate.REFERENCE: "cyan"}
+OUTCOME_WORD = {PASS: "pass", FAIL: "FAIL", INCONCLUSIVE: "inconclusive", gate.REFERENCE: gate.REFERENCE}
 
 
 def headers(result: gate.CompareResult) -> list[str]:
@@ -17,43 +20,80 @@ def headers(result: gate.CompareResult) -> list[str]:
     if result.normalize_by:
         ref = "/".join(result.normalize_by)
         cols += [f"base ×{ref}", f"new ×{ref}"]
-    return cols + ["change", "95% CI", "p", "verdict"]
+    bounds = f"bounds (1-sided {1 - result.alpha:.0%})"
+    return cols + ["figures", "change", bounds, "p", "outcome"]
+
+
+def _bound(ratio: float) -> str:
+    return f"{(ratio - 1) * 100:+.1f}%" if 0 < ratio < math.inf else "—"
 
 
 def cells(r: gate.EntryComparison, normalized: bool) -> list[str]:
-    e = r.base
+    e, v = r.base, r.verdict
     out = [e.model, e.variant, f"{e.device} {e.precision}", str(e.batch_size), str(e.threads),
            fmt_ips(r.base_ips), fmt_ips(r.new_ips)]
     if normalized:
         out += [f"{r.base_relative:.3f}", f"{r.new_relative:.3f}"]
-    lo, hi = r.ratio_ci95
-    return out + [f"{r.change_pct:+.1f}%", f"{(lo - 1) * 100:+.1f}% … {(hi - 1) * 100:+.1f}%", fmt_p(r.p_value),
-                  r.verdict]
+    lo, hi = v.interval
+    return out + ["adjusted" if r.adjusted else "raw", f"{r.change_pct:+.1f}%", f"{_bound(lo)} … {_bound(hi)}",
+                  fmt_p(v.p), OUTCOME_WORD[r.outcome]]
 
 
-def summary_line(result: gate.CompareResult, fail_above_pct: float | None) -> str:
-    """One line: how many entries got which verdict, and the gate's decision."""
+def figures_line(result: gate.CompareResult) -> str:
+    """Which figures were tested: canary-adjusted (both files carry the canary) or raw, per entry."""
+    adjusted = sum(r.adjusted for r in result.rows)
+    if adjusted == len(result.rows):
+        return "figures: canary-adjusted for every entry (each run's machine-wide speed cancels)"
+    if not adjusted:
+        return "figures: raw for every entry (a file without the machine-speed canary: a run's machine speed is not cancelled)"
+    return f"figures: canary-adjusted for {adjusted} entries, raw for {len(result.rows) - adjusted} (no canary on a side)"
+
+
+def headline(result: gate.CompareResult, inconclusive: str = PASS) -> str:
+    """The gate's decision in one line, the inconclusive case said prominently with what would decide it."""
+    thr = f"{result.threshold_pct:g}%"
+    outcome = result.outcome
+    gate_text = f"gate --fail-above {thr}" if result.gate_asked else f"no gate asked (outcomes at {thr}; exit 0)"
+    if outcome == FAIL:
+        worst = ", ".join(f"{r.base.model}/{r.base.variant} batch {r.base.batch_size} {r.change_pct:+.1f}%"
+                          for r in result.with_outcome(FAIL))
+        return f"{gate_text}: FAIL ({worst})"
+    if outcome == INCONCLUSIVE:
+        n = len(result.with_outcome(INCONCLUSIVE))
+        more = result.more_rounds()
+        would = (f"about {more} more rounds per side would decide" if more else
+                 "more rounds would not decide all of them (see each entry's reason)")
+        counted = (f"counted as {inconclusive}: --inconclusive {inconclusive}" if result.gate_asked else "no gate asked")
+        return (f"{gate_text}: INCONCLUSIVE ({counted}): {n} entr{'y' if n == 1 else 'ies'}: a {thr} change cannot be "
+                f"told at this noise; {would}")
+    return f"{gate_text}: pass"
+
+
+def summary_line(result: gate.CompareResult) -> str:
+    """How many entries got which outcome, and on which figures (the decision is :func:`headline`)."""
     c = result.counts()
-    text = (f"{c[gate.SLOWER]} slower, {c[gate.FASTER]} faster, {c[gate.UNCHANGED]} no significant change "
-            f"(alpha {result.alpha:g})")
+    text = (f"{c[FAIL]} fail, {c[INCONCLUSIVE]} inconclusive, {c[PASS]} pass (one-sided alpha {result.alpha:g} "
+            f"per entry)")
     if result.normalize_by:
         text += f"; speeds relative to {'/'.join(result.normalize_by)} in the same run"
     if result.differences:
         text += f"; the machines differ ({'; '.join(result.differences)})"
-    if fail_above_pct is None:
-        return text
-    bad = result.regressions(fail_above_pct)
-    if not bad:
-        return text + f"; gate --fail-above {fail_above_pct:g}%: pass"
-    worst = ", ".join(f"{r.base.model}/{r.base.variant} batch {r.base.batch_size} {r.change_pct:+.1f}%" for r in bad)
-    return text + f"; gate --fail-above {fail_above_pct:g}%: FAIL ({worst})"
+    return f"{text}; {figures_line(result)}"
 
 
-def comparison_markdown(result: gate.CompareResult, fail_above_pct: float | None = None) -> str:
-    """The comparison as a Markdown table (for CI job summaries and pull-request comments)."""
-    lines = [f"Comparing `{result.new_source}` (new) against `{result.base_source}` (base).", "",
+def reasons(result: gate.CompareResult) -> list[str]:
+    """Each failing or inconclusive entry's reason, in one line."""
+    return [f"{r.base.label()}: {r.verdict.reason}" for r in result.rows if r.outcome in (FAIL, INCONCLUSIVE)]
+
+
+def comparison_markdown(result: gate.CompareResult, inconclusive: str = PASS) -> str:
+    """The comparison as Markdown (for CI job summaries and pull-request comments): the decision first."""
+    lines = [f"**{headline(result, inconclusive)}**", "",
+             f"Comparing `{result.new_source}` (new) against `{result.base_source}` (base).", "",
              md_table(headers(result), (cells(r, bool(result.normalize_by)) for r in result.rows)),
-             "", summary_line(result, fail_above_pct)] + [f"\n**Warning**: {w}" for w in result.warnings]
+             "", summary_line(result)] + [f"\n**Warning**: {w}" for w in result.warnings]
+    if reasons(result):
+        lines += ["", "Why:", ""] + [f"- {x}" for x in reasons(result)]
     if result.not_compared:
         lines += ["", "Not compared:", ""] + [f"- {x}" for x in result.not_compared]
     return "\n".join(lines) + "\n"
@@ -66,46 +106,55 @@ def comparison_table(result: gate.CompareResult):
 
     t = Table(title=f"{result.new_source} (new) vs {result.base_source} (base)", title_justify="left")
     for col in headers(result):
-        t.add_column(col, justify="left" if col in ("model", "backend", "device", "verdict") else "right")
+        t.add_column(col, justify="left" if col in ("model", "backend", "device", "figures", "outcome") else "right")
     for r in result.rows:
         row = [escape(c) for c in cells(r, bool(result.normalize_by))]
-        row[-1] = f"[{VERDICT_STYLE[r.verdict]}]{row[-1]}[/]"
+        row[-1] = f"[{OUTCOME_STYLE[r.outcome]}]{row[-1]}[/]"
         t.add_row(*row)
     return t
 
 
 def compare_parser() -> Parser:
     p = Parser(prog="levit-bench compare",
-               description="Compare two results files entry by entry with a significance test on the raw samples. "
-               "Exit 1 only for a significant slowdown above --fail-above; 2 for unreadable or incompatible files.")
+               description="Compare two results files entry by entry: pass, fail or inconclusive from a one-sided "
+               "test on the log round medians (canary-adjusted when both files carry the canary) and the size "
+               "threshold. Exit 1 on fail (and on inconclusive with --inconclusive fail); 2 for unreadable or "
+               "incompatible files.")
     p.add_argument("base", help="baseline results file (JSON)")
     p.add_argument("new", help="new results file (JSON)")
     p.add_argument("--fail-above", type=percent("--fail-above"), default=None, metavar="PCT",
-                   help="exit 1 when an entry is slower by more than PCT percent and the slowdown is significant")
+                   help="gate: exit 1 when an entry is significantly slower and its estimate more than PCT percent "
+                   f"slower (without it the outcomes are shown at {gate.DEFAULT_THRESHOLD_PCT:g}%% and the exit is 0)")
+    p.add_argument("--inconclusive", choices=gate.INCONCLUSIVE_POLICIES, default=PASS,
+                   help="what an inconclusive entry does to the gate (default pass: exit 0, said in the summary)")
     p.add_argument("--normalize-by", default=None, metavar="MODEL[/BACKEND]",
                    help="compare speeds relative to this entry measured in the same run "
                    "(same device, precision, batch, threads; backend default torch), e.g. levit_128s/torch")
-    p.add_argument("--alpha", type=probability("--alpha"), default=0.01,
-                   help="significance level of the U test (default 0.01)")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of the terminal table")
+    p.add_argument("--alpha", type=probability("--alpha"), default=gate.DEFAULT_ALPHA,
+                   help=f"one-sided significance level of the test, per entry (default {gate.DEFAULT_ALPHA:g})")
+    p.add_argument("--markdown", action="store_true", help="print Markdown instead of the terminal table")
     return p
 
 
 def cmd_compare(argv: Sequence[str]) -> int:
     args = compare_parser().parse_args(argv)
-    result = gate.compare_files(args.base, args.new, args.normalize_by, args.alpha)
-    code = EXIT_REGRESSION if result.failed(args.fail_above) else EXIT_OK
+    result = gate.compare_files(args.base, args.new, args.normalize_by, fail_above_pct=args.fail_above,
+                                alpha=args.alpha)
+    code = EXIT_REGRESSION if result.failed(args.inconclusive) else EXIT_OK
     for warning in result.warnings:
         sys.stderr.write(f"levit-bench: warning: {warning}\n")
     if args.markdown:
-        sys.stdout.write(comparison_markdown(result, args.fail_above))
+        sys.stdout.write(comparison_markdown(result, args.inconclusive))
         return code
     from rich.markup import escape
 
     out = render.console()
     out.print(comparison_table(result))
+    for line in reasons(result):
+        out.print(f"[dim]{escape(line)}[/]")
     for line in result.not_compared:
         out.print(f"[dim]not compared: {escape(line)}[/]")
-    style = "red" if code == EXIT_REGRESSION else "default"
-    out.print(f"[{style}]{escape(summary_line(result, args.fail_above))}[/]")
+    out.print(escape(summary_line(result)))
+    style = OUTCOME_STYLE[result.outcome] if result.gate_asked else "default"
+    out.print(f"[{style}]{escape(headline(result, args.inconclusive))}[/]")
     return code
