@@ -33,8 +33,9 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 
-#: seconds one canary measurement lasts (calls are added until it is reached, sized once)
-TARGET_S = 0.005
+#: seconds one canary measurement lasts (sized once): 5 ms windows tracked the entries worse (correlation
+#: 0.03–0.51) than 10 ms ones (0.58–0.73) on the shared VM, and 10 ms cost 1.0–1.6% of the timed seconds
+TARGET_S = 0.010
 #: the canary a run uses: the blend tracked the entries best (correlation 0.51 of log block medians,
 #: gemm 0.03) on the shared 2-core VM (benchmarks/canary_choice.py; docs/measurement.md)
 DEFAULT_CANARY = "blend"
