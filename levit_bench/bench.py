@@ -17,16 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 import torch
 
 from .backends import BACKENDS, ExportCache
 from .backends.base import Runner
+from .canary import DEFAULT_CANARY, Canary, Reference, build as build_canary, reference as canary_reference
 from .energy import energy_record, open_counter
 from .errors import UserError, first_line
 from .harness import TimingOptions
 from .opcount import OpCount, count_ops
-from .peak import cached_peak, get_peak
+from .peak import cached_peak, get_peak, machine_fingerprint
 from .errors import is_out_of_memory
 from .prepare import NotReady, Outcome, Ready, Subject, free, outcomes
 from .results import Entry
@@ -106,6 +108,8 @@ class _Run:
         self.ops: dict[str, OpCount | None] = {}  # per model: what it computes (None: could not count)
         self.peaks: dict[str, float | None] = {}  # per precision: the machine's GEMM peak, GMAC/s
         self.energy = open_counter(plan.settings.device)  # a counter, or why there is none
+        self.canary: Canary | None = None  # built with the first group (CPU runs): the machine-speed canary
+        self.reference: Reference | None = None  # what adjusted figures are scaled to (per machine, cached)
 
     def finish(self, index: int, entry: Entry) -> None:
         ops = self.ops.get(entry.model)
@@ -200,10 +204,13 @@ class _Run:
         interrupted = False
         try:
             with torch.inference_mode():  # as in warm-up and parity: no autograd, no grad-mode recompile
+                if self.canary is None and self.device.type == "cpu":
+                    self.canary = build_canary(DEFAULT_CANARY)
                 done = run_rounds([p.timed for p in group], self.plan.timing, schedule, on_round,
-                                  None if isinstance(self.energy, str) else self.energy)
+                                  None if isinstance(self.energy, str) else self.energy, self.canary)
         except KeyboardInterrupt:
             interrupted, done = True, max(len(p.timed.rounds) for p in group)
+        self._reference(group)
         try:
             for p in group:
                 self._record(p, done, interrupted)
@@ -227,7 +234,8 @@ class _Run:
                 entry.record(t.samples, [r.to_dict() for r in t.rounds], p.images_per_call,
                              warmup_calls=t.warm.calls if t.warm else None,
                              first_call_s=t.warm.first_call_s if t.warm else None,
-                             cuda_max_memory_bytes=_peak_memory(self.device))
+                             cuda_max_memory_bytes=_peak_memory(self.device), canary=self.reference,
+                             canary_cost_s=t.canary_cost_s if self.reference is not None else None)
                 entry.energy = energy_record(t.energy_j, t.metered_s, t.metered_calls * p.images_per_call, self.energy)
                 if interrupted:
                     entry.notes.append(f"interrupted: timed in {len(t.rounds)} of the planned rounds")
@@ -240,6 +248,17 @@ class _Run:
             p.runner.close()  # (closing twice is harmless)
         if t.samples or not interrupted:
             self.finish(p.index, entry)
+
+    def _reference(self, group: list[_Pending]) -> None:
+        """The canary reference, once per run: the machine's cached one, else this group's median
+        canary (then cached).  A CPU canary says nothing of a GPU's speed: CUDA runs have none."""
+        if self.canary is None or self.reference is not None:
+            return
+        values = [r.canary_s for p in group for r in p.timed.rounds if r.canary_s is not None]
+        if values:
+            s = self.plan.settings
+            self.reference = canary_reference(self.canary.name, s.device, s.threads, machine_fingerprint(s.device),
+                                              self.cache.root, float(np.median(values)))
 
     def _release_pending(self) -> None:
         for p in self.pending:

@@ -2,7 +2,7 @@
 
 A fixed threshold on one number (pytest-benchmark's ``--benchmark-compare-fail``) fires on shared
 runners whose speed drifts 10-30% from job to job.  Here each entry gets one of three outcomes from
-``stats.slowdown_verdict`` on its log round medians (the round is the unit that repeats): **fail**
+``verdict.slowdown_verdict`` on its log round medians (the round is the unit that repeats): **fail**
 (significantly slower, by more than the threshold), **pass** (a slowdown beyond the threshold is
 ruled out) or **inconclusive** (the noise cannot tell; about how many more rounds would).  When
 every round of both entries carries the machine-speed canary (``canary_s``), the figures tested are
@@ -22,7 +22,8 @@ import numpy as np
 from .errors import UserError
 from .results import Entry, RunRecord, load
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
-from .stats import FAIL, INCONCLUSIVE, PASS, Verdict, can_pair, canary_adjusted, slowdown_verdict
+from .stats import adjusted_rounds, can_pair
+from .verdict import FAIL, INCONCLUSIVE, PASS, Verdict, slowdown_verdict
 from .sysinfo import machine_differences
 
 REFERENCE = "reference (not gated)"
@@ -30,7 +31,7 @@ REFERENCE = "reference (not gated)"
 DEFAULT_THRESHOLD_PCT = 5.0
 #: the one-sided significance level of the gate's test per entry (``--alpha``): issue 21 asks for
 #: false flags on clean reruns on at most 2% of entries; the size threshold lowers the rate further
-#: once the noise is small against it.  (``stats.slowdown_verdict`` itself defaults to 0.05.)
+#: once the noise is small against it.  (``verdict.slowdown_verdict`` itself defaults to 0.05.)
 DEFAULT_ALPHA = 0.02
 INCONCLUSIVE_POLICIES = (PASS, FAIL)
 
@@ -150,7 +151,7 @@ def canary_of(entry: Entry) -> list[float] | None:
 def figures(entry: Entry, adjusted: bool) -> list[np.ndarray]:
     """The entry's per-image seconds by round, divided round by round by the canary when ``adjusted``."""
     rounds = entry.per_image_rounds()
-    return canary_adjusted(rounds, canary_of(entry)) if adjusted else rounds
+    return adjusted_rounds(rounds, canary_of(entry)) if adjusted else rounds
 
 
 def relative_rounds(entry: Entry, reference: Entry | None, adjusted: bool = False) -> list[np.ndarray]:

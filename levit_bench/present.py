@@ -33,7 +33,20 @@ def fmt_efficiency(e: Entry | None) -> str:
     """Achieved GMAC/s and the fraction of the machine's measured peak: ``41.3 (12%)``."""
     if e is None or e.gmacs_per_s is None:
         return "—"
-    return f"{e.gmacs_per_s:,.1f}" + (f" ({e.efficiency:.0%})" if e.efficiency is not None else "")
+    text = f"{e.gmacs_per_s:,.1f}" + (f" ({e.efficiency:.0%})" if e.efficiency is not None else "")
+    adjusted = (e.canary or {}).get("adjusted_efficiency")
+    return text + (f", adj {adjusted:.0%}" if adjusted is not None else "")
+
+
+def fmt_intervals(e: Entry) -> str:
+    """The canary-adjusted speed (where there is one) and the two labelled intervals of the entry's
+    figure: ``adj 61.2 (95% CI 58.0–64.1; rerun 55.3–67.0)``; empty for files without them."""
+    iv = e.intervals or {}
+    if not iv:
+        return ""
+    head = f"adj {fmt_ips(e.adjusted_images_per_second)} " if e.adjusted_images_per_second else "raw "
+    (clo, chi), (rlo, rhi) = iv["confidence"]["images_per_second"], iv["rerun"]["images_per_second"]
+    return head + f"(95% CI {fmt_ips(clo)}–{fmt_ips(chi)}; rerun {fmt_ips(rlo)}–{fmt_ips(rhi)})"
 
 
 def most_efficient(entries: Iterable[Entry]) -> Entry | None:

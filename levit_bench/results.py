@@ -23,17 +23,21 @@ import psutil
 
 from . import __version__
 from .accuracy_record import AccuracyRecord
+from .canary import Reference
 from .atomic import atomic_write_text
 from .errors import UserError
 from .spec import TORCH_BACKENDS, Identified, Identity, Status
-from .stats import (NOISE_THRESHOLD, Ratio, between_round_spread, can_pair, median_time_interval, paired_ratio,
-                    ratio_of_medians, split_rounds, summarize_calls, unpaired_ratio)
+from .stats import (NOISE_THRESHOLD, Ratio, adjusted_rounds, between_round_spread, can_pair,
+                    labelled_intervals, median_time_interval, paired_ratio, ratio_of_medians,
+                    split_rounds, summarize_calls, unpaired_ratio)
 
 #: 2: entries carry their rounds (``rounds``, ``group``, ``between_rounds``); 1 still loads (one round).
 #: 3: every record carries its identity's ``weights_hash`` and the ``attention`` option (SDPA or matmul;
 #: CUDA entries of earlier files ran SDPA and are read so)
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+#: 4: rounds carry ``canary_s``; entries ``adjusted_images_per_second``, ``intervals`` (confidence and
+#: rerun, labelled) and ``canary``; earlier files load with raw figures only
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: the call times a results file may hold: below a nanosecond no clock measures, above a day no
 #: call of a benchmark runs (outside these, ratios overflow to inf or 0 and decide nothing)
 MIN_CALL_S, MAX_CALL_S = 1e-9, 86400.0
@@ -93,6 +97,12 @@ class Entry(Identified):
     peak_gmacs_per_s: float | None = None
     efficiency: float | None = None
     energy: dict[str, Any] | None = None  # joules per image and its source, or {"unavailable": why}
+    #: issue 21: the speed adjusted by the machine-speed canary timed next to each block (raw kept
+    #: above); ``intervals``: "confidence" and "rerun", each labelled; ``canary``: its name, the
+    #: reference it scales to and where that came from, its cost, the adjusted GMAC/s and efficiency
+    adjusted_images_per_second: float | None = None
+    intervals: dict[str, Any] | None = None
+    canary: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -124,7 +134,8 @@ class Entry(Identified):
 
     def record(self, samples_s: Sequence[float], rounds: Sequence[dict[str, Any]], images_per_call: int, *,
                warmup_calls: int | None = None, first_call_s: float | None = None,
-               cuda_max_memory_bytes: int | None = None) -> None:
+               cuda_max_memory_bytes: int | None = None, canary: Reference | None = None,
+               canary_cost_s: float | None = None) -> None:
         """Fill the timing fields from per-call seconds timed in ``rounds`` (one dict per round, as
         the file stores them: ``calls`` is how many of ``samples_s`` it holds); the entry becomes ``ok``.
 
@@ -151,6 +162,22 @@ class Entry(Identified):
             self.notes.append(f"noisy: IQR is {s.rel_iqr:.0%} of the median")
         if spread > NOISE_THRESHOLD:
             self.notes.append(f"noisy: round medians spread {spread:.0%} (IQR over median)")
+        self._adjust(canary, canary_cost_s)
+
+    def _adjust(self, canary: Reference | None, cost_s: float | None) -> None:
+        """The canary-adjusted speed (where every round has a canary figure) and the two labelled
+        intervals, of the adjusted speed where there is one, else of the raw one."""
+        self.canary = self.adjusted_images_per_second = None
+        images = self.images_per_call or self.batch_size
+        adjusted = self.adjusted_round_samples(canary.reference_s) if canary is not None else None
+        if canary is not None:
+            timed = sum(self.samples_s)
+            self.canary = {"name": canary.name, "reference_s": canary.reference_s, "reference": canary.source,
+                           "cost_s": cost_s, "cost_share": cost_s / timed if cost_s is not None and timed else None}
+        if adjusted is not None:
+            self.adjusted_images_per_second = images / float(np.median(np.concatenate(adjusted)))
+        self.intervals = labelled_intervals(*((adjusted, images, "adjusted_images_per_second") if adjusted is not None
+                                              else (self.round_samples(), images, "images_per_second")))
 
     def explain(self, macs: int | None, params: int | None, peak_gmacs_per_s: float | None) -> None:
         """Record what the model computes and, for a measured entry, the GMAC/s reached and the
@@ -167,10 +194,27 @@ class Entry(Identified):
             elif peak_gmacs_per_s:
                 self.peak_gmacs_per_s = peak_gmacs_per_s
                 self.efficiency = self.gmacs_per_s / peak_gmacs_per_s
+            if self.canary is not None and self.adjusted_images_per_second:
+                adjusted = macs * self.adjusted_images_per_second / 1e9
+                self.canary["adjusted_gmacs_per_s"] = adjusted
+                self.canary["adjusted_efficiency"] = adjusted / self.peak_gmacs_per_s if self.peak_gmacs_per_s else None
 
     def round_samples(self) -> list[np.ndarray]:
         """Per-call seconds grouped by round (a file of schema 1: one round)."""
         return split_rounds(self.samples_s, [r["calls"] for r in self.rounds] if self.rounds else None)
+
+    def canary_seconds(self) -> list[float | None]:
+        """Each round's canary seconds per call (None where a round, or the file, has none)."""
+        return [r.get("canary_s") for r in self.rounds] if self.rounds else [None]
+
+    def adjusted_round_samples(self, reference_s: float | None = None) -> list[np.ndarray] | None:
+        """Per-call seconds by round scaled to the canary ``reference_s`` (default: the entry's own
+        reference; two runs compared should pass one reference for both); None without a canary."""
+        if reference_s is None:
+            reference_s = (self.canary or {}).get("reference_s")
+        if reference_s is None:
+            return None
+        return adjusted_rounds(self.round_samples(), self.canary_seconds(), reference_s)
 
     def interval(self) -> tuple[float, float]:
         """The 95% interval of images/s from the raw samples, as this version computes it (files
@@ -183,7 +227,6 @@ class Entry(Identified):
         """Per-image seconds grouped by round: comparable across batch sizes and request counts."""
         images = self.images_per_call or self.batch_size
         return [r / images for r in self.round_samples()]
-
 
     @property
     def ok(self) -> bool:

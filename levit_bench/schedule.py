@@ -9,6 +9,12 @@ environments", ICPE 2017).  The total timed time per entry stays what ``min_time
 
 With ``target_ci`` more rounds are added until every entry's 95% interval half-width is within
 that fraction of its estimate, or ``max_time_s`` is spent.
+
+Before the first timed round, one untimed warm-up round visits every entry in the first round's
+order (its re-warm and a block's worth of calls, nothing recorded): round 0 was the slow one
+(+5.5% on the rerun study's noisy VM, p = 0.01; +1.1% on a quiet one).  With a ``canary``
+(``canary.py``), the canary is timed just before each entry's re-warm and just after its block;
+the round record keeps their geometric mean (``canary_s``) and the entry what they cost.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .canary import Canary, block_index
 from .energy import EnergyCounter
 from .errors import first_line
 from .harness import Call, TimingOptions, Warmup, rewarm, time_calls, warm_up
@@ -33,10 +40,13 @@ class RoundRecord:
     position: int
     start_s: float  # seconds since the timing of its group began
     calls: int
+    canary_s: float | None = None  # the canary's seconds per call next to this block (None: no canary)
 
     def to_dict(self) -> dict:
-        return {"round": self.round, "position": self.position, "start_s": round(self.start_s, 4),
-                "calls": self.calls}
+        d = {"round": self.round, "position": self.position, "start_s": round(self.start_s, 4), "calls": self.calls}
+        if self.canary_s is not None:
+            d["canary_s"] = self.canary_s
+        return d
 
 
 @dataclass
@@ -61,6 +71,7 @@ class Timed:
     energy_j: list[float] = field(default_factory=list)  # joules of each timed block (when metered)
     metered_s: float = 0.0  # wall seconds of the metered blocks
     metered_calls: int = 0  # calls of the metered blocks
+    canary_cost_s: float = 0.0  # wall seconds of the canary measurements next to this entry's blocks
 
     def round_samples(self) -> list[np.ndarray]:
         return split_rounds(self.samples, [r.calls for r in self.rounds])
@@ -79,6 +90,7 @@ class Schedule:
     seed: int
     target_ci: float | None = None  # fraction, e.g. 0.02
     max_time_s: float | None = None
+    warmup_round: bool = True  # one untimed round before the first timed one
 
 
 #: automatic rounds: as many as fit, within these bounds
@@ -125,26 +137,34 @@ def rounds_for(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
 
 
 def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule,
-               on_round: Callable[[int, int], None] | None = None, energy: EnergyCounter | None = None) -> int:
-    """Time warmed-up items in rounds; returns the number of rounds done.
+               on_round: Callable[[int, int], None] | None = None, energy: EnergyCounter | None = None,
+               canary: Canary | None = None) -> int:
+    """Time warmed-up items in rounds; returns the number of rounds done (the untimed warm-up
+    round not counted).
 
     A KeyboardInterrupt propagates; every item keeps the rounds it completed.  An item whose call
     raises stops being timed and keeps the error.  With an ``energy`` counter, it is read just
-    before and after each timed block (outside the timed calls).
+    before and after each timed block (outside the timed calls); with a ``canary``, it is timed
+    before each re-warm and after each block (outside the timed calls and the energy reads).
     """
     planned = rounds_for(items, timing, schedule)
     for it in items:
         it.calls_per_round = calls_per_round(it.warm.per_call_s, timing, planned)
     rng = np.random.default_rng(schedule.seed)
+    order = rng.permutation(len(items)) if items else None
+    if schedule.warmup_round and items:
+        _warmup_round(items, order, timing, canary)
     begin = time.perf_counter()
     done = 0
     while _more(items, planned, schedule, done, begin):
-        order = rng.permutation(len(items))
+        if done > 0:
+            order = rng.permutation(len(items))
         for position, k in enumerate(order):
             it = items[int(k)]
             if it.error is not None:
                 continue
             try:
+                before = _canary(canary, it)
                 if it.rewarm is not None:
                     it.rewarm(timing.rewarm_s, it.warm.per_call_s)
                 else:
@@ -158,16 +178,48 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
                 it.error = first_line(exc)
                 continue
             after = _read_j(energy)
+            canary_s = None if before is None else block_index(before, _canary(canary, it))
             if joules is not None and after is not None:  # a counter that failed costs the figure, not the entry
                 it.energy_j.append(after - joules)
                 it.metered_s += seconds
                 it.metered_calls += len(block)
             it.samples += block
-            it.rounds.append(RoundRecord(done, position, start, len(block)))
+            it.rounds.append(RoundRecord(done, position, start, len(block), canary_s))
         done += 1
         if on_round is not None:
             on_round(done, planned)
     return done
+
+
+def _warmup_round(items: Sequence[Timed], order: np.ndarray, timing: TimingOptions, canary: Canary | None) -> None:
+    """Every item once, in the first round's order: its re-warm and a block's worth of calls, not
+    recorded (an item with its own re-warm gets that, for a block's seconds: a profiler's block
+    would record).  The canary is measured as in a round, and discarded."""
+    for k in order:
+        it = items[int(k)]
+        if it.error is not None:
+            continue
+        try:
+            _canary(canary, it)
+            if it.rewarm is not None:
+                it.rewarm(timing.rewarm_s + it.calls_per_round * it.warm.per_call_s, it.warm.per_call_s)
+            else:
+                rewarm(it.call, timing.rewarm_s, it.warm.per_call_s, it.synchronize)
+                for _ in range(it.calls_per_round):
+                    it.call()
+                it.synchronize()
+        except Exception as exc:  # noqa: BLE001 - as in a timed round: that entry stops
+            it.error = first_line(exc)
+
+
+def _canary(canary: Canary | None, item: Timed) -> float | None:
+    """One canary measurement (seconds per call), its cost added to ``item``'s; None without a canary."""
+    if canary is None:
+        return None
+    spent = canary.cost_s
+    value = canary.measure()
+    item.canary_cost_s += canary.cost_s - spent
+    return value
 
 
 def _read_j(energy: EnergyCounter | None) -> float | None:

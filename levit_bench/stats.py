@@ -17,10 +17,10 @@ Every figure answers one of these questions, and each question has one function:
   round (both were timed seconds apart, under the same machine state), so a drift cancels.
 * *... timed in different runs?*  :func:`unpaired_ratio`: the ratio of medians, with the interval
   spanned by the two sides' :func:`median_time_interval`.
-* *Did the new side get slower by more than the threshold that matters?*  :func:`slowdown_verdict`
-  (``compare``'s gate and ``ab``'s): a one-sided t test on log round medians (Welch's between two
-  runs, with :data:`PROCESS_FLOOR`; one-sample on the per-round log ratios when paired) combined
-  with the size threshold: pass, fail or inconclusive, and about how many more rounds would decide.
+* *Did the new side get slower by more than the threshold that matters?*  ``verdict.slowdown_verdict``
+  (``compare``'s gate and ``ab``'s), in a module of its own.
+* *Where does this run's estimate lie, and where will a rerun's?*  :func:`confidence_interval` and
+  :func:`rerun_interval`, on canary-adjusted rounds (:func:`adjusted_rounds`) where there are some.
 
 Everything is deterministic: the same samples give the same figures.
 """
@@ -184,163 +184,76 @@ def unpaired_ratio(a_rounds: Rounds, b_rounds: Rounds, confidence: float = 0.95)
 
 
 # ---------------------------------------------------------------------------------------------
-# the gate's verdict (issue 21): did the new side get slower by more than the threshold?
+# the machine-speed canary: adjusted figures and the two labelled intervals (issue 21)
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
-#: Standard deviation of the log speed difference between two processes of the same program on one
-#: machine that no interval inside one run sees: a per-entry, per-process effect (code and heap
-#: layout, which core and cache slice a process got).  The rerun study (issue 21) found about 2% of
-#: it left after canary normalisation (levit_256/openvino was 7% off in two of three quiet runs), and
-#: an interval with this floor held the rerun's estimate in 82-92% of cases against 58-81% without.
-#: Added to the variance of every unpaired difference (two runs, two processes); the rounds of one
-#: process pair share their processes, so the paired test leaves it out unless told (``floor``).
+#: 95% half-width (relative, on log seconds) of the per-process effect no canary removes, the floor
+#: of a run's confidence interval: in the rerun study (docs/perf/rerun-study/run1..3.json, 24 entries,
+#: 3 runs), after a time-local reference (the other entries' blocks within 2 s) the between-run spread
+#: left beyond each run's own round-to-round error was 1.9% (one SD); on the quiet VM a single entry
+#: (levit_256/openvino) was 7% off in two of three runs; a normalised interval with a 2% floor held
+#: the rerun in 82–92% of cases across the three data sets, without one 58–81% (issue 21).
 PROCESS_FLOOR = 0.02
-#: more rounds than this per side are never suggested (the answer is then "more rounds would not")
-MAX_MORE_ROUNDS = 1000
+#: 95% half-width of what stays between two runs on one machine beyond both runs' own errors, on
+#: canary-adjusted figures: 1.96 × 1.9% (the residual above).  Without a canary the run's own
+#: machine-wide factor stays: 1.96 × 8.3% (the same study's residual with no reference).
+RERUN_RESIDUAL_ADJUSTED = 0.037
+RERUN_RESIDUAL_RAW = 0.16
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """New against base: ``outcome`` pass, fail or inconclusive at ``threshold``; ``ratio`` new speed
-    over base speed (< 1: slower) with its one-sided ``1 - alpha`` bounds (``interval``: lower,
-    upper); ``p`` the one-sided p of "not slower"; ``more_rounds`` about how many more rounds per side
-    would decide (None when decided, or when no number would: ``reason`` says which)."""
 
-    outcome: str
-    ratio: float
-    interval: tuple[float, float]
-    p: float
-    more_rounds: int | None
-    threshold: float
-    alpha: float
-    paired: bool
-    rounds: tuple[int, int]
-    reason: str
+def adjusted_rounds(rounds: Rounds, canary_s: Sequence[float | None],
+                    reference_s: float = 1.0) -> list[np.ndarray] | None:
+    """Each round's call times scaled by ``reference_s / canary_s`` of that round: the block's time
+    as if the machine ran at the reference's speed.  A machine-wide slowdown slows the canary timed
+    next to the block by the same factor and cancels; what slows one entry alone does not.  None
+    when a round has no canary figure (older files, or a canary that was not timed).  The gate uses
+    ``reference_s`` 1: unit-free figures, in which two runs' references cancel in a ratio."""
+    if len(canary_s) != len(rounds) or not all(c is not None and c > 0 for c in canary_s):
+        return None
+    if not (math.isfinite(reference_s) and reference_s > 0):
+        raise ValueError(f"reference_s must be finite and positive, got {reference_s!r}")
+    return [np.asarray(r, dtype=float) * (reference_s / float(c)) for r, c in zip(rounds, canary_s)]
 
 
-def canary_adjusted(rounds: Rounds, canary_s: Sequence[float]) -> list[np.ndarray]:
-    """Each round's times divided by the machine-speed canary's seconds per call timed next to it:
-    unit-free figures in which a machine-wide speed factor shared by canary and block cancels (two
-    runs' canaries are the same workload, so their references cancel in a ratio too)."""
-    if len(rounds) != len(canary_s):
-        raise ValueError(f"{len(rounds)} rounds but {len(canary_s)} canary figures")
-    c = np.asarray(canary_s, dtype=float)
-    if not (np.isfinite(c).all() and (c > 0).all()):
-        raise ValueError("canary seconds must be finite and positive")
-    return [np.asarray(r, dtype=float) / k for r, k in zip(rounds, c)]
+def _widened(rounds: Rounds, extra: float, confidence: float, scale: float) -> tuple[float, float]:
+    """:func:`median_time_interval`'s sides on log seconds, each half-width ``h`` made
+    ``sqrt((scale·h)² + extra²)``, around the median call time: (low, high) seconds."""
+    lo, hi = median_time_interval(rounds, confidence)
+    mid = float(np.median(np.concatenate([np.asarray(r, dtype=float) for r in rounds])))
+    lo, hi = min(lo, mid), max(hi, mid)
+    down, up = math.log(mid / lo), math.log(hi / mid)
+    return (mid * math.exp(-math.hypot(scale * down, extra)), mid * math.exp(math.hypot(scale * up, extra)))
 
 
-def _log_round_medians(rounds: Rounds, name: str) -> np.ndarray:
-    meds = []
-    for r in rounds:
-        x = np.asarray(r, dtype=float)
-        if x.size and not (np.isfinite(x).all() and (x > 0).all()):
-            raise ValueError(f"{name} samples must be non-empty, finite and positive")
-        if x.size:
-            meds.append(float(np.median(x)))
-    if not meds:
-        raise ValueError(f"{name} samples must be non-empty, finite and positive")
-    return np.log(np.asarray(meds))
+def confidence_interval(rounds: Rounds, floor: float = PROCESS_FLOOR, confidence: float = 0.95) -> tuple[float, float]:
+    """The confidence interval of this run's median call time (adjusted rounds where there is a
+    canary): the order-statistic interval of the round medians, each side combined in quadrature
+    with the process-level ``floor`` (an independent error of this process that its rounds cannot
+    show).  Seconds: (low, high)."""
+    return _widened(rounds, floor, confidence, 1.0)
 
 
-def _t_figures(parts: Sequence[tuple[float, int]], floor: float) -> tuple[float, float]:
-    """Standard error of the difference from (variance of the mean, rounds) per side plus ``floor``²,
-    and the Welch-Satterthwaite degrees of freedom of the measured part alone (so that the floor
-    can only widen the bounds and raise p, never lend the test degrees of freedom)."""
-    measured = sum(v for v, _ in parts)
-    denom = sum(v**2 / (n - 1) for v, n in parts)
-    return math.sqrt(measured + floor**2), (measured**2 / denom if denom > 0 else math.inf)
+def rerun_interval(rounds: Rounds, adjusted: bool, floor: float = PROCESS_FLOOR,
+                   confidence: float = 0.95) -> tuple[float, float]:
+    """Where another run's median call time on this machine will land: the difference of two runs'
+    estimates holds both runs' round-to-round errors (√2 × this run's half-width), both processes'
+    effects (√2 × ``floor``) and what differs between runs beyond them (``RERUN_RESIDUAL_ADJUSTED``
+    for canary-adjusted rounds, else ``RERUN_RESIDUAL_RAW``), added in quadrature.  Seconds."""
+    residual = RERUN_RESIDUAL_ADJUSTED if adjusted else RERUN_RESIDUAL_RAW
+    return _widened(rounds, math.hypot(math.sqrt(2) * floor, residual), confidence, math.sqrt(2))
 
 
-def _quantile(df: float, level: float) -> float:
-    return float(sps.norm.ppf(level) if math.isinf(df) else sps.t.ppf(level, df))
-
-
-def _more_rounds(margin: float, sides: Sequence[tuple[float, int]], floor: float, alpha: float) -> int | None:
-    """The fewest extra rounds per side after which the one-sided bound, at the observed spread
-    (``sides``: per-round variance and rounds; the t quantile at the Welch degrees of freedom those
-    rounds would give), lies within ``margin`` of the estimate: the verdict it leans to would be
-    reached if the estimate held (as MLPerf LoadGen's early stopping says how many more queries it
-    needs); None when no number up to :data:`MAX_MORE_ROUNDS` does."""
-    k = np.arange(1, MAX_MORE_ROUNDS + 1)
-    parts = [s2 / (n + k) for s2, n in sides]
-    measured = sum(parts)
-    denom = sum(v**2 / (n + k - 1) for v, (_, n) in zip(parts, sides))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df = np.where(denom > 0, measured**2 / np.where(denom > 0, denom, 1.0), np.inf)
-    q = np.where(np.isinf(df), sps.norm.ppf(1 - alpha), sps.t.ppf(1 - alpha, np.where(np.isinf(df), 1.0, df)))
-    ok = np.flatnonzero(q * np.sqrt(measured + floor**2) <= margin)
-    return int(k[ok[0]]) if ok.size else None
-
-
-def slowdown_verdict(base_rounds: Rounds, new_rounds: Rounds, *, threshold: float, alpha: float = 0.05,
-                     paired: bool = False, floor: float | None = None) -> Verdict:
-    """Whether ``new`` is slower than ``base`` by more than ``threshold`` (0.05: 5% fewer images/s).
-
-    Rounds are per-round arrays of seconds per image (canary-adjusted when both sides have it); the
-    unit is the round's median, on a log scale.  Unpaired (two runs): Welch's t on the two sides'
-    log round medians, the variance widened by ``floor``² (default :data:`PROCESS_FLOOR`: what
-    separates two processes and no round shows); paired (round i of both timed together): a
-    one-sample t on the per-round log ratios (``floor`` default 0).  With ``q`` the one-sided
-    ``1 - alpha`` quantile and ``L = log(1 - threshold)``:
-
-    * **fail**: significantly slower (p < alpha) *and* the estimate beyond the threshold.  The
-      estimate, not the bound: the test already keeps false flags of an unchanged speed under
-      alpha; asking the bound to clear the threshold too would need about twice the rounds to flag
-      a slowdown of twice the threshold, and it keeps what ``--fail-above`` has always meant.
-    * **pass**: the lower bound of the ratio rules out a slowdown beyond the threshold.
-    * **inconclusive**: neither; ``more_rounds`` says about how many more rounds per side would
-      carry the bound past the threshold (or the test past alpha) if the estimate held.
-
-    Non-finite or non-positive times are a ValueError."""
-    if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    lb, ln = _log_round_medians(base_rounds, "base"), _log_round_medians(new_rounds, "new")
-    floor = (0.0 if paired else PROCESS_FLOOR) if floor is None else float(floor)
-    if paired:
-        if lb.size != ln.size:
-            raise ValueError(f"paired rounds differ in number: {lb.size} and {ln.size}")
-        diffs = lb - ln  # per-round log(new speed / base speed)
-        d = float(diffs.mean())
-        sides = [(float(diffs.var(ddof=1)), int(diffs.size))] if diffs.size >= 2 else []
-    else:
-        d = float(lb.mean() - ln.mean())
-        sides = [(float(x.var(ddof=1)), int(x.size)) for x in (lb, ln)] if min(lb.size, ln.size) >= 2 else []
-    counts = (int(lb.size), int(ln.size))
-    label = f"{threshold * 100:g}%"
-    common = {"ratio": math.exp(d), "threshold": threshold, "alpha": alpha, "paired": paired, "rounds": counts}
-    if not sides:
-        return Verdict(INCONCLUSIVE, interval=(0.0, math.inf), p=1.0, more_rounds=None, **common,
-                       reason=f"a {label} change cannot be told from one round on a side (no spread between "
-                       "rounds to test against: time at least 2, better 6-10, rounds per side)")
-    se, df = _t_figures([(s2 / n, n) for s2, n in sides], floor)
-    q = _quantile(df, 1 - alpha)
-    if se > 0:
-        p = float(sps.norm.cdf(d / se) if math.isinf(df) else sps.t.cdf(d / se, df))
-    else:
-        p = 0.0 if d < 0 else 1.0
-    lo, hi = d - q * se, d + q * se
-    limit = math.log(1 - threshold)
-    interval = (math.exp(lo), math.exp(hi))
-    if p < alpha and d < limit:
-        return Verdict(FAIL, interval=interval, p=p, more_rounds=None, **common,
-                       reason=f"slower by {1 - math.exp(d):.1%} (p = {p:.2g}), beyond the {label} that matters")
-    if lo > limit:
-        return Verdict(PASS, interval=interval, p=p, more_rounds=None, **common,
-                       reason=f"a slowdown beyond {label} is ruled out (bound {math.exp(lo) - 1:+.1%})")
-    margin = d - limit if d >= limit else -d
-    more = _more_rounds(margin, sides, floor, alpha)
-    if more is not None:
-        why = f"about {more} more round{'s' if more > 1 else ''} per side would"
-    elif _floor_blocks(margin, floor, alpha):
-        why = (f"more rounds would not: the {floor:.0%} between processes alone is too much at this estimate "
-               "(time both sides in one job: levit-bench ab)")
-    else:
-        why = f"more than {MAX_MORE_ROUNDS} more rounds per side would be needed"
-    return Verdict(INCONCLUSIVE, interval=interval, p=p, more_rounds=more, **common,
-                   reason=f"a {label} change cannot be told at this noise ({math.exp(d) - 1:+.1%} seen); {why}")
-
-
-def _floor_blocks(margin: float, floor: float, alpha: float) -> bool:
-    """Whether the process floor alone keeps the one-sided bound from clearing ``margin``."""
-    return float(sps.norm.ppf(1 - alpha)) * floor >= margin
+def labelled_intervals(rounds: Rounds, images_per_call: int, of: str) -> dict[str, dict]:
+    """Both intervals of an entry's images/s as a results file keeps them, each labelled: ``of``
+    names the figure they bound (``adjusted_images_per_second``: ``rounds`` are canary-adjusted)."""
+    adjusted = of.startswith("adjusted")
+    how = "canary-adjusted" if adjusted else "raw: no canary"
+    lo, hi = confidence_interval(rounds)
+    rlo, rhi = rerun_interval(rounds, adjusted)
+    return {
+        "confidence": {"images_per_second": [images_per_call / hi, images_per_call / lo], "level": 0.95, "of": of,
+                       "label": f"95% confidence interval of this run's estimate ({how}; "
+                                f"±{PROCESS_FLOOR:.0%} process floor)"},
+        "rerun": {"images_per_second": [images_per_call / rhi, images_per_call / rlo], "level": 0.95, "of": of,
+                  "label": f"95% rerun interval: where another run on this machine will land ({how})"},
+    }

@@ -18,7 +18,8 @@ from levit_bench.cli import main
 from levit_bench.errors import UserError
 from levit_bench.results import Entry, RunRecord
 from levit_bench.spec import Conditions, Identity, RuntimeOptions, variant
-from levit_bench.stats import FAIL, INCONCLUSIVE, PASS, median_time_interval, summarize_calls
+from levit_bench.stats import median_time_interval, summarize_calls
+from levit_bench.verdict import FAIL, INCONCLUSIVE, PASS
 
 SYSTEM = {
     "cpu": "Synthetic CPU", "arch": "x86_64", "physical_cores": 2, "logical_cores": 2, "memory_bytes": 8 * 2**30,

@@ -17,7 +17,7 @@ from levit_bench.accuracy_record import AccuracyRecord
 from levit_bench.cli import main
 from levit_bench.errors import UserError
 from levit_bench.profiling import Profile
-from levit_bench.results import Entry, load
+from levit_bench.results import SCHEMA_VERSION, Entry, load
 from levit_bench.spec import Identity, RuntimeOptions
 from levit_bench.sysinfo import machine_differences
 
@@ -105,7 +105,8 @@ def test_the_hostname_and_levit_bench_itself_may_differ():
     assert machine_differences(SYSTEM, other) == []
 
 
-@pytest.mark.parametrize("name", ["results-v1-2026-11-27.json", "results-v2-2026-12-01.json"])
+@pytest.mark.parametrize("name", ["results-v1-2026-11-27.json", "results-v2-2026-12-01.json",
+                                  "results-v3-2026-12-02.json"])
 def test_files_of_earlier_layouts_load_report_and_compare(tmp_path, capsys, name):
     path = FIXTURES / name
     record = load(path)
@@ -113,10 +114,10 @@ def test_files_of_earlier_layouts_load_report_and_compare(tmp_path, capsys, name
     assert main(["report", str(path), "-o", str(tmp_path / "r.md")]) == 0
     assert (tmp_path / "r.md").read_text().strip()
     assert main(["compare", str(path), str(path)]) == 0
-    # and a file this version writes (schema 3) holds the same identities
+    # and a file this version writes (schema 4) holds the same identities
     again = tmp_path / "again.json"
     record.save(again)
-    assert json.loads(again.read_text())["schema_version"] == 3
+    assert json.loads(again.read_text())["schema_version"] == SCHEMA_VERSION == 4
     assert [e.identity for e in load(again).results] == [e.identity for e in record.results]
 
 

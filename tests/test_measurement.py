@@ -36,7 +36,8 @@ def _schedule_run(seed: int, rounds: int = 6) -> tuple[list[Timed], list[str]]:
         warm(it, timing)
     log.clear()
     assert run_rounds(items, timing, Schedule(rounds, seed)) == rounds
-    return items, log
+    assert log[:5] == log[5:10]  # the untimed warm-up round, in the first round's order
+    return items, log[5:]
 
 
 def test_every_entry_once_per_round_in_a_seeded_random_order():
@@ -220,7 +221,7 @@ def test_target_ci_adds_rounds_until_met_or_out_of_time(fake_clock):
         item = Timed("x", call, lambda: None, False)
         warm(item, timing)
         start = time.perf_counter()
-        done = run_rounds([item], timing, Schedule(5, 0, target_ci=target, max_time_s=max_time))
+        done = run_rounds([item], timing, Schedule(5, 0, target_ci=target, max_time_s=max_time, warmup_round=False))
         assert (done > 5) is more
         elapsed = time.perf_counter() - start
         assert elapsed < max_time + 1.0  # bounded by --max-time
@@ -249,6 +250,8 @@ def test_an_item_can_bring_its_own_block_and_rewarm():
         warm(it, timing)
     log.clear()
     assert run_rounds(items, timing, Schedule(4, 3)) == 4
-    assert blocks == [2] * 4 and len(rewarms) == 4 and rewarms[0] == (0.0, items[1].warm.per_call_s)
-    assert "e1" not in log and log.count("hooked") == 8 and log.count("e0") == 8
+    per_call = items[1].warm.per_call_s
+    assert blocks == [2] * 4 and len(rewarms) == 5 and rewarms[1:] == [(0.0, per_call)] * 4
+    assert rewarms[0] == (2 * per_call, per_call)  # the warm-up round: its own re-warm, a block's seconds
+    assert "e1" not in log and log.count("hooked") == 8 and log.count("e0") == 8 + 2  # + the warm-up round
     assert [r.calls for r in items[1].rounds] == [2] * 4 and items[1].samples == [0.001] * 8

@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from levit_bench import results, stats
+from levit_bench import results, stats, verdict
 from levit_bench.backends import Settings
 from levit_bench.backends import openvino as ov_backend
 from levit_bench.backends import torchscript as ts_backend
@@ -157,9 +157,9 @@ def test_the_verdict_refuses_non_finite_times():
     good = [np.full(10, 0.01) * np.linspace(1, 1.1, 10)] * 3
     for bad in (np.r_[good[0], np.nan], np.r_[good[0], -0.01], np.r_[good[0], np.inf]):
         with pytest.raises(ValueError, match="finite and positive"):
-            stats.slowdown_verdict(good, [bad], threshold=0.05)
+            verdict.slowdown_verdict(good, [bad], threshold=0.05)
     with pytest.raises(ValueError, match="finite and positive"):
-        stats.slowdown_verdict(good, [], threshold=0.05)
+        verdict.slowdown_verdict(good, [], threshold=0.05)
 
 
 def test_schema_refuses_non_positive_speeds():
@@ -219,14 +219,14 @@ def test_the_verdict_is_fast_and_still_decides():
     resample = np.random.default_rng(1).integers(0, flat.size, (2000, flat.size))
     one_old_resampling, _ = cpu_seconds(lambda: np.median(flat[resample], axis=1))
     verdicts, (same, slower) = cpu_seconds(lambda: (
-        [stats.slowdown_verdict(base, other, threshold=0.05) for other in others],
-        stats.slowdown_verdict(base, [r * 1.1 for r in base], threshold=0.05)))
+        [verdict.slowdown_verdict(base, other, threshold=0.05) for other in others],
+        verdict.slowdown_verdict(base, [r * 1.1 for r in base], threshold=0.05)))
     assert verdicts < 5 * one_old_resampling, (verdicts, one_old_resampling)
-    assert sum(v.outcome == stats.FAIL for v in same) <= 2
-    assert slower.outcome == stats.FAIL and slower.ratio == pytest.approx(1 / 1.1)
+    assert sum(v.outcome == verdict.FAIL for v in same) <= 2
+    assert slower.outcome == verdict.FAIL and slower.ratio == pytest.approx(1 / 1.1)
     lo, hi = slower.interval
     assert lo < 1 / 1.1 < hi < 0.95
-    assert stats.slowdown_verdict(base, [r * 1.1 for r in base], threshold=0.05) == slower  # deterministic
+    assert verdict.slowdown_verdict(base, [r * 1.1 for r in base], threshold=0.05) == slower  # deterministic
 
 
 def test_loading_a_big_file_is_fast(tmp_path):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from .. import gate
 from ..present import fmt_ips, fmt_p, md_table
-from ..stats import FAIL, INCONCLUSIVE, PASS
+from ..verdict import FAIL, INCONCLUSIVE, PASS
 from . import render
 from .args import EXIT_OK, EXIT_REGRESSION, Parser, percent, probability
 

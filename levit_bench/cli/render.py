@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..present import Baselines, fmt_efficiency, fmt_ratio, most_efficient, spread_pct
+from ..present import Baselines, fmt_efficiency, fmt_intervals, fmt_ratio, most_efficient, spread_pct
 from ..results import Entry
 from ..spec import BASELINE_BACKEND, Status
 
@@ -31,16 +31,19 @@ def progress(con: Console) -> Progress:
 
 
 def cell(e: Entry | None) -> str:
-    """Median images/s and spread (IQR as % of the median), or the status."""
+    """Median images/s and spread (IQR as % of the median), or the status; below it the
+    canary-adjusted speed and the two labelled intervals (entries that have them)."""
     if e is None:
         return ""
     if not e.ok:
         return f"[yellow]{e.status}[/]" if e.status is Status.SKIPPED else f"[red]{e.status}[/]"
     style = "yellow" if e.noisy else "dim"  # noisy: IQR above 10% of the median
-    return f"{e.images_per_second:,.1f} [{style}]±{spread_pct(e):.0f}%[/]"
+    extra = fmt_intervals(e)
+    return f"{e.images_per_second:,.1f} [{style}]±{spread_pct(e):.0f}%[/]" + (f"\n[dim]{extra}[/]" if extra else "")
 
 
-def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR)",
+def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR; below: canary-adjusted, "
+                  "95% confidence interval of this run, where a rerun will land)",
                   emulated: str | None = None) -> Table:
     """One row per model × backend variant × device/precision/threads, one column per batch size;
     "× torch" at the largest batch, and the GMAC/s (share of the measured peak) of the row's best batch.

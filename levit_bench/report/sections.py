@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from .. import paper
-from ..present import NOISE_MARK, Baselines, fmt_efficiency, fmt_ips, fmt_ratio, md_table, most_efficient, spread_pct
+from ..present import (NOISE_MARK, Baselines, fmt_efficiency, fmt_intervals, fmt_ips, fmt_ratio, md_table, most_efficient,
+                       spread_pct)
 from ..results import Entry
 from ..spec import BASELINE_BACKEND, Status, threads_text
 from ..zoo import Published
@@ -56,7 +57,8 @@ def setting_groups(entries: Iterable[Sourced]) -> dict[tuple[str, str, int], lis
 
 
 def cell(e: Entry | None, baselines: Baselines) -> str:
-    """images/s ± IQR %, the noise mark, and the speed-up over torch (not on the baseline itself)."""
+    """images/s ± IQR %, the noise mark, and the speed-up over torch (not on the baseline itself);
+    then the canary-adjusted speed and the two labelled intervals (entries that have them)."""
     if e is None:
         return ""
     if not e.ok:
@@ -65,7 +67,8 @@ def cell(e: Entry | None, baselines: Baselines) -> str:
     up = baselines.speedup(e)
     if up is not None and baselines.baseline(e) is not e:
         text += f" ({fmt_ratio(up)})"
-    return text
+    extra = fmt_intervals(e)
+    return text + (f"<br>{extra}" if extra else "")
 
 
 def device_table(entries: Sequence[Sourced]) -> str:
