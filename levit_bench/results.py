@@ -93,6 +93,7 @@ class Entry(Identified):
     peak_gmacs_per_s: float | None = None
     efficiency: float | None = None
     energy: dict[str, Any] | None = None  # joules per image and its source, or {"unavailable": why}
+    side: str | None = None  # ``levit-bench ab``: "base" or "new" (absent from other files)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -114,6 +115,8 @@ class Entry(Identified):
         """The flat form a results file keeps."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "identity"}
         d["status"] = str(self.status)
+        if d["side"] is None:
+            del d["side"]
         return {**self.identity.to_dict(), **d}
 
     @classmethod
@@ -220,10 +223,14 @@ class RunRecord:
     accuracy: list[AccuracyRecord] = field(default_factory=list)  # ``levit-bench accuracy`` (optional in files)
     #: ``levit-bench profile --out``: one ``Profile.to_dict()`` per model x backend (optional in files)
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    #: ``levit-bench ab``: each side's environment (interpreter, path, versions) and the verdict per
+    #: entry (absent from other files)
+    ab: dict[str, Any] | None = None
     source: str | None = None  # the file it was loaded from (not saved)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source" and
+             (f.name != "ab" or self.ab is not None)}
         d["results"] = [_with_unknown(e.to_dict(), e) for e in self.results]
         d["accuracy"] = [_with_unknown(a.to_dict(), a) for a in self.accuracy]
         return _finite(_with_unknown(d, self))
@@ -336,7 +343,7 @@ def load(path: str | os.PathLike) -> RunRecord:
     profiles = data.get("profiles") or []
     if not isinstance(profiles, list) or not all(isinstance(x, dict) and "categories" in x for x in profiles):
         raise UserError(f"{p}: 'profiles' must be a list of profiles as `levit-bench profile --out` writes them")
-    record = RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), **fields)
+    record = RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), ab=data.get("ab"), **fields)
     return _keep_unknown(record, data)
 
 
