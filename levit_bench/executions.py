@@ -173,5 +173,112 @@ def execute_in_workers(selection: Selection, timing: TimingOptions, schedule: Sc
         stop_all(workers)
 
 
-__all__ = ["Side", "Slot", "WorkerDied", "entry_of", "execute_in_workers", "prepare_execution", "time_items",
-           "warm_all"]
+# ---------------------------------------------------------------------------------------------
+# A/B: the same plan in two environments, each entry's two blocks adjacent in every round
+
+
+@dataclass
+class AbRun:
+    """What ``ab`` measured: per step the base and the new entry (plan order), each side's facts."""
+
+    pairs: list[tuple[Entry, Entry]]
+    environments: dict[str, dict[str, Any]]
+    interrupted: bool
+
+
+def differences(base: Identity, new: Identity) -> list[str]:
+    """The identity fields in which the two sides' preparations of one step differ."""
+    a, b = base.to_dict(), new.to_dict()
+    return [f"{k} {a[k]!r} (base) against {b.get(k)!r} (new)" for k in a if a[k] != b.get(k)]
+
+
+def execute_ab(selection: Selection, timing: TimingOptions, schedule: Schedule, base: Side, new: Side, *,
+               duet: bool = False, on_step: Callable[[Identity], None] | None = None,
+               on_round: Callable[[int, int], None] | None = None, timeouts: Timeouts = Timeouts()) -> AbRun:
+    """Both sides prepared (each in workers of its interpreter), their identities checked equal (else a
+    UserError naming the first difference), then every ready pair timed in the same rounds, its two
+    blocks adjacent in a random order (``duet``: simultaneously, each side on its own cores)."""
+    from .errors import UserError
+
+    workers: list[Worker] = []
+    try:
+        sides, first = {}, {}
+        for side in (base, new):
+            first[side.name] = len(workers)
+            sides[side.name] = prepare_execution(selection, side, None, timeouts, workers,
+                                                 on_step if side is base else None)
+        b_slots, n_slots = sides[base.name], sides[new.name]
+        for i in sorted(b_slots):
+            a, b = b_slots[i], n_slots[i]
+            if a.status is Status.OK and b.status is Status.OK and (found := differences(a.identity, b.identity)):
+                raise UserError(f"the two sides prepared different identities for {a.identity.label()}: "
+                                f"{'; '.join(found)} (an A/B compares the same plan)")
+        environments = {side.name: _environment(workers[first[side.name]], side) for side in (base, new)}
+        paired = [i for i in sorted(b_slots) if b_slots[i].item and n_slots[i].item]
+        for i in paired:
+            b_slots[i].item.together = n_slots[i].item.together = i
+        warm_all([sl[i] for i in paired for sl in (b_slots, n_slots)], timing)
+        items = [sl[i].item for i in paired for sl in (b_slots, n_slots)]
+        if duet:
+            for i in paired:
+                simultaneous(b_slots[i].item, n_slots[i].item)
+        _done, interrupted = time_items(items, timing, schedule, on_round)
+        pairs = [(_side_entry(b_slots[i], n_slots[i], "base"), _side_entry(n_slots[i], b_slots[i], "new"))
+                 for i in sorted(b_slots)]
+        return AbRun(pairs, environments, interrupted)
+    finally:
+        stop_all(workers)
+
+
+def _environment(worker: Worker, side: Side) -> dict[str, Any]:
+    h = worker.hello
+    return {"python": h.get("python"), "path": side.path, "levit_bench": h.get("levit_bench"),
+            "versions": h.get("versions"), "git_commit": (h.get("system") or {}).get("git_commit"),
+            "cpus": sorted(side.cpus) if side.cpus else None}
+
+
+def _side_entry(mine: Slot, other: Slot, side: str) -> Entry:
+    if mine.item is not None and other.item is None:
+        entry = Entry.of(mine.identity, Status.SKIPPED, f"not timed: the other side ended {other.status}: "
+                         f"{other.reason}", mine.facts)
+        entry.side = side
+        return entry
+    entry = entry_of([mine], side)
+    entry.group = 0
+    return entry
+
+
+def simultaneous(a: Timed, b: Timed) -> None:
+    """Duet (Bulej et al. 2020): the two items' re-warms, then their blocks, run at the same time in
+    two threads (each waits on its own worker's pipe), so both sides meet the same interference.
+    Whichever of the two the round calls first runs both; the other's hook, called next (they are
+    adjacent), hands back what was measured meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    raw = {id(a): {"rewarm": a.rewarm, "block": a.block}, id(b): {"rewarm": b.rewarm, "block": b.block}}
+    kept: dict[tuple[int, str], Any] = {}
+
+    def hook(me: Timed, other: Timed, kind: str) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            if (id(me), kind) in kept:
+                value = kept.pop((id(me), kind))
+                if isinstance(value, BaseException):
+                    raise value
+                return value
+            own, theirs = raw[id(me)][kind], raw[id(other)][kind]
+            if other.error is not None:
+                return own(*args)
+            other_args = (args[0], other.warm.per_call_s) if kind == "rewarm" else (other.calls_per_round,)
+            with ThreadPoolExecutor(2) as threads:
+                mine, partner = threads.submit(own, *args), threads.submit(theirs, *other_args)
+            kept[(id(other), kind)] = partner.exception() or partner.result()
+            return mine.result()
+
+        return call
+
+    for me, other in ((a, b), (b, a)):
+        me.rewarm, me.block = hook(me, other, "rewarm"), hook(me, other, "block")
+
+
+__all__ = ["AbRun", "Side", "Slot", "WorkerDied", "entry_of", "execute_ab", "execute_in_workers",
+           "prepare_execution", "simultaneous", "time_items", "warm_all"]
