@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from levit_bench import paper  # noqa: E402
-from levit_bench.results import Entry, load, speed_ratio  # noqa: E402
+from levit_bench.present import speed_ratio  # noqa: E402
+from levit_bench.results import Entry, load  # noqa: E402
 
 MODELS = "levit_128s,levit_192,levit_256,efficientnet_b0,efficientnet_b2,efficientnet_b3"
 BACKENDS = "torch,torchscript,onnxruntime,openvino"

@@ -54,6 +54,7 @@ class Plan:
     timing: TimingOptions = field(default_factory=TimingOptions)
     shrink_on_oom: bool = False  # the paper's GPU protocol: halve the batch until it fits
     schedule: Schedule = field(default_factory=lambda: Schedule(None, 0))  # rounds chosen per group
+    processes: int = 1  # worker processes per entry (``executions.py``); 1: everything in this process
 
     @property
     def settings(self) -> Settings:
@@ -92,9 +93,39 @@ def execute(plan: Plan, on_event: Callable[[Event], None] | None = None,
             show_warning: Callable[[str], None] | None = None) -> list[Entry]:
     """Run every step of ``plan``; returns the entries in plan order.  Process state (threads,
     inductor's cache, dynamo's policy, the warnings hook) is set for the run and restored after."""
+    if plan.processes > 1:
+        return _in_workers(plan, on_event or (lambda _e: None))
     cache = ExportCache(plan.selection.cache_dir)
     with run_state(plan.settings.threads, cache.runtime_dir("inductor"), show_warning):
         return _Run(plan, cache, on_event or (lambda _e: None)).execute()
+
+
+def _in_workers(plan: Plan, notify: Callable[[Event], None]) -> list[Entry]:
+    """``--processes K``: the same plan, each step prepared in K worker processes (``executions.py``),
+    every (step, process) an item of the same rounds; each entry pools its processes' rounds.  (No
+    energy meter and no MAC count there: the counters and the models live in the workers.)"""
+    from .executions import WorkerDied, execute_in_workers
+
+    count = [0]
+
+    def on_round(done: int, planned: int) -> None:
+        notify(Event(EventKind.ROUND, round=done, rounds=planned, count=count[0]))
+
+    def on_step(identity) -> None:
+        count[0] += 1
+        notify(Event(EventKind.STEP, identity.model, identity.backend, identity.batch_size))
+
+    try:
+        entries, interrupted = execute_in_workers(plan.selection, plan.timing, plan.schedule, plan.processes,
+                                                  on_step, on_round)
+    except WorkerDied as exc:  # this interpreter could not start a worker of itself
+        raise UserError(f"--processes {plan.processes}: {exc}") from None
+    for e in entries:
+        if e.samples_s or not interrupted:
+            notify(Event(EventKind.ENTRY, e.model, e.backend, e.batch_size, e))
+    if interrupted:
+        raise KeyboardInterrupt
+    return entries
 
 
 class _Run:

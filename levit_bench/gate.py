@@ -14,6 +14,7 @@ Everything here is a plain function returning dataclasses; ``cli/compare.py`` pa
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ import numpy as np
 from .errors import UserError
 from .results import Entry, RunRecord, load
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
-from .stats import adjusted_rounds, can_pair
+from .stats import PROCESS_FLOOR, adjusted_rounds, can_pair
 from .verdict import FAIL, INCONCLUSIVE, PASS, Verdict, slowdown_verdict
 from .sysinfo import machine_differences
 
@@ -199,6 +200,23 @@ def compare_entries(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_T
     n = relative_rounds(new, new_reference, adjusted)
     verdict = slowdown_verdict(b, n, threshold=threshold_pct / 100.0, alpha=alpha)
     return EntryComparison(base=base, new=new, verdict=verdict, adjusted=adjusted)
+
+
+#: the paired test's floor for ``ab``: each side runs in a process of its own, so the per-process
+#: effect (``stats.PROCESS_FLOOR``, a 95% half-width per process) stays in the per-round ratios;
+#: two processes' standard deviations in quadrature
+AB_FLOOR = math.sqrt(2) * PROCESS_FLOOR / 1.96
+
+
+def paired_verdict(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_THRESHOLD_PCT,
+                   alpha: float = DEFAULT_ALPHA) -> Verdict | None:
+    """``ab``'s verdict on one entry: both sides timed in the same rounds, blocks adjacent, so the
+    per-round log ratios are paired (a machine-wide drift cancels without a canary); None when the
+    two have fewer than two rounds in common."""
+    rb, rn = (base.per_image_rounds(), new.per_image_rounds()) if base.ok and new.ok else ([], [])
+    if not can_pair(rb, rn):
+        return None
+    return slowdown_verdict(rb, rn, threshold=threshold_pct / 100.0, alpha=alpha, paired=True, floor=AB_FLOOR)
 
 
 def _unmatched(base: RunRecord, new: RunRecord) -> list[str]:

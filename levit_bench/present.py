@@ -7,11 +7,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from .results import Entry, speed_ratio
+from .results import Entry
 from .spec import BASELINE_BACKEND, Conditions
-from .stats import Ratio
+from .stats import Ratio, can_pair, paired_ratio, ratio_of_medians, unpaired_ratio
 
 NOISE_MARK = "⚠"
+
+
+def speed_ratio(a: Entry, b: Entry, same_run: bool, interval: bool = True) -> Ratio:
+    """Speed of ``a`` over speed of ``b``, with a 95% interval (``interval=False``: the value only,
+    the interval set to it, for table cells that show no interval).
+
+    Entries of one run timed in the same group are paired round by round (``stats.paired_ratio``:
+    the machine's drift cancels); otherwise the ratio of medians with the interval spanned by both
+    sides' order-statistic intervals of round medians (``stats.unpaired_ratio``, as ``compare``)."""
+    ra, rb = a.per_image_rounds(), b.per_image_rounds()
+    if same_run and a.group == b.group and can_pair(ra, rb):
+        return paired_ratio(ra, rb)
+    if not interval:
+        value = ratio_of_medians(ra, rb)
+        return Ratio(value, (value, value), False, min(len(ra), len(rb)))
+    return unpaired_ratio(ra, rb)
 
 
 def fmt_ips(v: float | None) -> str:
@@ -74,7 +90,7 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str
 class Baselines:
     """The "× torch" of every entry: its speed over that of the ``torch`` entry of the same model at
     the same setting (device, precision, batch size, threads); plain torch first, else torch with
-    runtime options.  Entries of one run are paired round by round (``results.speed_ratio``);
+    runtime options.  Entries of one run are paired round by round (:func:`speed_ratio`);
     ``run_of`` tells which run an entry comes from (default: all from one)."""
 
     def __init__(self, entries: Iterable[Entry], run_of: Callable[[Entry], object] = lambda _e: None):

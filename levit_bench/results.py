@@ -27,9 +27,8 @@ from .canary import Reference
 from .atomic import atomic_write_text
 from .errors import UserError
 from .spec import TORCH_BACKENDS, Identified, Identity, Status
-from .stats import (NOISE_THRESHOLD, Ratio, adjusted_rounds, between_round_spread, can_pair,
-                    labelled_intervals, median_time_interval, paired_ratio, ratio_of_medians,
-                    split_rounds, summarize_calls, unpaired_ratio)
+from .stats import (NOISE_THRESHOLD, adjusted_rounds, between_round_spread, labelled_intervals,
+                    median_time_interval, split_rounds, summarize_calls)
 
 #: 2: entries carry their rounds (``rounds``, ``group``, ``between_rounds``); 1 still loads (one round).
 #: 3: every record carries its identity's ``weights_hash`` and the ``attention`` option (SDPA or matmul;
@@ -103,6 +102,7 @@ class Entry(Identified):
     adjusted_images_per_second: float | None = None
     intervals: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None
+    side: str | None = None  # ``levit-bench ab``: "base" or "new" (absent from other files)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -124,6 +124,8 @@ class Entry(Identified):
         """The flat form a results file keeps."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "identity"}
         d["status"] = str(self.status)
+        if d["side"] is None:
+            del d["side"]
         return {**self.identity.to_dict(), **d}
 
     @classmethod
@@ -234,22 +236,6 @@ class Entry(Identified):
         return self.status is Status.OK and bool(self.images_per_second)
 
 
-def speed_ratio(a: Entry, b: Entry, same_run: bool, interval: bool = True) -> Ratio:
-    """Speed of ``a`` over speed of ``b``, with a 95% interval (``interval=False``: the value only,
-    the interval set to it, for table cells that show no interval).
-
-    Entries of one run timed in the same group are paired round by round (``stats.paired_ratio``:
-    the machine's drift cancels); otherwise the ratio of medians with the interval spanned by both
-    sides' order-statistic intervals of round medians (``stats.unpaired_ratio``, as ``compare``)."""
-    ra, rb = a.per_image_rounds(), b.per_image_rounds()
-    if same_run and a.group == b.group and can_pair(ra, rb):
-        return paired_ratio(ra, rb)
-    if not interval:
-        value = ratio_of_medians(ra, rb)
-        return Ratio(value, (value, value), False, min(len(ra), len(rb)))
-    return unpaired_ratio(ra, rb)
-
-
 @dataclass
 class RunRecord:
     system: dict[str, Any]
@@ -263,10 +249,14 @@ class RunRecord:
     accuracy: list[AccuracyRecord] = field(default_factory=list)  # ``levit-bench accuracy`` (optional in files)
     #: ``levit-bench profile --out``: one ``Profile.to_dict()`` per model x backend (optional in files)
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    #: ``levit-bench ab``: each side's environment (interpreter, path, versions) and the verdict per
+    #: entry (absent from other files)
+    ab: dict[str, Any] | None = None
     source: str | None = None  # the file it was loaded from (not saved)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source" and
+             (f.name != "ab" or self.ab is not None)}
         d["results"] = [_with_unknown(e.to_dict(), e) for e in self.results]
         d["accuracy"] = [_with_unknown(a.to_dict(), a) for a in self.accuracy]
         return _finite(_with_unknown(d, self))
@@ -379,7 +369,7 @@ def load(path: str | os.PathLike) -> RunRecord:
     profiles = data.get("profiles") or []
     if not isinstance(profiles, list) or not all(isinstance(x, dict) and "categories" in x for x in profiles):
         raise UserError(f"{p}: 'profiles' must be a list of profiles as `levit-bench profile --out` writes them")
-    record = RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), **fields)
+    record = RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), ab=data.get("ab"), **fields)
     return _keep_unknown(record, data)
 
 

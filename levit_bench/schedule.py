@@ -41,11 +41,14 @@ class RoundRecord:
     start_s: float  # seconds since the timing of its group began
     calls: int
     canary_s: float | None = None  # the canary's seconds per call next to this block (None: no canary)
+    process: int | None = None  # the worker process that timed it (``--processes``, ``ab``); None: this one
 
     def to_dict(self) -> dict:
         d = {"round": self.round, "position": self.position, "start_s": round(self.start_s, 4), "calls": self.calls}
         if self.canary_s is not None:
             d["canary_s"] = self.canary_s
+        if self.process is not None:
+            d["process"] = self.process
         return d
 
 
@@ -72,6 +75,10 @@ class Timed:
     metered_s: float = 0.0  # wall seconds of the metered blocks
     metered_calls: int = 0  # calls of the metered blocks
     canary_cost_s: float = 0.0  # wall seconds of the canary measurements next to this entry's blocks
+    process: int | None = None  # the worker process it runs in (recorded in its rounds); None: this one
+    #: items with the same key go together: adjacent in every round, in a random order among themselves
+    #: (``ab``: an entry's base and new blocks); None: an item on its own
+    together: object = None
 
     def round_samples(self) -> list[np.ndarray]:
         return split_rounds(self.samples, [r.calls for r in self.rounds])
@@ -151,14 +158,14 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
     for it in items:
         it.calls_per_round = calls_per_round(it.warm.per_call_s, timing, planned)
     rng = np.random.default_rng(schedule.seed)
-    order = rng.permutation(len(items)) if items else None
+    order = _order(items, rng) if items else None
     if schedule.warmup_round and items:
         _warmup_round(items, order, timing, canary)
     begin = time.perf_counter()
     done = 0
     while _more(items, planned, schedule, done, begin):
         if done > 0:
-            order = rng.permutation(len(items))
+            order = _order(items, rng)
         for position, k in enumerate(order):
             it = items[int(k)]
             if it.error is not None:
@@ -184,7 +191,7 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
                 it.metered_s += seconds
                 it.metered_calls += len(block)
             it.samples += block
-            it.rounds.append(RoundRecord(done, position, start, len(block), canary_s))
+            it.rounds.append(RoundRecord(done, position, start, len(block), canary_s, it.process))
         done += 1
         if on_round is not None:
             on_round(done, planned)
@@ -242,3 +249,30 @@ def _more(items: Sequence[Timed], planned: int, schedule: Schedule, done: int, b
     if schedule.max_time_s is not None and time.perf_counter() - begin >= schedule.max_time_s:
         return False
     return any(it.error is None and it.ci_half_width() > schedule.target_ci for it in items)
+
+
+# ---------------------------------------------------------------------------------------------
+# items that go together, and one entry timed in several processes
+
+
+def _order(items: Sequence[Timed], rng: np.random.Generator) -> list[int]:
+    """One round's order: a random permutation of the items; where some go ``together``, a random
+    order of the units, each unit's items adjacent and in a random order of their own.  Without
+    such items this is ``rng.permutation(len(items))``, so seeded orders stay what they were."""
+    units: dict[object, list[int]] = {}
+    for k, it in enumerate(items):
+        units.setdefault(("alone", k) if it.together is None else ("together", it.together), []).append(k)
+    if all(len(u) == 1 for u in units.values()):
+        return [int(k) for k in rng.permutation(len(items))]
+    groups = list(units.values())
+    return [g[int(j)] for u in rng.permutation(len(groups)) for g in [groups[int(u)]]
+            for j in rng.permutation(len(g))]
+
+
+def pool(items: Sequence[Timed]) -> tuple[list[float], list[RoundRecord]]:
+    """One entry timed as several items (one per worker process): every block of each, ordered by
+    round then process, as one entry's samples and rounds.  Each block stays a round of its own, so
+    the interval over round medians sees the differences between processes."""
+    blocks = [(r, chunk) for it in items for r, chunk in zip(it.rounds, it.round_samples())]
+    blocks.sort(key=lambda rc: (rc[0].round, -1 if rc[0].process is None else rc[0].process))
+    return [float(x) for _r, chunk in blocks for x in chunk], [r for r, _chunk in blocks]

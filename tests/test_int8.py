@@ -251,7 +251,8 @@ def test_an_int8_export_that_breaks_parity_fails_with_the_reason_and_is_not_time
 def test_fp32_and_int8_in_one_run_are_timed_in_the_same_rounds_and_paired(tmp_path, capsys, export_cache):
     """``--precision fp32,int8``: both twins in one group, so int8 over fp32 is a paired ratio (the
     machine's drift cancels) and the int8 section says so."""
-    from levit_bench.results import load, speed_ratio
+    from levit_bench.present import speed_ratio
+    from levit_bench.results import load
 
     out = tmp_path / "both.json"
     entries = run_json(capsys, out, export_cache, "--backend", "onnxruntime", "--precision", "fp32")

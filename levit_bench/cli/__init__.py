@@ -1,5 +1,5 @@
 """Command line: a thin dispatcher over one module per command (run, list, sysinfo, report,
-compare, cache, accuracy, profile).  Exit codes: 0 done, 1 regression (compare), 2 bad input (before anything is
+compare, cache, accuracy, profile, ab).  Exit codes: 0 done, 1 regression (compare, ab), 2 bad input (before anything is
 measured), 130 interrupted, 143 / 129 stopped by SIGTERM / SIGHUP (finished entries kept in each case), 141
 stdout closed early (a broken pipe).  Every command runs inside :mod:`.guard` (signals, stdout/stderr)."""
 from __future__ import annotations
@@ -14,6 +14,7 @@ reserve_standard_fds()  # before any library opens a file that could land on a c
 from ..errors import UserError, first_line, is_out_of_memory, working_directory_problem  # noqa: E402
 from ..runstate import preserved_environment  # noqa: E402
 from .guard import Terminated, guarded_streams, output_exit_code, stop_signals_as_interrupts  # noqa: E402
+from .ab import cmd_ab  # noqa: E402
 from .accuracy import cmd_accuracy  # noqa: E402
 from .args import COMMAND_NAMES, EXIT_BAD_INPUT, EXIT_INTERRUPTED  # noqa: E402
 from .cache import cmd_cache  # noqa: E402
@@ -33,6 +34,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "cache": cmd_cache,
     "accuracy": cmd_accuracy,
     "profile": cmd_profile,
+    "ab": cmd_ab,
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "the main --help names every command (args.COMMAND_NAMES)"
 

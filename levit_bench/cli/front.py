@@ -22,7 +22,7 @@ from .. import paper, sysinfo
 from ..errors import UserError
 from ..selection import Selection
 from ..spec import DEVICES, PRECISIONS, RuntimeOptions, Settings
-from .args import int_list, names, positive_int
+from .args import int_list, names, percent, positive_int, seconds
 
 DEFAULT_BATCHES = {"cpu": (1, 16, 64), "cuda": (256, 2048)}
 DEFAULT_PRECISION = {"cpu": "fp32", "cuda": "fp16"}
@@ -269,3 +269,61 @@ def selection_config(sel: Selection) -> dict:
             "settings": {"device": s.device, "precision": s.precision, "threads": s.threads, **s.options.to_dict()},
             "precisions": list(sel.precisions), "weights": sel.weights, "img_size": sel.img_size,
             "paper_protocol": sel.paper, "cache_dir": str(Path(sel.cache_dir)) if sel.cache_dir else None}
+
+
+# ---------------------------------------------------------------------------------------------
+# the timing flags: declared once, for every command that times a plan (run, ab)
+
+DEFAULT_MAX_TIME_S = 600.0
+#: more rounds than this is a typo, not a plan (each round visits every entry with its re-warm)
+MAX_ROUNDS = 1000
+#: seeds are drawn below 2**31 and recorded; any of them (0 included) can be given back
+MAX_SEED = 2**31 - 1
+#: more worker processes per entry than this is a typo (each holds its own runtimes and models)
+MAX_PROCESSES = 64
+
+
+def add_timing(p: argparse.ArgumentParser, processes: bool = False) -> None:
+    """The timing flags: warm-up, timed seconds and calls, rounds, seed, --target-ci, --max-time;
+    ``processes``: --processes too (``run``)."""
+    from ..harness import TimingOptions
+    from ..schedule import AUTO_BUDGET, AUTO_ROUNDS
+
+    t = p.add_argument_group("timing")
+    t.add_argument("--warmup", type=seconds("--warmup", True), default=1.0, help="warm-up seconds (default 1)")
+    t.add_argument("--min-time", type=seconds("--min-time", False), default=2.0,
+                   help="timed seconds per entry, at least (default 2)")
+    t.add_argument("--min-calls", type=positive_int("--min-calls", TimingOptions.max_calls), default=5,
+                   help=f"timed calls, at least (default 5, at most {TimingOptions.max_calls:,})")
+    t.add_argument("--rounds", type=positive_int("--rounds", MAX_ROUNDS), default=None,
+                   help="timing rounds: each visits every entry once in a random order, and --min-time is "
+                   f"shared between them (default: {AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, as many as cost at most "
+                   f"{AUTO_BUDGET:g}x the timed time of one block per entry; at most {MAX_ROUNDS})")
+    t.add_argument("--seed", type=positive_int("--seed", MAX_SEED, minimum=0), default=None,
+                   help="seed of the round orders, 0 or more (default: drawn, and recorded in the results)")
+    t.add_argument("--target-ci", type=percent("--target-ci", allow_zero=False), default=None, metavar="PCT",
+                   help="add rounds until every entry's 95%% interval half-width is within PCT%% of its estimate")
+    t.add_argument("--max-time", type=seconds("--max-time", False, maximum=7 * 24 * 3600), default=None,
+                   help=f"with --target-ci: stop adding rounds after this many seconds of timing "
+                   f"(default {DEFAULT_MAX_TIME_S:g})")
+    if processes:
+        t.add_argument("--processes", type=positive_int("--processes", MAX_PROCESSES), default=1, metavar="K",
+                       help="prepare each entry in K worker processes whose rounds interleave, so effects of one "
+                       "process enter the interval; a runtime that crashes or hangs fails its own entries only "
+                       "(default 1: everything in this process)")
+
+
+def resolve_timing(args: argparse.Namespace):
+    """(``harness.TimingOptions``, ``schedule.Schedule``) from the timing flags, checked."""
+    import secrets
+
+    from ..harness import TimingOptions
+    from ..schedule import Schedule
+
+    timing = TimingOptions(warmup_s=args.warmup, min_time_s=args.min_time, min_calls=args.min_calls)
+    if args.max_time is not None and args.target_ci is None:
+        raise UserError("--max-time bounds the rounds --target-ci adds; give --target-ci too")
+    schedule = Schedule(args.rounds, args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1),
+                        None if args.target_ci is None else args.target_ci / 100,
+                        (args.max_time or DEFAULT_MAX_TIME_S) if args.target_ci is not None else None)
+    return timing, schedule

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import sys
 from collections.abc import Sequence
 
@@ -12,21 +11,13 @@ from ..errors import UserError
 from ..results import RunRecord
 from ..results_writer import ResultsWriter
 from ..spec import EventKind
-from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser, percent, positive_int, seconds
-from .front import add_output, add_selection, output_path, resolve, selection_config
+from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser
+from .front import add_output, add_selection, add_timing, output_path, resolve, resolve_timing, selection_config
 from . import render
 
-DEFAULT_MAX_TIME_S = 600.0
-#: more rounds than this is a typo, not a plan (each round visits every entry with its re-warm)
-MAX_ROUNDS = 1000
-#: seeds are drawn below 2**31 and recorded; any of them (0 included) can be given back
-MAX_SEED = 2**31 - 1
 
 
 def run_parser() -> Parser:
-    from ..harness import TimingOptions
-    from ..schedule import AUTO_BUDGET, AUTO_ROUNDS
-
     p = Parser(
         prog="levit-bench",
         description="Measure images/s of vision models on this machine, per runtime, with honest statistics. "
@@ -36,23 +27,7 @@ def run_parser() -> Parser:
     p.add_argument("--version", action="version", version=f"levit-bench {__version__}")
     add_selection(p)
     p.add_argument("--paper", action="store_true", help=paper.protocol_flag_help())
-    t = p.add_argument_group("timing")
-    t.add_argument("--warmup", type=seconds("--warmup", True), default=1.0, help="warm-up seconds (default 1)")
-    t.add_argument("--min-time", type=seconds("--min-time", False), default=2.0,
-                   help="timed seconds per entry, at least (default 2)")
-    t.add_argument("--min-calls", type=positive_int("--min-calls", TimingOptions.max_calls), default=5,
-                   help=f"timed calls, at least (default 5, at most {TimingOptions.max_calls:,})")
-    t.add_argument("--rounds", type=positive_int("--rounds", MAX_ROUNDS), default=None,
-                   help="timing rounds: each visits every entry once in a random order, and --min-time is "
-                   f"shared between them (default: {AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, as many as cost at most "
-                   f"{AUTO_BUDGET:g}x the timed time of one block per entry; at most {MAX_ROUNDS})")
-    t.add_argument("--seed", type=positive_int("--seed", MAX_SEED, minimum=0), default=None,
-                   help="seed of the round orders, 0 or more (default: drawn, and recorded in the results)")
-    t.add_argument("--target-ci", type=percent("--target-ci", allow_zero=False), default=None, metavar="PCT",
-                   help="add rounds until every entry's 95%% interval half-width is within PCT%% of its estimate")
-    t.add_argument("--max-time", type=seconds("--max-time", False, maximum=7 * 24 * 3600), default=None,
-                   help=f"with --target-ci: stop adding rounds after this many seconds of timing "
-                   f"(default {DEFAULT_MAX_TIME_S:g})")
+    add_timing(p, processes=True)
     add_output(p, "results", "results file (*.json) or folder (default: results/)", "no table, no progress")
     return p
 
@@ -60,25 +35,21 @@ def run_parser() -> Parser:
 def build_plan(args: argparse.Namespace):
     """The Plan, every value checked (UserError before anything is measured)."""
     from ..bench import Plan
-    from ..harness import TimingOptions
-    from ..schedule import Schedule
 
     selection = resolve(args)
-    timing = TimingOptions(warmup_s=args.warmup, min_time_s=args.min_time, min_calls=args.min_calls)
-    if args.max_time is not None and args.target_ci is None:
-        raise UserError("--max-time bounds the rounds --target-ci adds; give --target-ci too")
-    schedule = Schedule(args.rounds, args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1),
-                        None if args.target_ci is None else args.target_ci / 100,
-                        (args.max_time or DEFAULT_MAX_TIME_S) if args.target_ci is not None else None)
+    timing, schedule = resolve_timing(args)
+    if args.processes > 1 and selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom:
+        raise UserError("--processes runs each step at its batch size; --paper's GPU protocol halves a batch "
+                        "that does not fit, in one process only (drop one of the two)")
     return Plan(selection, timing, shrink_on_oom=bool(selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom),
-                schedule=schedule)
+                schedule=schedule, processes=args.processes)
 
 
 def config_of(args: argparse.Namespace, plan) -> dict:
     from dataclasses import asdict
 
     return {"argv": sys.argv[1:], **selection_config(plan.selection), "timing": asdict(plan.timing),
-            "schedule": asdict(plan.schedule)}
+            "schedule": asdict(plan.schedule), "processes": plan.processes}
 
 
 def cmd_run(argv: Sequence[str]) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .. import paper, zoo
 from ..present import fmt_ips, md_table
-from ..results import speed_ratio
+from ..present import speed_ratio
 from ..spec import Conditions
 from .choice import best_entry, choose_setting, setting_words
 from .merge import Machine, Sourced, base_model, sources_text

@@ -3,7 +3,7 @@
 Three tables per machine: int8 over fp32 for every int8 entry (its fp32 twin: same model, runtime
 and options, device, threads and batch), LeViT over EfficientNet at int8 beside the same ratio at
 fp32 (the paper's headline pairs), and, where accuracy records were given, the top-1 change.  Every
-ratio goes through ``results.speed_ratio`` (round by round when both entries were timed together).
+ratio goes through ``present.speed_ratio`` (round by round when both entries were timed together).
 An int8 entry that failed (quantization, parity) is listed with its reason; it has no speed.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from .. import paper
 from ..present import fmt_ips, md_table
-from ..results import Entry, speed_ratio
+from ..present import speed_ratio
+from ..results import Entry
 from ..spec import Status, variant
 from ..stats import Ratio
 from .merge import Machine, Sourced, sources_text

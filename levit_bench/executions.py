@@ -1,0 +1,284 @@
+"""Entries timed in worker processes: ``run --processes K`` and ``levit-bench ab``.
+
+Each plan step is prepared in each of its *executions* (Kalibera & Jones: a process, with its own
+allocation and code layout) — K worker processes of this interpreter, or one per side of an A/B —
+and every (step, execution) is one ``schedule.Timed`` item of the same interleaved rounds.  A run's
+entry pools its K processes' rounds (``schedule.pool``: each block a round of its own, so the
+differences between processes enter the interval); an A/B keeps one entry per side, its two blocks
+adjacent in every round (``Timed.together``), so they are paired round by round.
+
+Workers are started per backend (one runtime that crashes or hangs takes only its own entries
+with it), prepared one after another (the export cache makes the later ones cheap), and stopped at
+the end, whatever happens.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .harness import TimingOptions
+from .results import Entry, ExportFacts
+from .schedule import Schedule, Timed, pool, rounds_for, run_rounds
+from .selection import Selection
+from .spec import Identity, Status
+from .workers import Timeouts, Worker, WorkerDied, remote_item, warm_remote
+
+
+@dataclass(frozen=True)
+class Side:
+    """Where an execution runs: an interpreter (a virtual environment), a checkout put first on its
+    PYTHONPATH, extra environment, the cores it is pinned to; ``name`` is ``base``/``new`` in an A/B."""
+
+    name: str | None = None
+    python: str = sys.executable
+    path: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cpus: frozenset[int] | None = None
+
+
+@dataclass
+class Slot:
+    """One plan step in one execution: how its preparation ended and, when ready, its item."""
+
+    identity: Identity
+    status: Status
+    reason: str = ""
+    facts: ExportFacts = field(default_factory=ExportFacts)
+    item: Timed | None = None
+    images_per_call: int = 0
+    first_call_s: float | None = None
+    worker: Worker | None = None
+    number: int = -1  # the item's number in its worker
+
+
+def step_index(selection: Selection) -> dict[tuple[str, str, str, int], int]:
+    """(model, precision, backend, batch size) -> the step's place in the plan order."""
+    return {(m, s.precision, b, bs): i for i, (m, s, b, bs) in enumerate(selection.steps())}
+
+
+def prepare_execution(selection: Selection, side: Side, process: int | None, timeouts: Timeouts,
+                      workers: list[Worker], on_step: Callable[[Identity], None] | None = None) -> dict[int, Slot]:
+    """Every step of ``selection`` prepared in ``side``'s workers (one per backend, appended to
+    ``workers`` for the caller to stop); steps a dying worker did not reach fail with its reason.
+    A worker that cannot start raises WorkerDied (the interpreter is wrong: the caller's error)."""
+    index = step_index(selection)
+    slots: dict[int, Slot] = {}
+    for backend in selection.backends:
+        worker = Worker.start(side.python, side.path, name=f"{side.name or 'process'} {process}", env=side.env,
+                              timeouts=timeouts, cpus=set(side.cpus) if side.cpus else None)
+        workers.append(worker)
+        for o in worker.prepare(replace(selection, backends=(backend,)),
+                                lambda o: on_step(Identity.from_dict(o["identity"])) if on_step else None):
+            identity = Identity.from_dict(o["identity"])
+            slot = Slot(identity, Status(o["status"]), o.get("reason") or "", ExportFacts(**o["facts"]),
+                        images_per_call=o.get("images_per_call") or 0, first_call_s=o.get("first_call_s"),
+                        worker=worker, number=o["item"])
+            if slot.status is Status.OK:
+                label = identity.label() + (f" ({side.name})" if side.name else "")
+                slot.item = remote_item(worker, o, label, process, together=None)
+            slots[index[(identity.model, identity.precision, identity.backend, identity.batch_size)]] = slot
+        for (m, precision, b, bs), i in index.items():  # the steps it did not reach
+            if b == backend and i not in slots:
+                first = next(s for s in selection.settings_list() if s.precision == precision)
+                slots[i] = Slot(_identity(m, b, first, bs, selection), Status.FAILED,
+                                f"{worker.dead or 'the worker stopped'} while preparing")
+    return slots
+
+
+def _identity(model: str, backend: str, settings: Any, batch_size: int, selection: Selection) -> Identity:
+    from . import zoo
+    from .spec import ModelId
+
+    return Identity.of(ModelId(model, zoo.input_size(model, selection.img_size), None), backend, settings, batch_size)
+
+
+def warm_all(slots: Sequence[Slot], timing: TimingOptions) -> None:
+    for s in slots:
+        if s.item is not None:
+            warm_remote(s.item, s.worker, s.number, timing, s.first_call_s)
+
+
+def time_items(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule,
+               on_round: Callable[[int, int], None] | None = None) -> tuple[int, bool]:
+    """The warmed-up items timed in interleaved rounds: (rounds done, interrupted)."""
+    live = [it for it in items if it.error is None and it.warm is not None]
+    if on_round is not None:
+        on_round(0, rounds_for(live, timing, schedule) if live else 0)
+    try:
+        return run_rounds(live, timing, schedule, on_round), False
+    except KeyboardInterrupt:
+        return max((len(it.rounds) for it in live), default=0), True
+
+
+def entry_of(slots: Sequence[Slot], side: str | None = None) -> Entry:
+    """One plan step's entry from its executions: not ready in one, it ends as that one did; else its
+    processes' rounds pooled.  A worker lost during the rounds fails the entry with the reason and
+    the process, and the rounds timed before stay in the entry (``samples_s``, ``rounds``)."""
+    first = slots[0]
+    not_ready = next((s for s in slots if s.item is None), None)
+    if not_ready is not None:
+        where = f" (process {slots.index(not_ready)})" if len(slots) > 1 and not_ready is not first else ""
+        entry = Entry.of(not_ready.identity, not_ready.status, not_ready.reason + where, not_ready.facts)
+        entry.side = side
+        return entry
+    entry = Entry.of(first.identity, Status.SKIPPED, "", first.facts)
+    entry.side = side
+    items = [s.item for s in slots]
+    samples, rounds = pool(items)
+    if samples:
+        warm = items[0].warm
+        entry.record(samples, [r.to_dict() for r in rounds], first.images_per_call,
+                     warmup_calls=warm.calls if warm else None, first_call_s=warm.first_call_s if warm else None)
+        entry.peak_rss_bytes = max(it.warm.rss_bytes for it in items if it.warm)  # the workers', not this one's
+    else:
+        entry.reason = "interrupted before its first timed round"
+    failed = [(k, it) for k, it in enumerate(items) if it.error is not None]
+    if failed:
+        k, it = failed[0]
+        stage = "while warming up" if it.warm is None else "during the timed rounds"
+        where = f" (process {it.process})" if it.process is not None else ""
+        entry.status, entry.reason = Status.FAILED, f"{stage}: {it.error}{where}"
+        if samples:
+            entry.notes.append(f"{len(rounds)} timed rounds before the failure are kept in samples_s and rounds")
+    return entry
+
+
+def stop_all(workers: Sequence[Worker]) -> None:
+    for w in workers:
+        w.stop()
+
+
+def execute_in_workers(selection: Selection, timing: TimingOptions, schedule: Schedule, processes: int,
+                       on_step: Callable[[Identity], None] | None = None,
+                       on_round: Callable[[int, int], None] | None = None,
+                       timeouts: Timeouts = Timeouts()) -> tuple[list[Entry], bool]:
+    """``run --processes K``: every step prepared in K worker processes of this interpreter, all
+    (step, process) items timed in the same rounds, each entry pooling its K processes.  Returns the
+    entries in plan order and whether the rounds were interrupted."""
+    workers: list[Worker] = []
+    try:
+        executions = [prepare_execution(selection, Side(), k, timeouts, workers, on_step if k == 0 else None)
+                      for k in range(processes)]
+        steps = sorted(executions[0])
+        warm_all([ex[i] for ex in executions for i in steps], timing)
+        items = [ex[i].item for i in steps if all(ex[i].item for ex in executions) for ex in executions]
+        _done, interrupted = time_items(items, timing, schedule, on_round)
+        entries = [entry_of([ex[i] for ex in executions]) for i in steps]
+        for e in entries:
+            e.group = 0
+        return entries, interrupted
+    finally:
+        stop_all(workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# A/B: the same plan in two environments, each entry's two blocks adjacent in every round
+
+
+@dataclass
+class AbRun:
+    """What ``ab`` measured: per step the base and the new entry (plan order), each side's facts."""
+
+    pairs: list[tuple[Entry, Entry]]
+    environments: dict[str, dict[str, Any]]
+    interrupted: bool
+
+
+def differences(base: Identity, new: Identity) -> list[str]:
+    """The identity fields in which the two sides' preparations of one step differ."""
+    a, b = base.to_dict(), new.to_dict()
+    return [f"{k} {a[k]!r} (base) against {b.get(k)!r} (new)" for k in a if a[k] != b.get(k)]
+
+
+def execute_ab(selection: Selection, timing: TimingOptions, schedule: Schedule, base: Side, new: Side, *,
+               duet: bool = False, on_step: Callable[[Identity], None] | None = None,
+               on_round: Callable[[int, int], None] | None = None, timeouts: Timeouts = Timeouts()) -> AbRun:
+    """Both sides prepared (each in workers of its interpreter), their identities checked equal (else a
+    UserError naming the first difference), then every ready pair timed in the same rounds, its two
+    blocks adjacent in a random order (``duet``: simultaneously, each side on its own cores)."""
+    from .errors import UserError
+
+    workers: list[Worker] = []
+    try:
+        sides, first = {}, {}
+        for side in (base, new):
+            first[side.name] = len(workers)
+            sides[side.name] = prepare_execution(selection, side, None, timeouts, workers,
+                                                 on_step if side is base else None)
+        b_slots, n_slots = sides[base.name], sides[new.name]
+        for i in sorted(b_slots):
+            a, b = b_slots[i], n_slots[i]
+            if a.status is Status.OK and b.status is Status.OK and (found := differences(a.identity, b.identity)):
+                raise UserError(f"the two sides prepared different identities for {a.identity.label()}: "
+                                f"{'; '.join(found)} (an A/B compares the same plan)")
+        environments = {side.name: _environment(workers[first[side.name]], side) for side in (base, new)}
+        paired = [i for i in sorted(b_slots) if b_slots[i].item and n_slots[i].item]
+        for i in paired:
+            b_slots[i].item.together = n_slots[i].item.together = i
+        warm_all([sl[i] for i in paired for sl in (b_slots, n_slots)], timing)
+        items = [sl[i].item for i in paired for sl in (b_slots, n_slots)]
+        if duet:
+            for i in paired:
+                simultaneous(b_slots[i].item, n_slots[i].item)
+        _done, interrupted = time_items(items, timing, schedule, on_round)
+        pairs = [(_side_entry(b_slots[i], n_slots[i], "base"), _side_entry(n_slots[i], b_slots[i], "new"))
+                 for i in sorted(b_slots)]
+        return AbRun(pairs, environments, interrupted)
+    finally:
+        stop_all(workers)
+
+
+def _environment(worker: Worker, side: Side) -> dict[str, Any]:
+    h = worker.hello
+    return {"python": h.get("python"), "path": side.path, "levit_bench": h.get("levit_bench"),
+            "versions": h.get("versions"), "git_commit": (h.get("system") or {}).get("git_commit"),
+            "cpus": sorted(side.cpus) if side.cpus else None}
+
+
+def _side_entry(mine: Slot, other: Slot, side: str) -> Entry:
+    if mine.item is not None and other.item is None:
+        entry = Entry.of(mine.identity, Status.SKIPPED, f"not timed: the other side ended {other.status}: "
+                         f"{other.reason}", mine.facts)
+        entry.side = side
+        return entry
+    entry = entry_of([mine], side)
+    entry.group = 0
+    return entry
+
+
+def simultaneous(a: Timed, b: Timed) -> None:
+    """Duet (Bulej et al. 2020): the two items' re-warms, then their blocks, run at the same time in
+    two threads (each waits on its own worker's pipe), so both sides meet the same interference.
+    Whichever of the two the round calls first runs both; the other's hook, called next (they are
+    adjacent), hands back what was measured meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    raw = {id(a): {"rewarm": a.rewarm, "block": a.block}, id(b): {"rewarm": b.rewarm, "block": b.block}}
+    kept: dict[tuple[int, str], Any] = {}
+
+    def hook(me: Timed, other: Timed, kind: str) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            if (id(me), kind) in kept:
+                value = kept.pop((id(me), kind))
+                if isinstance(value, BaseException):
+                    raise value
+                return value
+            own, theirs = raw[id(me)][kind], raw[id(other)][kind]
+            if other.error is not None:
+                return own(*args)
+            other_args = (args[0], other.warm.per_call_s) if kind == "rewarm" else (other.calls_per_round,)
+            with ThreadPoolExecutor(2) as threads:
+                mine, partner = threads.submit(own, *args), threads.submit(theirs, *other_args)
+            kept[(id(other), kind)] = partner.exception() or partner.result()
+            return mine.result()
+
+        return call
+
+    for me, other in ((a, b), (b, a)):
+        me.rewarm, me.block = hook(me, other, "rewarm"), hook(me, other, "block")
+
+
+__all__ = ["AbRun", "Side", "Slot", "WorkerDied", "entry_of", "execute_ab", "execute_in_workers",
+           "prepare_execution", "simultaneous", "time_items", "warm_all"]
