@@ -400,7 +400,21 @@ def calibrate(seconds: float, seeds: int, block_s: float, base_seed: int) -> dic
     return report
 
 
+def injected(lvl: str | Level, seeds: int = 200, seconds: float = 60.0) -> dict:
+    """What a level puts in, from its traces alone (no machine): the SD of a run's mean log
+    slowdown between seeds, the walk's SD and its autocorrelation at the calibration's lags."""
+    lvl = level(lvl)
+    means = [slowdown_trace(lvl, seed, seconds).mean() for seed in range(seeds)]
+    return {"between_run_sd": float(np.std(means)), "walk_sd": lvl.walk_sd,
+            "autocorr": {lag: math.exp(-lag / lvl.tau_s) if lvl.walk_sd else 0.0 for lag in (1, 2, 5, 10, 20)},
+            "mean_slowdown": float(np.mean([np.exp(slowdown_trace(lvl, seed, seconds)).mean() for seed in range(20)]))}
+
+
 def print_calibration(r: dict) -> None:
+    i = injected("ci-like")
+    print(f"ci-like puts in: between-run SD {i['between_run_sd']:.1%}, walk SD {i['walk_sd']:.1%}, autocorr "
+          + " ".join(f"{v:+.2f}" for v in i["autocorr"].values()) + f", mean slowdown {i['mean_slowdown']:.2f}× "
+          "(plus the competitor's memory traffic)")
     print("level    workload  block SD  between-run SD  autocorr at 1/2/5/10/20 s          slowdown")
     for name in LEVELS:
         for kind in ("gemm", "memory"):
