@@ -400,7 +400,7 @@ def calibrate(seconds: float, seeds: int, block_s: float, base_seed: int) -> dic
     return report
 
 
-def injected(lvl: str | Level, seeds: int = 200, seconds: float = 60.0) -> dict:
+def injected(lvl: str | Level, seeds: int = 1000, seconds: float = 60.0) -> dict:
     """What a level puts in, from its traces alone (no machine): the SD of a run's mean log
     slowdown between seeds, the walk's SD and its autocorrelation at the calibration's lags."""
     lvl = level(lvl)

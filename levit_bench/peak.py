@@ -160,7 +160,7 @@ def _operands(device: str, precision: str, n: int):
 
 def _fits_in_memory(device: str, precision: str, n: int) -> None:
     """A UserError, before anything is allocated, when the three n×n operands (and the float32 ones
-    they are drawn as) cannot fit in the memory available now."""
+    they are drawn as, and the other runtimes' copies) cannot fit in the memory available now."""
     import psutil
     import torch
 
@@ -168,6 +168,8 @@ def _fits_in_memory(device: str, precision: str, n: int) -> None:
 
     itemsize = torch.empty(0, dtype=DTYPES[precision]).element_size()
     need = n * n * (3 * itemsize + 4)
+    if device == "cpu" and precision == "fp32":  # ONNX Runtime's and OpenVINO's A, B, Y (and packed B)
+        need += n * n * 4 * 7
     if device == "cuda":
         free = torch.cuda.mem_get_info()[0]
     else:
