@@ -212,6 +212,8 @@ class Neighbour:
 
     def __init__(self, lvl: str | Level, seed: int, target_pid: int | None, duration_s: float = 3600.0,
                  pin: bool = True, log=None):
+        if target_pid == os.getpid():  # stopping ourselves would stop the duty cycle too, for good
+            raise ValueError("noisy_neighbour: the target must be another process")
         self.level = level(lvl)
         self.seed, self.target, self.duration = seed, target_pid, duration_s
         self.pin, self.log = pin, log or (lambda msg: None)

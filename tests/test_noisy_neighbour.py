@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -156,3 +157,29 @@ def test_bad_input_is_one_line_and_exit_2():
     assert done.returncode == 2 and "invalid choice" in done.stderr and "Traceback" not in done.stderr
     done = subprocess.run([sys.executable, str(SCRIPT), "--level", "quiet"], capture_output=True, text=True)
     assert done.returncode == 2 and "after --" in done.stderr
+
+
+@pytest.mark.slow  # two seconds: the command outlives the noise
+def test_the_noise_stops_after_its_duration_and_the_command_runs_on():
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--level", "ci-like", "--seed", "4", "--duration", "0.3",
+                             "--", sys.executable, "-c", "import time; time.sleep(2)"], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not _children_alive(proc.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(1.0)  # well past --duration
+        (command,) = _children_alive(proc.pid)  # the competitor is gone, the command runs on
+        for _ in range(10):
+            assert command.status() != psutil.STATUS_STOPPED
+            time.sleep(0.02)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_neighbour_refuses_to_stop_its_own_process():
+    with pytest.raises(ValueError, match="another process"):
+        nn.Neighbour("ci-like", 0, os.getpid())
