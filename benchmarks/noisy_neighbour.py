@@ -145,8 +145,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _compete(level_name: str, seed: int, duration_s: float, parent: int) -> int:
+def _compete(level_name: str, seed: int, duration_s: float, parent: int, cpu: int) -> int:
     _die_with_parent()
+    os.sched_setaffinity(0, {cpu})  # before any memory traffic: only the other core sees it
     lvl = level(level_name)
     share = competitor_trace(lvl, seed, duration_s)
     buf = np.zeros(4 * _llc_bytes() // 8)
@@ -169,12 +170,8 @@ def _compete(level_name: str, seed: int, duration_s: float, parent: int) -> int:
 
 def _start_competitor(lvl: Level, seed: int, duration_s: float, cpu: int) -> subprocess.Popen:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_compete", lvl.name, str(seed), str(duration_s),
-           str(os.getpid())]
-
-    def pin() -> None:
-        os.sched_setaffinity(0, {cpu})
-
-    return subprocess.Popen(cmd, preexec_fn=pin, stdin=subprocess.DEVNULL)
+           str(os.getpid()), str(cpu)]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +427,7 @@ def print_calibration(r: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--_compete"]:
-        return _compete(argv[1], int(argv[2]), float(argv[3]), int(argv[4]))
+        return _compete(argv[1], int(argv[2]), float(argv[3]), int(argv[4]), int(argv[5]))
     if argv[:1] == ["--_workload"]:
         return _workload(float(argv[1]), float(argv[2]))
     cmd: list[str] = []

@@ -108,6 +108,10 @@ def _run_child(cmd: list[str], env: dict, level: str | None, seed: int) -> None:
         return
     from noisy_neighbour import neighbour
 
+    def interrupted(sig, _frame):  # SIGTERM too: the with-block continues the child before we go
+        raise KeyboardInterrupt(signal.Signals(sig).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         with neighbour(level, seed, proc.pid, log=lambda m: print(m, file=sys.stderr)):
@@ -117,14 +121,16 @@ def _run_child(cmd: list[str], env: dict, level: str | None, seed: int) -> None:
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code:
         raise subprocess.CalledProcessError(code, cmd)
 
 
 def measure(out: Path, runs: int, inject: str, extra: list[str], level: str | None = None,
-            base_seed: int = 0) -> tuple[list[Path], Path]:
+            base_seed: int = 0, models: str = MODELS, backends: str = BACKENDS) -> tuple[list[Path], Path]:
     out.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, __file__, "--child", "--model", MODELS, "--backend", BACKENDS, "--threads", "1",
+    base = [sys.executable, __file__, "--child", "--model", models, "--backend", backends, "--threads", "1",
             "--batch-size", "16", "--quiet", "--force", *extra]
     clean = []
     for k in range(1, runs + 2):
@@ -221,6 +227,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", default="docs/perf/rerun-study", help="folder for the results files and study.json")
     p.add_argument("--inject", default="efficientnet_b0/onnxruntime:0.10", help="MODEL/BACKEND:FRACTION")
+    p.add_argument("--models", default=MODELS, help="the plan's models (comma list)")
+    p.add_argument("--backends", default=BACKENDS, help="the plan's backends (comma list)")
     p.add_argument("--neighbour", choices=list(LEVELS), default=None,
                    help="run every child under benchmarks/noisy_neighbour.py at this level")
     p.add_argument("--neighbour-seed", type=int, default=0, help="--neighbour: base seed (run k: derived from it)")
@@ -231,7 +239,7 @@ def main() -> int:
         report = analyse([Path(f) for f in args.analyse], None, None)
     else:
         clean, injected = measure(Path(args.out), args.runs, args.inject, args.extra, args.neighbour,
-                                  args.neighbour_seed)
+                                  args.neighbour_seed, args.models, args.backends)
         report = analyse(clean, injected, args.inject)
         if args.neighbour:
             report["neighbour"] = {"level": args.neighbour, "base_seed": args.neighbour_seed,

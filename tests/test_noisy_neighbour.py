@@ -103,14 +103,13 @@ def test_the_context_manager_continues_the_target_and_kills_the_competitor_howev
     lvl = replace(CI, mean_s=2.0, offset_sd=0.0, walk_sd=0.0)  # stopped 86% of every period
     target = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
-        with pytest.raises(KeyboardInterrupt):
-            with nn.neighbour(lvl, 0, target.pid) as n:
-                deadline = time.monotonic() + 5
-                while psutil.Process(target.pid).status() != psutil.STATUS_STOPPED:
-                    assert time.monotonic() < deadline, "the target was never stopped"
-                    time.sleep(0.005)
-                competitor = n.competitor
-                raise KeyboardInterrupt  # interrupted while the target is stopped
+        with pytest.raises(KeyboardInterrupt), nn.neighbour(lvl, 0, target.pid) as n:
+            deadline = time.monotonic() + 5
+            while psutil.Process(target.pid).status() != psutil.STATUS_STOPPED:
+                assert time.monotonic() < deadline, "the target was never stopped"
+                time.sleep(0.005)
+            competitor = n.competitor
+            raise KeyboardInterrupt  # interrupted while the target is stopped
         for _ in range(5):
             assert psutil.Process(target.pid).status() != psutil.STATUS_STOPPED
             time.sleep(0.02)
@@ -153,9 +152,10 @@ def test_a_signalled_neighbour_continues_the_command_and_passes_the_signal_on(tm
 @pytest.mark.slow  # two Python processes start
 def test_bad_input_is_one_line_and_exit_2():
     done = subprocess.run([sys.executable, str(SCRIPT), "--level", "loud", "--", "true"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "invalid choice" in done.stderr and "Traceback" not in done.stderr
-    done = subprocess.run([sys.executable, str(SCRIPT), "--level", "quiet"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--level", "quiet"], capture_output=True, text=True,
+                          check=False)
     assert done.returncode == 2 and "after --" in done.stderr
 
 

@@ -156,7 +156,7 @@ def test_sysinfo_peak_on_cuda_without_cuda_is_one_line(capsys):
 # ---------------------------------------------------------------------------------------------
 # the honest peak (issue 21, item 8): the best dense GEMM among the installed runtimes
 
-from levit_bench.backends import gemm  # noqa: E402
+from levit_bench.backends import gemm  # noqa: E402  (beside the tests it serves)
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
