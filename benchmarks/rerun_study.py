@@ -10,6 +10,10 @@ each) and one more time with a 10% slowdown injected into one entry, then prints
 
     python benchmarks/rerun_study.py --runs 3 --out docs/perf/rerun-study        # measure, then analyse
     python benchmarks/rerun_study.py --analyse A.json B.json C.json                # analyse existing files
+    python benchmarks/rerun_study.py --neighbour ci-like --neighbour-seed 1 --out docs/perf/rerun-ci-like
+
+``--neighbour LEVEL`` runs every child under ``benchmarks/noisy_neighbour.py``'s neighbour, run ``k``
+seeded ``derive_seed(--neighbour-seed, k)`` (each run its own per-run offset, reproducibly).
 
 The plan defaults to issue 12's (6 models x 4 CPU backends, 1 thread, batch 16, the default timed
 seconds); any extra arguments after ``--`` go to ``levit-bench``.  Method and results:
@@ -18,9 +22,11 @@ docs/measurement.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,10 +36,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from levit_bench import paper  # noqa: E402
 from levit_bench.present import speed_ratio  # noqa: E402
 from levit_bench.results import Entry, load  # noqa: E402
+from noisy_neighbour import LEVELS, derive_seed  # noqa: E402
 
 MODELS = "levit_128s,levit_192,levit_256,efficientnet_b0,efficientnet_b2,efficientnet_b3"
 BACKENDS = "torch,torchscript,onnxruntime,openvino"
@@ -93,9 +101,37 @@ def _inject(spec: str) -> None:
 # measuring
 
 
-def measure(out: Path, runs: int, inject: str, extra: list[str]) -> tuple[list[Path], Path]:
+def _run_child(cmd: list[str], env: dict, level: str | None, seed: int) -> None:
+    """One child run, under the noisy neighbour when a level is given (in its own process group,
+    which the neighbour stops and continues; it is terminated when this study is interrupted)."""
+    if level is None:
+        subprocess.run(cmd, check=True, env=env)
+        return
+    from noisy_neighbour import neighbour
+
+    def interrupted(sig, _frame):  # SIGTERM too: the with-block continues the child before we go
+        raise KeyboardInterrupt(signal.Signals(sig).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        with neighbour(level, seed, proc.pid, log=lambda m: print(m, file=sys.stderr)):
+            code = proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
+
+
+def measure(out: Path, runs: int, inject: str, extra: list[str], level: str | None = None,
+            base_seed: int = 0, models: str = MODELS, backends: str = BACKENDS) -> tuple[list[Path], Path]:
     out.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, __file__, "--child", "--model", MODELS, "--backend", BACKENDS, "--threads", "1",
+    base = [sys.executable, __file__, "--child", "--model", models, "--backend", backends, "--threads", "1",
             "--batch-size", "16", "--quiet", "--force", *extra]
     clean = []
     for k in range(1, runs + 2):
@@ -105,8 +141,10 @@ def measure(out: Path, runs: int, inject: str, extra: list[str]) -> tuple[list[P
         if injected:
             env[INJECT_ENV] = inject
         start = time.perf_counter()
-        subprocess.run([*base, "--out", str(path)], check=True, env=env)
-        print(f"{path.name}: {time.perf_counter() - start:.0f} s", flush=True)
+        seed = derive_seed(base_seed, k)
+        _run_child([*base, "--out", str(path)], env, level, seed)
+        noise = f" (neighbour {level}, seed {seed})" if level else ""
+        print(f"{path.name}: {time.perf_counter() - start:.0f} s{noise}", flush=True)
         if not injected:
             clean.append(path)
     return clean, out / "injected.json"
@@ -190,14 +228,23 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", default="docs/perf/rerun-study", help="folder for the results files and study.json")
     p.add_argument("--inject", default="efficientnet_b0/onnxruntime:0.10", help="MODEL/BACKEND:FRACTION")
+    p.add_argument("--models", default=MODELS, help="the plan's models (comma list)")
+    p.add_argument("--backends", default=BACKENDS, help="the plan's backends (comma list)")
+    p.add_argument("--neighbour", choices=list(LEVELS), default=None,
+                   help="run every child under benchmarks/noisy_neighbour.py at this level")
+    p.add_argument("--neighbour-seed", type=int, default=0, help="--neighbour: base seed (run k: derived from it)")
     p.add_argument("--analyse", nargs="+", default=None, help="analyse these results files instead of measuring")
     p.add_argument("extra", nargs="*", help="after --: more levit-bench options (e.g. --rounds 10)")
     args = p.parse_args()
     if args.analyse:
         report = analyse([Path(f) for f in args.analyse], None, None)
     else:
-        clean, injected = measure(Path(args.out), args.runs, args.inject, args.extra)
+        clean, injected = measure(Path(args.out), args.runs, args.inject, args.extra, args.neighbour,
+                                  args.neighbour_seed, args.models, args.backends)
         report = analyse(clean, injected, args.inject)
+        if args.neighbour:
+            report["neighbour"] = {"level": args.neighbour, "base_seed": args.neighbour_seed,
+                                   "seeds": [derive_seed(args.neighbour_seed, k) for k in range(1, args.runs + 2)]}
         (Path(args.out) / "study.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     print_report(report)
     return 0

@@ -1,13 +1,17 @@
-"""The machine's peak: multiply-accumulates per second of a large dense GEMM through torch.
+"""The machine's peak: multiply-accumulates per second of the best large dense GEMM among the
+installed runtimes (torch, ONNX Runtime, OpenVINO).
 
 A model's achieved GMAC/s (its counted MACs times images/s, ``opcount.py``) means little alone;
-beside what this machine reaches on the friendliest workload torch has, one square ``n×n·n×n``
-matrix product per call, it says how much of the hardware a runtime uses.  The GEMM is timed like
-any entry (``schedule.py``: warm-up, then seeded rounds of the harness's timed calls) and its
-interval comes from ``stats.median_time_interval``, so a peak has the same honesty as the figures it
-divides.  Peaks are cached per machine (CPU model, flags and cores, torch version, GPU name),
-device, precision and thread count, one JSON file each under ``<cache root>/peak/``: a damaged or
-foreign file is measured again, never trusted and never fatal.
+beside what this machine reaches on the friendliest workload there is, one square ``n×n·n×n``
+matrix product per call, it says how much of the hardware a runtime uses.  Each runtime's GEMM
+(``backends/gemm.py``: the same n, threads and fp32) is an item of one group timed like any entries
+(``schedule.py``: warm-up, then seeded interleaved rounds of the harness's timed calls), its interval
+from ``stats.median_time_interval``, and the peak is the fastest of them: torch's alone let OpenVINO
+entries reach 98–120% of it.  The record names the runtime that gave it and keeps every runtime's
+figure (or why it was not measured).  Peaks are cached per machine (CPU model, flags and cores,
+torch, ONNX Runtime and OpenVINO versions, GPU name), device, precision and thread count, one JSON
+file each under ``<cache root>/peak/``: a damaged, foreign or earlier-format file is measured
+again, never trusted and never fatal.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,7 @@ MAX_CALL_S = 1.0
 MIN_SIZE = 256
 #: the smallest side ``--size`` takes: below it a call times Python and dispatch, not arithmetic
 MIN_EXPLICIT_SIZE = 16
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the best GEMM among the runtimes, with each one's figure (1: torch's)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,14 @@ class Peak:
     size: int  # GEMM n (n×n times n×n: n³ multiply-accumulates per call)
     measured_at: str  # ISO 8601, UTC
     machine: str  # fingerprint of the machine it was measured on (:func:`machine_fingerprint`)
+    runtime: str = "torch"  # the runtime whose GEMM is the peak (the fastest)
+    #: every runtime of ``gemm.GEMM_RUNTIMES``: {"gmacs_per_s", "low", "high"} or {"skipped": why}
+    runtimes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.runtimes:  # a peak given only its figure: that is its runtime's figure
+            object.__setattr__(self, "runtimes", {self.runtime: {"gmacs_per_s": self.gmacs_per_s, "low": self.low,
+                                                                 "high": self.high}})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,8 +78,12 @@ class Peak:
             raise ValueError("rates must be numbers")
         if not all(isinstance(data[k], int) and not isinstance(data[k], bool) for k in ("threads", "size")):
             raise ValueError("threads and size must be integers")
-        if not all(isinstance(data[k], str) for k in ("device", "precision", "measured_at", "machine")):
-            raise ValueError("device, precision, measured_at and machine must be strings")
+        if not all(isinstance(data[k], str) for k in ("device", "precision", "measured_at", "machine", "runtime")):
+            raise ValueError("device, precision, measured_at, machine and runtime must be strings")
+        if not isinstance(data["runtimes"], dict) or not all(_runtime_figure(v) for v in data["runtimes"].values()):
+            raise ValueError("runtimes must map each runtime to its figure or the reason it was skipped")
+        if "gmacs_per_s" not in data["runtimes"].get(data["runtime"], {}):
+            raise ValueError("the peak's runtime has no figure")
         peak = cls(**{k: float(data[k]) if k in floats else data[k] for k in data})
         if not (all(math.isfinite(getattr(peak, k)) for k in floats)
                 and 0 < peak.low <= peak.gmacs_per_s <= peak.high and peak.threads > 0 and peak.size > 0):
@@ -75,12 +91,24 @@ class Peak:
         return peak
 
 
+def _runtime_figure(v: Any) -> bool:
+    """One runtime's entry of ``Peak.runtimes``: a positive finite rate in its interval, or a reason."""
+    if isinstance(v, dict) and set(v) == {"skipped"}:
+        return isinstance(v["skipped"], str)
+    if not (isinstance(v, dict) and set(v) == {"gmacs_per_s", "low", "high"}):
+        return False
+    if not all(isinstance(v[k], (int, float)) and not isinstance(v[k], bool) and math.isfinite(v[k]) for k in v):
+        return False
+    return 0 < v["low"] <= v["gmacs_per_s"] <= v["high"]
+
+
 # ---------------------------------------------------------------------------------------------
 # the machine a peak belongs to
 
 def machine_facts(device: str) -> dict[str, Any]:
     """What decides a GEMM's speed and does not change between runs (sysinfo's facts, without
-    the current frequency, memory or host name): the CPU, its flags and cores, torch, the GPU."""
+    the current frequency, memory or host name): the CPU, its flags and cores, the runtimes whose
+    GEMMs are timed (torch, ONNX Runtime, OpenVINO), the GPU."""
     return dict(_machine_facts(device))
 
 
@@ -90,7 +118,10 @@ def _machine_facts(device: str) -> tuple[tuple[str, Any], ...]:
 
     info = sysinfo.collect()
     facts = {k: info.get(k) for k in ("cpu", "arch", "emulated", "physical_cores", "logical_cores", "cpu_flags")}
-    facts["torch"] = (info.get("versions") or {}).get("torch")
+    versions = info.get("versions") or {}
+    facts["torch"] = versions.get("torch")
+    for lib in ("onnxruntime", "openvino"):  # absent (None) where not installed
+        facts[lib] = versions.get(lib)
     gpu = info.get("gpu") or {}
     facts["gpu"] = gpu.get("name") if device == "cuda" else None
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in facts.items())
@@ -129,7 +160,7 @@ def _operands(device: str, precision: str, n: int):
 
 def _fits_in_memory(device: str, precision: str, n: int) -> None:
     """A UserError, before anything is allocated, when the three n×n operands (and the float32 ones
-    they are drawn as) cannot fit in the memory available now."""
+    they are drawn as, and the other runtimes' copies) cannot fit in the memory available now."""
     import psutil
     import torch
 
@@ -137,6 +168,8 @@ def _fits_in_memory(device: str, precision: str, n: int) -> None:
 
     itemsize = torch.empty(0, dtype=DTYPES[precision]).element_size()
     need = n * n * (3 * itemsize + 4)
+    if device == "cpu" and precision == "fp32":  # ONNX Runtime's and OpenVINO's A, B, Y (and packed B)
+        need += n * n * 4 * 7
     if device == "cuda":
         free = torch.cuda.mem_get_info()[0]
     else:
@@ -182,16 +215,37 @@ def _choose_size(device: str, precision: str, sync) -> int:
     return n
 
 
+def _items(device: str, precision: str, threads: int, n: int, sync, cuda: bool) -> tuple[list, dict[str, dict]]:
+    """One timed item per runtime whose GEMM can be measured here, and the reasons for the others."""
+    from .backends.gemm import BUILDERS, GEMM_RUNTIMES, unavailable
+    from .schedule import Timed
+
+    items, skipped = [Timed("torch", _gemm_call(device, precision, n), sync, cuda)], {}
+    for runtime in GEMM_RUNTIMES[1:]:
+        reason = unavailable(runtime, device, precision)
+        if reason is None:
+            try:
+                items.append(Timed(runtime, BUILDERS[runtime](n, threads), sync, cuda))
+            except Exception as exc:  # noqa: BLE001 - a runtime that cannot build a MatMul is skipped, with why
+                reason = f"{runtime} could not run a {n}×{n} MatMul: {first_line(exc)}"
+        if reason is not None:
+            skipped[runtime] = {"skipped": reason}
+    return items, skipped
+
+
 def measure_peak(device: str, precision: str, threads: int, *, min_time: float = 2.0,
                  size: int | None = None) -> Peak:
-    """Time ``torch.mm`` of two ``size``-square matrices (default :data:`DEFAULT_SIZE`, smaller for a
-    slow precision) on ``device`` in ``precision`` with ``threads`` torch threads (restored after),
-    as a run times an entry: warm-up, then seeded rounds of ``min_time`` timed seconds in all."""
+    """Time the dense GEMM of two ``size``-square matrices (default :data:`DEFAULT_SIZE`, smaller for
+    a slow precision) of every installed runtime (``backends/gemm.py``) on ``device`` in
+    ``precision`` with ``threads`` threads (torch's restored after), as a run times its entries: each
+    warmed up, then one group of seeded interleaved rounds of ``min_time`` timed seconds per runtime.
+    The peak is the fastest runtime's median; every runtime's figure is kept."""
     import numpy as np
     import torch
 
+    from .backends.gemm import GEMM_RUNTIMES
     from .harness import TimingOptions
-    from .schedule import Schedule, Timed, run_rounds, warm
+    from .schedule import Schedule, run_rounds, warm
     from .stats import median_time_interval
 
     _check(device, precision, threads)
@@ -207,20 +261,27 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
     with torch_threads(threads):
         _supported(device, precision)
         n = size or _choose_size(device, precision, sync)
-        item = Timed(f"gemm {n}", _gemm_call(device, precision, n), sync, cuda)
+        items, figures = _items(device, precision, threads, n, sync, cuda)
         timing = TimingOptions(warmup_s=min(1.0, min_time / 2), min_time_s=min_time)
         with torch.inference_mode():
-            warm(item, timing)
-            run_rounds([item], timing, Schedule(rounds=None, seed=0))
-    if item.error is not None or not item.samples:
-        raise UserError(f"the peak GEMM failed on {device} {precision}: {item.error or 'no timed calls'}")
+            for item in items:
+                warm(item, timing)
+            run_rounds(items, timing, Schedule(rounds=None, seed=0))
     macs = float(n) ** 3
-    median = float(np.median(item.samples))
-    lo, hi = median_time_interval(item.round_samples())
-    return Peak(gmacs_per_s=macs / median / 1e9, low=macs / hi / 1e9, high=macs / lo / 1e9, device=device,
-                precision=precision, threads=threads, size=n,
+    for item in items:
+        if item.error is not None or not item.samples:
+            if item.label == "torch":
+                raise UserError(f"the peak GEMM failed on {device} {precision}: {item.error or 'no timed calls'}")
+            figures[item.label] = {"skipped": f"its GEMM failed: {item.error or 'no timed calls'}"}
+            continue
+        lo, hi = median_time_interval(item.round_samples())
+        figures[item.label] = {"gmacs_per_s": macs / float(np.median(item.samples)) / 1e9, "low": macs / hi / 1e9,
+                              "high": macs / lo / 1e9}
+    best = max((r for r in figures if "gmacs_per_s" in figures[r]), key=lambda r: figures[r]["gmacs_per_s"])
+    return Peak(**figures[best], device=device, precision=precision, threads=threads, size=n,
                 measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                machine=machine_fingerprint(device))
+                machine=machine_fingerprint(device), runtime=best,
+                runtimes={r: figures[r] for r in GEMM_RUNTIMES if r in figures})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -150,3 +151,86 @@ def test_sysinfo_peak_on_cuda_without_cuda_is_one_line(capsys):
     assert main(["sysinfo", "--peak", "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no CUDA device" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# the honest peak (issue 21, item 8): the best dense GEMM among the installed runtimes
+
+from levit_bench.backends import gemm  # noqa: E402  (beside the tests it serves)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_each_runtimes_gemm_computes_the_product(runtime):
+    if gemm.unavailable(runtime, "cpu", "fp32"):
+        pytest.skip(gemm.unavailable(runtime, "cpu", "fp32"))
+    call = gemm.BUILDERS[runtime](SIZE, 1)
+    call()
+    a, b = gemm.operands(SIZE)
+    assert np.allclose(call.output(), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_torchs_gemm_is_always_measured_the_others_in_fp32_on_cpu_only():
+    assert gemm.unavailable("torch", "cuda", "bf16") is None
+    assert "fp32 only" in gemm.unavailable("openvino", "cpu", "bf16")
+    assert "cpu only" in gemm.unavailable("onnxruntime", "cuda", "fp32")
+
+
+def test_the_peak_is_the_fastest_runtime_and_keeps_every_runtimes_figure():
+    p = measure_peak("cpu", "fp32", 1, **FAST)
+    assert list(p.runtimes) == list(gemm.GEMM_RUNTIMES)
+    measured = {r: f for r, f in p.runtimes.items() if "gmacs_per_s" in f}
+    assert "torch" in measured
+    for runtime in ("onnxruntime", "openvino"):
+        assert (runtime in measured) == (gemm.unavailable(runtime, "cpu", "fp32") is None)
+    assert p.runtime == max(measured, key=lambda r: measured[r]["gmacs_per_s"])
+    assert (p.gmacs_per_s, p.low, p.high) == tuple(measured[p.runtime][k] for k in ("gmacs_per_s", "low", "high"))
+    assert Peak.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+def test_a_missing_or_failing_runtime_is_skipped_with_the_reason(monkeypatch):
+    monkeypatch.setattr(gemm, "missing_package", lambda module, pip: f"{module} is not installed (pip install {pip})"
+                        if module == "openvino" else None)
+
+    def broken(n, threads):
+        raise RuntimeError("no MatMul kernel here\nsecond line")
+
+    monkeypatch.setitem(gemm.BUILDERS, "onnxruntime", broken)
+    p = measure_peak("cpu", "fp32", 1, **FAST)
+    assert p.runtime == "torch"
+    assert p.runtimes["openvino"] == {"skipped": "openvino is not installed (pip install openvino)"}
+    assert p.runtimes["onnxruntime"] == {"skipped": "onnxruntime could not run a 32×32 MatMul: no MatMul kernel here"}
+
+
+def test_a_peak_record_refuses_a_runtime_without_a_figure():
+    p = _peak(runtime="openvino", runtimes={"torch": {"gmacs_per_s": 90.0, "low": 80.0, "high": 95.0},
+                                            "openvino": {"gmacs_per_s": 100.0, "low": 90.0, "high": 110.0}})
+    assert Peak.from_dict(p.to_dict()) == p
+    for bad in ({**p.to_dict(), "runtime": "onnxruntime"},
+                {**p.to_dict(), "runtimes": {**p.runtimes, "openvino": {"skipped": 3}}},
+                {**p.to_dict(), "runtimes": {**p.runtimes, "torch": {"gmacs_per_s": 90.0, "low": 99.0, "high": 95.0}}}):
+        with pytest.raises(ValueError):
+            Peak.from_dict(bad)
+
+
+def test_a_cached_peak_of_the_earlier_format_is_measured_again(tmp_path, monkeypatch):
+    calls = []
+    real = peak.measure_peak
+    monkeypatch.setattr(peak, "measure_peak", lambda *a, **k: (calls.append(a), real(*a, **k))[1])
+    old = {k: v for k, v in _peak(size=SIZE).to_dict().items() if k not in ("runtime", "runtimes")}  # format 1
+    path = peak.cache_path("cpu", "fp32", 1, tmp_path, size=SIZE)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"format": 1, "peak": old}))
+    assert cached_peak("cpu", "fp32", 1, tmp_path, SIZE) is None
+    fresh = get_peak("cpu", "fp32", 1, tmp_path, **FAST)
+    assert len(calls) == 1 and "torch" in fresh.runtimes
+    assert json.loads(path.read_text())["format"] == peak.CACHE_FORMAT == 2
+    assert cached_peak("cpu", "fp32", 1, tmp_path, SIZE) == fresh
+
+
+@pytest.mark.slow  # a measurement of three runtimes
+def test_sysinfo_peak_shows_every_runtime(tmp_path, capsys):
+    assert main(["sysinfo", "--peak", "--threads", "1", "--cache-dir", str(tmp_path), *CLI_FAST]) == 0
+    out = capsys.readouterr().out
+    assert "(peak)" in out
+    for runtime in gemm.GEMM_RUNTIMES:
+        assert runtime in out

@@ -1,5 +1,6 @@
 """``levit-bench sysinfo``: the machine and library facts recorded with every result; with
-``--peak``, the machine's measured GEMM peak (cached per machine) that "% of peak" divides by."""
+``--peak``, the machine's measured GEMM peak (the best runtime's, each runtime's figure shown;
+cached per machine) that "% of peak" divides by."""
 from __future__ import annotations
 
 import json
@@ -88,16 +89,26 @@ def _peak(args) -> int:
         return EXIT_OK
     from rich.table import Table
 
-    t = Table(title="peak: dense GEMM through torch (n×n · n×n, n³ multiply-accumulates a call)",
+    t = Table(title="peak: the best dense GEMM among the runtimes (n×n · n×n, n³ multiply-accumulates a call)",
               title_justify="left")
-    for col, just in [("device", "left"), ("precision", "left"), ("threads", "right"), ("GMAC/s", "right"),
-                      ("95% interval", "right"), ("n", "right"), ("measured (UTC)", "left"), ("source", "left")]:
+    for col, just in [("device", "left"), ("precision", "left"), ("threads", "right"), ("runtime", "left"),
+                      ("GMAC/s", "right"), ("95% interval", "right"), ("n", "right"), ("measured (UTC)", "left"),
+                      ("source", "left")]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for pk, was_cached in rows:
-        t.add_row(pk.device, pk.precision, str(pk.threads), f"{pk.gmacs_per_s:,.1f}",
-                  f"{pk.low:,.1f} – {pk.high:,.1f}", str(pk.size), pk.measured_at.replace("+00:00", ""),
-                  "cached" if was_cached else "measured now")
+        when, source = pk.measured_at.replace("+00:00", ""), "cached" if was_cached else "measured now"
+        for runtime, fig in pk.runtimes.items():
+            if "skipped" in fig:
+                t.add_row(pk.device, pk.precision, str(pk.threads), runtime, "—", f"[dim]{fig['skipped']}[/]", "",
+                          "", "")
+                continue
+            best = runtime == pk.runtime
+            t.add_row(pk.device, pk.precision, str(pk.threads), f"{runtime} (peak)" if best else runtime,
+                      f"[bold]{fig['gmacs_per_s']:,.1f}[/]" if best else f"{fig['gmacs_per_s']:,.1f}",
+                      f"{fig['low']:,.1f} – {fig['high']:,.1f}", str(pk.size), when, source)
+        t.add_section()
     con = render.console()
     con.print(t)
-    con.print("[dim]Cached per machine, device, precision and threads; --remeasure measures again.[/]")
+    con.print("[dim]The peak is the fastest runtime's GEMM (same n, threads and harness for each). Cached per "
+              "machine, device, precision and threads; --remeasure measures again.[/]")
     return EXIT_OK
