@@ -1,12 +1,17 @@
 """Do levit-bench's figures survive a rerun?  Runs one plan K times back to back (a fresh process
 each) and one more time with a 10% slowdown injected into one entry, then prints:
 
-* run/run ratio of every entry's images/s, for every pair of clean runs (share within ±5%);
+* run/run ratio of every entry's images/s, raw and canary-adjusted, for every pair of clean runs
+  (shares within ±5% and ±10%);
 * each LeViT / EfficientNet ratio (the paper's three pairs x every backend) across the clean runs
   (its spread, max/min);
-* how often a run's 95% interval contains another run's estimate (every entry, ordered pair);
-* the gate: ``levit-bench compare`` of every pair of clean runs with ``--fail-above 5`` (should pass),
-  and of every clean run against the injected one (should fail, flagging that entry).
+* how often a run's intervals hold another run's estimate (every entry, ordered pair): the raw
+  interval, the labelled 95% confidence interval and the 95% rerun interval (issue 21);
+* what the canary cost;
+* the gate (``compare --fail-above 5``, in-process): every ordered pair of clean runs (should exit 0,
+  false flags at most 2% of entries), the same pairs with a 20% and a 10% slowdown injected into one
+  entry of the new file (its real samples scaled: 20% should fail, 10% fail or be inconclusive), and
+  every clean run against the run with a real 10% slowdown injected into one entry.
 
     python benchmarks/rerun_study.py --runs 3 --out docs/perf/rerun-study        # measure, then analyse
     python benchmarks/rerun_study.py --analyse A.json B.json C.json                # analyse existing files
@@ -15,7 +20,7 @@ each) and one more time with a 10% slowdown injected into one entry, then prints
 ``--neighbour LEVEL`` runs every child under ``benchmarks/noisy_neighbour.py``'s neighbour, run ``k``
 seeded ``derive_seed(--neighbour-seed, k)`` (each run its own per-run offset, reproducibly).
 
-The plan defaults to issue 12's (6 models x 4 CPU backends, 1 thread, batch 16, the default timed
+The plan defaults to issue 21's (6 models x 3 CPU backends, 1 thread, batch 16, the default timed
 seconds); any extra arguments after ``--`` go to ``levit-bench``.  Method and results:
 docs/measurement.md.
 """
@@ -44,7 +49,7 @@ from levit_bench.results import Entry, load  # noqa: E402
 from noisy_neighbour import LEVELS, derive_seed  # noqa: E402
 
 MODELS = "levit_128s,levit_192,levit_256,efficientnet_b0,efficientnet_b2,efficientnet_b3"
-BACKENDS = "torch,torchscript,onnxruntime,openvino"
+BACKENDS = "torch,onnxruntime,openvino"  # issue 21's plan
 INJECT_ENV = "LEVIT_BENCH_STUDY_SLOWDOWN"  # MODEL/BACKEND:FRACTION, read by the child process only
 
 
@@ -158,22 +163,90 @@ def _ok(path: Path) -> dict[tuple, Entry]:
     return {e.key: e for e in load(path).results if e.ok}
 
 
+def _adjusted(e: Entry) -> float | None:
+    return e.adjusted_images_per_second
+
+
+def _share(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
+
+
+def _agreement(runs: list[dict], keys: list, figure) -> dict:
+    """run/run ratios of one figure over every (entry, run pair): within ±5% and ±10%."""
+    ratios = [figure(runs[j][k]) / figure(runs[i][k]) for i, j in itertools.combinations(range(len(runs)), 2)
+              for k in keys if figure(runs[i][k]) and figure(runs[j][k])]
+    if not ratios:
+        return {"pairs": 0}
+    return {"min": min(ratios), "max": max(ratios), "median": float(np.median(ratios)), "pairs": len(ratios),
+            "within_5pct": _share([abs(r - 1) <= 0.05 for r in ratios]),
+            "within_10pct": _share([abs(r - 1) <= 0.10 for r in ratios])}
+
+
+def _coverage(runs: list[dict], keys: list, interval, figure) -> dict:
+    """How often run i's interval holds run j's estimate, over every (entry, ordered run pair)."""
+    held = []
+    for i, j in itertools.permutations(range(len(runs)), 2):
+        for k in keys:
+            bounds, value = interval(runs[i][k]), figure(runs[j][k])
+            if bounds is not None and value:
+                held.append(bounds[0] <= value <= bounds[1])
+    return {"share": _share(held), "cases": len(held)}
+
+
+def _labelled(name: str):
+    def interval(e: Entry):
+        got = (e.intervals or {}).get(name)
+        return None if got is None else got["images_per_second"]
+    return interval
+
+
+def _slowed(record, key, fraction: float):
+    """A copy of ``record`` with one entry's calls ``fraction`` slower (its real noise kept): the
+    gate's power on real samples, in every pair, without a run per injection."""
+    data = record.to_dict()
+    for e in data["results"]:
+        if Entry.from_dict(e).key == key:
+            e["samples_s"] = [x / (1 - fraction) for x in e["samples_s"]]
+    return data
+
+
+def _gate_outcomes(base: Path, new: Path, inject: tuple | None = None) -> dict:
+    """``compare --fail-above 5`` of two files in-process: exit code, outcome counts, and (with an
+    injection ``(key, fraction)``) that entry's outcome."""
+    import tempfile
+
+    from levit_bench import gate
+    new_path = new
+    if inject is not None:
+        tmp = Path(tempfile.mkdtemp()) / new.name
+        tmp.write_text(json.dumps(_slowed(load(new), *inject)))
+        new_path = tmp
+    result = gate.compare_files(base, new_path, fail_above_pct=5.0)
+    rows = [r for r in result.rows if r.gated]
+    out = {"base": base.name, "new": new.name, "exit": 1 if result.failed() else 0,
+           "outcomes": {o: sum(r.outcome == o for r in rows) for o in ("pass", "fail", "inconclusive")},
+           "adjusted": sum(r.adjusted for r in rows), "entries": len(rows),
+           "failed": [f"{r.base.label()} {r.change_pct:+.1f}%" for r in rows if r.outcome == "fail"]}
+    if inject is not None:
+        row = next(r for r in rows if r.key == inject[0])
+        out["injected"] = {"entry": row.base.label(), "fraction": inject[1], "outcome": row.outcome,
+                           "change_pct": row.change_pct}
+    return out
+
+
 def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dict:
     runs = [_ok(p) for p in clean]
     keys = sorted(set.intersection(*(set(r) for r in runs)), key=str)
     report: dict = {"files": [str(p) for p in clean], "entries": len(keys)}
-
-    ratios = [runs[j][k].images_per_second / runs[i][k].images_per_second
-              for i, j in itertools.combinations(range(len(runs)), 2) for k in keys]
-    within = np.mean([abs(r - 1) <= 0.05 for r in ratios])
-    report["run_over_run"] = {"min": min(ratios), "max": max(ratios), "median": float(np.median(ratios)),
-                              "within_5pct": float(within), "pairs": len(ratios)}
-
-    intervals = [{k: r[k].interval() for k in keys} for r in runs]  # recomputed: this version's method
-    contained = [intervals[i][k][0] <= runs[j][k].images_per_second <= intervals[i][k][1]
-                 for i, j in itertools.permutations(range(len(runs)), 2) for k in keys]
-    report["ci_contains_other_run"] = {"share": float(np.mean(contained)), "cases": len(contained)}
-
+    raw = lambda e: e.images_per_second  # noqa: E731
+    report["run_over_run"] = {"raw": _agreement(runs, keys, raw), "adjusted": _agreement(runs, keys, _adjusted)}
+    have_adjusted = any(_adjusted(r[k]) for r in runs for k in keys)
+    figure = _adjusted if have_adjusted else raw
+    report["coverage"] = {
+        "raw_interval_raw_estimate": _coverage(runs, keys, lambda e: e.interval(), raw),
+        "confidence": _coverage(runs, keys, _labelled("confidence"), figure),
+        "rerun": _coverage(runs, keys, _labelled("rerun"), figure),
+        "of": "adjusted_images_per_second" if have_adjusted else "images_per_second"}
     spreads = {}
     for levit, effnet in paper.HEADLINE_PAIRS:
         for k in keys:
@@ -185,40 +258,62 @@ def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dic
             values = [speed_ratio(r[k], r[other], same_run=True).value for r in runs]
             spreads[f"{levit}/{effnet} {k.variant}"] = {"ratios": values, "spread": max(values) / min(values)}
     report["levit_over_efficientnet"] = spreads
-    report["gate_clean"] = [_gate(a, b) for a, b in itertools.permutations(clean, 2)]
-    if injected is not None:
-        report["gate_injected"] = [_gate(a, injected) for a in clean]
+    costs = [e.canary.get("cost_share") for r in runs for e in r.values() if e.canary and e.canary.get("cost_share")]
+    report["canary_cost_share"] = {"median": float(np.median(costs)), "max": max(costs)} if costs else None
+    pairs = list(itertools.permutations(clean, 2))
+    report["gate_clean"] = [_gate_outcomes(a, b) for a, b in pairs]
+    rng = np.random.default_rng(0)
+    for fraction in (0.20, 0.10):
+        report[f"gate_synthetic_{int(fraction * 100)}"] = [
+            _gate_outcomes(a, b, (keys[int(rng.integers(len(keys)))], fraction)) for a, b in pairs]
+    if injected is not None and injected.exists():
+        report["gate_injected"] = [_gate_outcomes(a, injected) for a in clean]
         report["injected"] = inject
     return report
 
 
-def _gate(base: Path, new: Path) -> dict:
-    cmd = [sys.executable, "-m", "levit_bench.cli", "compare", str(base), str(new), "--fail-above", "5", "--markdown"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    flagged = [line for line in done.stdout.splitlines() if "| slower |" in line]
-    return {"base": base.name, "new": new.name, "exit": done.returncode, "slower_rows": flagged,
-            "summary": next((line for line in done.stdout.splitlines() if "gate --fail-above" in line), "")}
+def _fmt(d: dict) -> str:
+    if not d.get("pairs"):
+        return "none"
+    return (f"{d['min']:.3f} … {d['max']:.3f} (median {d['median']:.3f}); within ±5%: {d['within_5pct']:.0%}, "
+            f"±10%: {d['within_10pct']:.0%} of {d['pairs']} (entry, run pair)")
 
 
 def print_report(r: dict) -> None:
-    rr, ci = r["run_over_run"], r["ci_contains_other_run"]
     print(f"\n{r['entries']} entries in every run ({', '.join(Path(f).name for f in r['files'])})")
-    print(f"run/run images/s ratio: {rr['min']:.3f} … {rr['max']:.3f} (median {rr['median']:.3f}); "
-          f"within ±5%: {rr['within_5pct']:.0%} of {rr['pairs']} (entry, run pair)")
-    print(f"a run's 95% CI (as this version computes it from the raw samples) contains another run's estimate: "
-          f"{ci['share']:.0%} of {ci['cases']} (entry, ordered pair)")
+    print(f"run/run raw images/s:      {_fmt(r['run_over_run']['raw'])}")
+    print(f"run/run adjusted images/s: {_fmt(r['run_over_run']['adjusted'])}")
+    cov = r["coverage"]
+    for name, label in (("raw_interval_raw_estimate", "raw 95% interval holds another run's raw estimate"),
+                        ("confidence", f"95% confidence interval holds another run's {cov['of']}"),
+                        ("rerun", f"95% rerun interval holds another run's {cov['of']}")):
+        c = cov[name]
+        share = "n/a" if c["share"] is None else f"{c['share']:.0%}"
+        print(f"{label}: {share} of {c['cases']} (entry, ordered pair)")
     print("LeViT / EfficientNet across runs (spread = max/min):")
     for name, v in r["levit_over_efficientnet"].items():
         print(f"  {name:45} {' '.join(f'{x:.3f}' for x in v['ratios'])}  spread {v['spread']:.3f}×")
     worst = max((v["spread"] for v in r["levit_over_efficientnet"].values()), default=float("nan"))
     print(f"  largest spread: {worst:.3f}×")
-    print("gate, clean pairs (--fail-above 5): " + ", ".join(f"{g['base']}→{g['new']} exit {g['exit']}"
-                                                              for g in r["gate_clean"]))
-    for g in r["gate_clean"]:
-        if g["exit"]:
-            print(f"  {g['base']}→{g['new']}: {g['summary']}")
+    if r.get("canary_cost_share"):
+        print(f"canary cost: median {r['canary_cost_share']['median']:.1%} of an entry's timed seconds "
+              f"(max {r['canary_cost_share']['max']:.1%})")
+    clean = r["gate_clean"]
+    flags = sum(g["outcomes"]["fail"] for g in clean)
+    entries = sum(g["entries"] for g in clean)
+    print(f"gate, clean ordered pairs (--fail-above 5): exits {[g['exit'] for g in clean]}; false flags "
+          f"{flags} of {entries} entries ({flags / max(entries, 1):.1%}); inconclusive "
+          f"{sum(g['outcomes']['inconclusive'] for g in clean)}; adjusted {sum(g['adjusted'] for g in clean)}")
+    for g in clean:
+        if g["failed"]:
+            print(f"  {g['base']}→{g['new']}: {', '.join(g['failed'])}")
+    for pct in (20, 10):
+        got = [g["injected"]["outcome"] for g in r.get(f"gate_synthetic_{pct}", [])]
+        print(f"gate, {pct}% slowdown injected into one entry of the new file, each ordered pair: "
+              f"{', '.join(got)}")
     for g in r.get("gate_injected", []):
-        print(f"gate, {g['base']} → injected ({r['injected']}): exit {g['exit']}; {g['summary']}")
+        print(f"gate, {g['base']} → injected run ({r['injected']}): exit {g['exit']}; outcomes {g['outcomes']}; "
+              f"flagged {g['failed']}")
 
 
 def main() -> int:
