@@ -162,7 +162,7 @@ class _Server:
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - the parent fails that item, this worker goes on
-                self.send({"ok": False, "error": first_line(exc)})
+                self.send({"ok": False, "error": f"{type(exc).__name__}: {first_line(exc)}"})
             else:
                 self.send({"ok": True, **reply})
         for runner, *_rest in self.items.values():

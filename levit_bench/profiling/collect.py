@@ -130,7 +130,8 @@ def _interleaved(unprofiled: Callable[[], object], probe: Probe,
     profiled = Timed("profiled", probe.call, _nothing, False, block=probe.profiled_block, rewarm=probe.rewarm)
     warm(plain, timing)
     profiled.warm = probe.warm(timing) or plain.warm  # None: the probe profiles the run's own call
-    run_rounds([plain, profiled], timing, Schedule(rounds=options.rounds, seed=0))
+    # the untimed warm-up round runs untimed calls of both arms: not for a probe that cannot take any
+    run_rounds([plain, profiled], timing, Schedule(rounds=options.rounds, seed=0, warmup_round=probe.rewarms))
     for item in (plain, profiled):
         if item.error is not None:
             raise ProfileFailed(item.error)
