@@ -36,6 +36,7 @@ from .runstate import run_state
 from .schedule import Schedule, Timed, rounds_for, run_rounds, warm
 from .selection import Selection
 from .spec import EventKind, Settings, Status
+from .stats import canary_tracking
 
 #: memory that must stay free while entries are kept prepared, else the prepared group is timed
 MIN_FREE_BYTES = 2 * 2**30
@@ -242,9 +243,10 @@ class _Run:
         except KeyboardInterrupt:
             interrupted, done = True, max(len(p.timed.rounds) for p in group)
         self._reference(group)
+        beta = canary_tracking([(p.timed.round_samples(), [r.canary_s for r in p.timed.rounds]) for p in group])
         try:
             for p in group:
-                self._record(p, done, interrupted)
+                self._record(p, done, interrupted, beta)
         finally:
             for p in group:
                 p.runner.close()
@@ -255,7 +257,7 @@ class _Run:
         if interrupted:
             raise KeyboardInterrupt
 
-    def _record(self, p: _Pending, rounds_done: int, interrupted: bool) -> None:
+    def _record(self, p: _Pending, rounds_done: int, interrupted: bool, canary_beta: float = 1.0) -> None:
         t, entry = p.timed, p.entry
         entry.group = self.groups
         try:
@@ -266,7 +268,8 @@ class _Run:
                              warmup_calls=t.warm.calls if t.warm else None,
                              first_call_s=t.warm.first_call_s if t.warm else None,
                              cuda_max_memory_bytes=_peak_memory(self.device), canary=self.reference,
-                             canary_cost_s=t.canary_cost_s if self.reference is not None else None)
+                             canary_cost_s=t.canary_cost_s if self.reference is not None else None,
+                             canary_beta=canary_beta)
                 entry.energy = energy_record(t.energy_j, t.metered_s, t.metered_calls * p.images_per_call, self.energy)
                 if interrupted:
                     entry.notes.append(f"interrupted: timed in {len(t.rounds)} of the planned rounds")

@@ -137,7 +137,7 @@ class Entry(Identified):
     def record(self, samples_s: Sequence[float], rounds: Sequence[dict[str, Any]], images_per_call: int, *,
                warmup_calls: int | None = None, first_call_s: float | None = None,
                cuda_max_memory_bytes: int | None = None, canary: Reference | None = None,
-               canary_cost_s: float | None = None) -> None:
+               canary_cost_s: float | None = None, canary_beta: float = 1.0) -> None:
         """Fill the timing fields from per-call seconds timed in ``rounds`` (one dict per round, as
         the file stores them: ``calls`` is how many of ``samples_s`` it holds); the entry becomes ``ok``.
 
@@ -164,18 +164,19 @@ class Entry(Identified):
             self.notes.append(f"noisy: IQR is {s.rel_iqr:.0%} of the median")
         if spread > NOISE_THRESHOLD:
             self.notes.append(f"noisy: round medians spread {spread:.0%} (IQR over median)")
-        self._adjust(canary, canary_cost_s)
+        self._adjust(canary, canary_cost_s, canary_beta)
 
-    def _adjust(self, canary: Reference | None, cost_s: float | None) -> None:
+    def _adjust(self, canary: Reference | None, cost_s: float | None, beta: float) -> None:
         """The canary-adjusted speed (where every round has a canary figure) and the two labelled
         intervals, of the adjusted speed where there is one, else of the raw one."""
         self.canary = self.adjusted_images_per_second = None
         images = self.images_per_call or self.batch_size
-        adjusted = self.adjusted_round_samples(canary.reference_s) if canary is not None else None
         if canary is not None:
             timed = sum(self.samples_s)
             self.canary = {"name": canary.name, "reference_s": canary.reference_s, "reference": canary.source,
-                           "cost_s": cost_s, "cost_share": cost_s / timed if cost_s is not None and timed else None}
+                           "beta": beta, "cost_s": cost_s,
+                           "cost_share": cost_s / timed if cost_s is not None and timed else None}
+        adjusted = self.adjusted_round_samples() if canary is not None else None
         if adjusted is not None:
             self.adjusted_images_per_second = images / float(np.median(np.concatenate(adjusted)))
         self.intervals = labelled_intervals(*((adjusted, images, "adjusted_images_per_second") if adjusted is not None
@@ -216,7 +217,12 @@ class Entry(Identified):
             reference_s = (self.canary or {}).get("reference_s")
         if reference_s is None:
             return None
-        return adjusted_rounds(self.round_samples(), self.canary_seconds(), reference_s)
+        return adjusted_rounds(self.round_samples(), self.canary_seconds(), reference_s, self.canary_beta)
+
+    @property
+    def canary_beta(self) -> float:
+        """How far the round-to-round canary is applied (``stats.canary_tracking``; 1 in files before it)."""
+        return float((self.canary or {}).get("beta", 1.0))
 
     def interval(self) -> tuple[float, float]:
         """The 95% interval of images/s from the raw samples, as this version computes it (files

@@ -201,18 +201,50 @@ RERUN_RESIDUAL_RAW = 0.16
 
 
 
-def adjusted_rounds(rounds: Rounds, canary_s: Sequence[float | None],
-                    reference_s: float = 1.0) -> list[np.ndarray] | None:
-    """Each round's call times scaled by ``reference_s / canary_s`` of that round: the block's time
-    as if the machine ran at the reference's speed.  A machine-wide slowdown slows the canary timed
-    next to the block by the same factor and cancels; what slows one entry alone does not.  None
-    when a round has no canary figure (older files, or a canary that was not timed).  The gate uses
-    ``reference_s`` 1: unit-free figures, in which two runs' references cancel in a ratio."""
+def adjusted_rounds(rounds: Rounds, canary_s: Sequence[float | None], reference_s: float = 1.0,
+                    beta: float = 1.0) -> list[np.ndarray] | None:
+    """Each round's call times as if the machine ran at the reference's speed: scaled by
+    ``reference_s / c̃`` (c̃ the run's median canary: the run's machine-wide factor, measured over
+    every block, so precisely) and by ``(c̃ / canary_s)^beta`` (the round's own deviation, as far as
+    the canary tracks the entries: ``beta`` from :func:`canary_tracking`; 1 with ``beta`` 1, which is
+    ``reference_s / canary_s``).  A machine-wide slowdown slows the canary by the same factor and
+    cancels; what slows one entry alone does not.  None when a round has no canary figure (older
+    files, or a canary that was not timed).  The gate uses ``reference_s`` 1: unit-free figures, in
+    which two runs' references cancel in a ratio."""
     if len(canary_s) != len(rounds) or not all(c is not None and c > 0 for c in canary_s):
         return None
     if not (math.isfinite(reference_s) and reference_s > 0):
         raise ValueError(f"reference_s must be finite and positive, got {reference_s!r}")
-    return [np.asarray(r, dtype=float) * (reference_s / float(c)) for r, c in zip(rounds, canary_s)]
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta!r}")
+    run = float(np.median(np.asarray(canary_s, dtype=float)))
+    return [np.asarray(r, dtype=float) * (reference_s / run) * (run / float(c)) ** beta
+            for r, c in zip(rounds, canary_s)]
+
+
+def canary_tracking(entries: Sequence[tuple[Rounds, Sequence[float | None]]]) -> float:
+    """How far the canary's round-to-round changes are the entries' own: the pooled slope of each
+    entry's log round medians on its rounds' log canary, both centred per entry, clipped to [0, 1].
+
+    A canary measured in a few milliseconds is itself noisy: on a loaded 2-core VM a 5-10 ms window
+    tracked the blocks with a correlation of 0.03-0.73 and, applied whole (slope 1), made adjusted
+    rounds spread more than raw ones (docs/measurement.md).  Regressing on it shrinks that noise away
+    (a canary that does not track gets a slope near 0: the rounds keep their raw spread) and keeps
+    what it does track (near 1 under a common-mode slowdown).  0 with fewer than three usable rounds."""
+    xs, ys = [], []
+    for rounds, canary_s in entries:
+        pairs = [(math.log(float(c)), math.log(float(np.median(r)))) for r, c in zip(rounds, canary_s)
+                 if c is not None and c > 0 and len(r) and float(np.median(r)) > 0]
+        if len(pairs) < 2:
+            continue
+        x, y = np.array(pairs).T
+        xs.append(x - x.mean())
+        ys.append(y - y.mean())
+    if not xs or sum(len(x) for x in xs) < 3:
+        return 0.0
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    sxx = float(x @ x)
+    return 0.0 if sxx <= 0 else min(1.0, max(0.0, float(x @ y) / sxx))
 
 
 def _widened(rounds: Rounds, extra: float, confidence: float, scale: float) -> tuple[float, float]:

@@ -60,6 +60,31 @@ def test_a_slowdown_of_one_entry_is_kept():
     assert 1.07 < change < 1.13
 
 
+def test_the_canary_is_applied_as_far_as_it_tracks_the_entries():
+    """A canary that follows the blocks' drift gets a slope near 1 (the drift between rounds is
+    removed); one that is noise only gets a slope near 0, and then adjusting leaves the rounds'
+    spread as it was instead of adding the canary's noise; either way the run's machine-wide factor,
+    measured over all blocks, is removed whole."""
+    rng = np.random.default_rng(5)
+    tracking = [_run(rng, 0.05 * (k + 1), run_factor=1.3) for k in range(4)]
+    beta = stats.canary_tracking(tracking)
+    assert beta > 0.85
+    blind = [(rounds, [REF * 1.3 * rng.lognormal(0.0, 0.15) for _ in rounds]) for rounds, _ in tracking]
+    beta0 = stats.canary_tracking(blind)
+    assert beta0 < 0.3
+    rounds, canary_s = blind[0]
+    whole = stats.adjusted_rounds(rounds, canary_s, REF)
+    shrunk = stats.adjusted_rounds(rounds, canary_s, REF, beta0)
+    raw_spread = stats.between_round_spread(rounds)
+    assert stats.between_round_spread(whole) > raw_spread * 1.2  # applied whole, a blind canary adds noise
+    assert stats.between_round_spread(shrunk) < raw_spread * 1.15
+    # the run-level factor (1.3 against the reference) is removed in both
+    assert abs(math.log(_estimate(shrunk) / (_estimate(rounds) / 1.3))) < 0.1
+    assert stats.canary_tracking([]) == 0.0 and stats.canary_tracking([([np.ones(3)], [REF])]) == 0.0
+    with pytest.raises(ValueError, match="beta"):
+        stats.adjusted_rounds(rounds, canary_s, REF, 1.5)
+
+
 def test_no_adjustment_without_a_canary_figure_for_every_round():
     rounds = [np.full(3, 0.01)] * 3
     assert stats.adjusted_rounds(rounds, [REF, None, REF], REF) is None
