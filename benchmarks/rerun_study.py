@@ -139,7 +139,7 @@ def measure(out: Path, runs: int, inject: str, extra: list[str], level: str | No
     base = [sys.executable, __file__, "--child", "--model", models, "--backend", backends, "--threads", "1",
             "--batch-size", "16", "--quiet", "--force", *extra]
     clean = []
-    for k in range(1, runs + 2):
+    for k in range(1, runs + (1 if inject == "none" else 2)):
         injected = k == runs + 1
         path = out / ("injected.json" if injected else f"run{k}.json")
         env = {k: v for k, v in os.environ.items() if k != INJECT_ENV}
@@ -160,7 +160,28 @@ def measure(out: Path, runs: int, inject: str, extra: list[str], level: str | No
 
 
 def _ok(path: Path) -> dict[tuple, Entry]:
-    return {e.key: e for e in load(path).results if e.ok}
+    entries = [e for e in load(path).results if e.ok]
+    _readjust(entries)
+    return {e.key: e for e in entries}
+
+
+def _readjust(entries: list[Entry]) -> None:
+    """Adjusted figures and intervals recomputed from the raw rounds and canary figures with this
+    version's method (as the raw interval is), so files measured before a change of method are
+    analysed as this version would record them."""
+    from levit_bench.canary import Reference
+    from levit_bench.stats import canary_tracking
+
+    groups: dict = {}
+    for e in entries:
+        if e.canary and all(c is not None for c in e.canary_seconds()):
+            groups.setdefault(e.group, []).append(e)
+    for group in groups.values():
+        beta = canary_tracking([(e.round_samples(), e.canary_seconds()) for e in group])
+        run_s = float(np.median([c for e in group for c in e.canary_seconds()]))
+        for e in group:
+            c = e.canary
+            e.adjust(Reference(c["name"], c["reference_s"], c["reference"]), c.get("cost_s"), beta, run_s)
 
 
 def _adjusted(e: Entry) -> float | None:
@@ -216,12 +237,15 @@ def _gate_outcomes(base: Path, new: Path, inject: tuple | None = None) -> dict:
     import tempfile
 
     from levit_bench import gate
-    new_path = new
+
+    base_record, new_record = load(base), load(new)
     if inject is not None:
         tmp = Path(tempfile.mkdtemp()) / new.name
-        tmp.write_text(json.dumps(_slowed(load(new), *inject)))
-        new_path = tmp
-    result = gate.compare_files(base, new_path, fail_above_pct=5.0)
+        tmp.write_text(json.dumps(_slowed(new_record, *inject)))
+        new_record = load(tmp)
+    for record in (base_record, new_record):
+        _readjust([e for e in record.results if e.ok])
+    result = gate.compare_runs(base_record, new_record, fail_above_pct=5.0)
     rows = [r for r in result.rows if r.gated]
     out = {"base": base.name, "new": new.name, "exit": 1 if result.failed() else 0,
            "outcomes": {o: sum(r.outcome == o for r in rows) for o in ("pass", "fail", "inconclusive")},
@@ -322,7 +346,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", default="docs/perf/rerun-study", help="folder for the results files and study.json")
-    p.add_argument("--inject", default="efficientnet_b0/onnxruntime:0.10", help="MODEL/BACKEND:FRACTION")
+    p.add_argument("--inject", default="efficientnet_b0/onnxruntime:0.10",
+                   help="MODEL/BACKEND:FRACTION for the extra run with a real slowdown, or none (no such run)")
     p.add_argument("--models", default=MODELS, help="the plan's models (comma list)")
     p.add_argument("--backends", default=BACKENDS, help="the plan's backends (comma list)")
     p.add_argument("--neighbour", choices=list(LEVELS), default=None,

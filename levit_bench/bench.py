@@ -244,9 +244,11 @@ class _Run:
             interrupted, done = True, max(len(p.timed.rounds) for p in group)
         self._reference(group)
         beta = canary_tracking([(p.timed.round_samples(), [r.canary_s for r in p.timed.rounds]) for p in group])
+        canaries = [r.canary_s for p in group for r in p.timed.rounds if r.canary_s is not None]
+        run_s = float(np.median(canaries)) if canaries else None
         try:
             for p in group:
-                self._record(p, done, interrupted, beta)
+                self._record(p, done, interrupted, beta, run_s)
         finally:
             for p in group:
                 p.runner.close()
@@ -257,7 +259,8 @@ class _Run:
         if interrupted:
             raise KeyboardInterrupt
 
-    def _record(self, p: _Pending, rounds_done: int, interrupted: bool, canary_beta: float = 1.0) -> None:
+    def _record(self, p: _Pending, rounds_done: int, interrupted: bool, canary_beta: float = 1.0,
+                canary_run_s: float | None = None) -> None:
         t, entry = p.timed, p.entry
         entry.group = self.groups
         try:
@@ -269,7 +272,7 @@ class _Run:
                              first_call_s=t.warm.first_call_s if t.warm else None,
                              cuda_max_memory_bytes=_peak_memory(self.device), canary=self.reference,
                              canary_cost_s=t.canary_cost_s if self.reference is not None else None,
-                             canary_beta=canary_beta)
+                             canary_beta=canary_beta, canary_run_s=canary_run_s)
                 entry.energy = energy_record(t.energy_j, t.metered_s, t.metered_calls * p.images_per_call, self.energy)
                 if interrupted:
                     entry.notes.append(f"interrupted: timed in {len(t.rounds)} of the planned rounds")

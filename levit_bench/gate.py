@@ -152,7 +152,8 @@ def canary_of(entry: Entry) -> list[float] | None:
 def figures(entry: Entry, adjusted: bool) -> list[np.ndarray]:
     """The entry's per-image seconds by round, divided round by round by the canary when ``adjusted``."""
     rounds = entry.per_image_rounds()
-    return adjusted_rounds(rounds, canary_of(entry), 1.0, entry.canary_beta) if adjusted else rounds
+    return (adjusted_rounds(rounds, canary_of(entry), 1.0, entry.canary_beta, (entry.canary or {}).get("run_s"))
+            if adjusted else rounds)
 
 
 def relative_rounds(entry: Entry, reference: Entry | None, adjusted: bool = False) -> list[np.ndarray]:

@@ -137,7 +137,8 @@ class Entry(Identified):
     def record(self, samples_s: Sequence[float], rounds: Sequence[dict[str, Any]], images_per_call: int, *,
                warmup_calls: int | None = None, first_call_s: float | None = None,
                cuda_max_memory_bytes: int | None = None, canary: Reference | None = None,
-               canary_cost_s: float | None = None, canary_beta: float = 1.0) -> None:
+               canary_cost_s: float | None = None, canary_beta: float = 1.0,
+               canary_run_s: float | None = None) -> None:
         """Fill the timing fields from per-call seconds timed in ``rounds`` (one dict per round, as
         the file stores them: ``calls`` is how many of ``samples_s`` it holds); the entry becomes ``ok``.
 
@@ -164,17 +165,18 @@ class Entry(Identified):
             self.notes.append(f"noisy: IQR is {s.rel_iqr:.0%} of the median")
         if spread > NOISE_THRESHOLD:
             self.notes.append(f"noisy: round medians spread {spread:.0%} (IQR over median)")
-        self._adjust(canary, canary_cost_s, canary_beta)
+        self.adjust(canary, canary_cost_s, canary_beta, canary_run_s)
 
-    def _adjust(self, canary: Reference | None, cost_s: float | None, beta: float) -> None:
+    def adjust(self, canary: Reference | None, cost_s: float | None, beta: float, run_s: float | None) -> None:
         """The canary-adjusted speed (where every round has a canary figure) and the two labelled
-        intervals, of the adjusted speed where there is one, else of the raw one."""
+        intervals, of the adjusted speed where there is one, else of the raw one.  ``run_s``: the
+        median canary of every block of the entry's group (the run's machine factor)."""
         self.canary = self.adjusted_images_per_second = None
         images = self.images_per_call or self.batch_size
         if canary is not None:
             timed = sum(self.samples_s)
             self.canary = {"name": canary.name, "reference_s": canary.reference_s, "reference": canary.source,
-                           "beta": beta, "cost_s": cost_s,
+                           "beta": beta, "run_s": run_s, "cost_s": cost_s,
                            "cost_share": cost_s / timed if cost_s is not None and timed else None}
         adjusted = self.adjusted_round_samples() if canary is not None else None
         if adjusted is not None:
@@ -217,7 +219,8 @@ class Entry(Identified):
             reference_s = (self.canary or {}).get("reference_s")
         if reference_s is None:
             return None
-        return adjusted_rounds(self.round_samples(), self.canary_seconds(), reference_s, self.canary_beta)
+        return adjusted_rounds(self.round_samples(), self.canary_seconds(), reference_s, self.canary_beta,
+                               (self.canary or {}).get("run_s"))
 
     @property
     def canary_beta(self) -> float:

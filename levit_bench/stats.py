@@ -202,10 +202,11 @@ RERUN_RESIDUAL_RAW = 0.16
 
 
 def adjusted_rounds(rounds: Rounds, canary_s: Sequence[float | None], reference_s: float = 1.0,
-                    beta: float = 1.0) -> list[np.ndarray] | None:
+                    beta: float = 1.0, run_s: float | None = None) -> list[np.ndarray] | None:
     """Each round's call times as if the machine ran at the reference's speed: scaled by
-    ``reference_s / c̃`` (c̃ the run's median canary: the run's machine-wide factor, measured over
-    every block, so precisely) and by ``(c̃ / canary_s)^beta`` (the round's own deviation, as far as
+    ``reference_s / c̃`` (c̃ = ``run_s``, the median canary of every block of the run's group: the
+    run's machine-wide factor, measured over some hundred blocks, so precisely; without it, this
+    entry's own median canary) and by ``(c̃ / canary_s)^beta`` (the round's own deviation, as far as
     the canary tracks the entries: ``beta`` from :func:`canary_tracking`; 1 with ``beta`` 1, which is
     ``reference_s / canary_s``).  A machine-wide slowdown slows the canary by the same factor and
     cancels; what slows one entry alone does not.  None when a round has no canary figure (older
@@ -217,7 +218,7 @@ def adjusted_rounds(rounds: Rounds, canary_s: Sequence[float | None], reference_
         raise ValueError(f"reference_s must be finite and positive, got {reference_s!r}")
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta!r}")
-    run = float(np.median(np.asarray(canary_s, dtype=float)))
+    run = float(run_s) if run_s is not None and run_s > 0 else float(np.median(np.asarray(canary_s, dtype=float)))
     return [np.asarray(r, dtype=float) * (reference_s / run) * (run / float(c)) ** beta
             for r, c in zip(rounds, canary_s)]
 
