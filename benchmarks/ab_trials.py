@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--slowdown", type=float, default=0.10, help="fraction injected on the new side of A/B trials")
     p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--only", choices=("aa", "ab"), default=None, help="run only the A/A or only the A/B trials")
     args, ab_args = p.parse_known_args(argv)
     ab_args = [a for a in ab_args if a != "--"]
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, slowdown in (("A/A", 0.0), (f"A/B {args.slowdown:.0%}", args.slowdown)):
+        kinds = {"aa": [("A/A", 0.0)], "ab": [(f"A/B {args.slowdown:.0%}", args.slowdown)]}
+        for name, slowdown in kinds.get(args.only, kinds["aa"] + kinds["ab"]):
             outcomes = [trial(ab_args, args.first_seed + k, slowdown, Path(tmp) / f"{k}.json")
                         for k in range(args.trials)]
             flagged = sum("fail" in o for o in outcomes)
