@@ -7,7 +7,7 @@ peak rate (lower is worse): the highest rate meeting the SLO (both searched for 
 without one, the highest sustained rate.  Each figure's ratio new/base gets the interval spanned by
 the two sides' intervals (the distribution-free percentile intervals; the search's bracket, or the
 achieved rate's interval): **fail** when the whole interval is beyond the threshold, **pass** when
-none of it is, **inconclusive** otherwise (say, too few requests for a p99 bound: 299 at 95%).
+none of it is, **inconclusive** otherwise (say, too few requests for a p99 bound: 368 at 95%).
 """
 from __future__ import annotations
 

@@ -272,7 +272,7 @@ def percentile_bounds(samples: Sequence[float] | np.ndarray, pct: float,
                       confidence: float = 0.95) -> tuple[float | None, float | None]:
     """The exact distribution-free (binomial order-statistic) two-sided interval of the ``pct``-th
     percentile (``scipy.stats.quantile_test``); a side the sample is too small to bound is None
-    (e.g. the upper bound of p99 needs 299 samples or more at 95%)."""
+    (e.g. the upper bound of p99 at 95%, two-sided, needs 368 samples or more)."""
     x = np.asarray(samples, dtype=float)
     if x.size == 0:
         return None, None
