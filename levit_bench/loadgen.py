@@ -158,21 +158,26 @@ def run_level(calls: Sequence[Call], level: Level, thread_context: Callable[[], 
                                     name=f"load-worker-{i}") for i in range(level.concurrency)]
         for w in workers:
             w.start()
-        if level.rate is not None and not level.closed_at_rate:
-            _dispatch(book)
-        else:
-            _sleep_until(book.base + horizon, book)
-            with book.cond:
-                book.done = True
-                book.cond.notify_all()
-        deadline = clock() + level.grace_s
-        for w in workers:
-            w.join(max(0.0, deadline - clock()))
-        if any(w.is_alive() for w in workers):
-            with book.cond:
-                left = len(book.queue)
-            book.halt(f"unsustainable: {left} requests still queued {level.grace_s:g} s after the last arrival "
-                      "(the workers cannot keep up with this rate)" if left else "")
+        try:
+            if level.rate is not None and not level.closed_at_rate:
+                _dispatch(book)
+            else:
+                _sleep_until(book.base + horizon, book)
+                with book.cond:
+                    book.done = True
+                    book.cond.notify_all()
+            deadline = clock() + level.grace_s
+            for w in workers:
+                w.join(max(0.0, deadline - clock()))
+            if any(w.is_alive() for w in workers):
+                with book.cond:
+                    left = len(book.queue)
+                book.halt(f"unsustainable: {left} requests still queued {level.grace_s:g} s after the last arrival "
+                          "(the workers cannot keep up with this rate)" if left else "")
+        except BaseException:  # Ctrl-C: the workers finish the call they are in, then stop
+            book.halt("interrupted")
+            raise
+        finally:
             for w in workers:
                 w.join()  # each finishes the call it is in
         wall = clock() - book.base
@@ -273,8 +278,7 @@ def _closed_worker(book: _Book, call: Call) -> None:
 def _trap_worker(book: _Book, call: Call) -> None:
     """The coordinated-omission trap: send request i at its scheduled time or, when the client is
     still waiting for an earlier answer, as soon as it gets it; time from the send."""
-    arrivals = poisson_schedule(book.level.rate, book.level.warmup_s + book.level.duration_s, book.level.seed,
-                                book.level.max_requests)
+    arrivals = book.arrivals
     clock = time.perf_counter
     while book.stop is None:
         with book.cond:
@@ -301,6 +305,20 @@ def _thin(points: list[tuple[float, int]], keep: int = QUEUE_POINTS) -> list[tup
     return out
 
 
+def _growth(points: list[tuple[float, int]], warm: float, offered: int) -> str | None:
+    """Why a level that ran its course was unsustainable all the same: its queue grew over the counted
+    window by more than :data:`MIN_BACKLOG` and 3% of the requests offered (arrivals outpace service;
+    a stable queue fluctuates around its mean instead).  None otherwise."""
+    counted = [(t, q) for t, q in points if t >= warm]
+    if len(counted) < 2:
+        return None
+    (t0, q0), (t1, q1) = counted[0], counted[-1]
+    if q1 - q0 > max(MIN_BACKLOG, 0.03 * offered):
+        return (f"unsustainable: the queue grew from {q0} to {q1} requests over {t1 - t0:.1f} s: arrivals outpace "
+                "service at this rate (the queue grows without bound)")
+    return None
+
+
 def _result(book: _Book, level: Level, wall: float) -> LevelResult:
     """Counted requests: those scheduled (closed loop: sent) after the warm-up, in time order."""
     base, warm = book.base, level.warmup_s
@@ -322,6 +340,6 @@ def _result(book: _Book, level: Level, wall: float) -> LevelResult:
         offered = int(np.sum(book.arrivals >= warm))
     else:
         offered = len(rows)
-    reason = book.stop or None
+    reason = book.stop or _growth(book.queue_points, warm, offered) or None
     return LevelResult(level, a[:, 0], a[:, 1], a[:, 2], a[:, 3].astype(int), sorted(calls),
                        _thin(book.queue_points), offered, max(0, offered - len(rows)), wall, reason)

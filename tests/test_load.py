@@ -236,9 +236,9 @@ def test_compare_gates_p99_and_report_plots_the_curve(tmp_path, capsys, spin_bac
     new = tmp_path / "new.json"
     new.write_text(json.dumps(slower))
     capsys.readouterr()
-    assert main(["compare", str(base), str(new), "--fail-above", "10"]) == 1
+    assert main(["compare", str(base), str(new), "--fail-above", "10", "--markdown"]) == 1
     printed = capsys.readouterr().out
-    assert "p99 ms at 100/s" in printed and "FAIL" in printed
+    assert "p99 ms at 100/s" in printed and "FAIL" in printed and "+200.0%" in printed
     assert main(["report", str(base), "-o", str(tmp_path / "R.md")]) == 0
     md = (tmp_path / "R.md").read_text()
     assert "Latency under load" in md and list(tmp_path.glob("R-load-*.png"))

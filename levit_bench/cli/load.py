@@ -157,7 +157,7 @@ def _measure(args: argparse.Namespace, argv: Sequence[str], plan, writer: Result
         err.print(f"[dim]preparing {model} · {backend} · batch {batch}[/]")
 
     def on_level(identity, level: dict) -> None:
-        err.print(f"[dim]{identity.model} · {identity.variant} · {render.level_words(level)}[/]")
+        err.print(f"[dim]{identity.model} · {identity.variant} · {render.level_words(level)}[/]", soft_wrap=True)
 
     try:
         execute(plan, on_record, on_step, on_level, show_warning=lambda text: err.print(f"[yellow]warning[/]: {text}"))
@@ -173,6 +173,6 @@ def _measure(args: argparse.Namespace, argv: Sequence[str], plan, writer: Result
     for table in render.load_tables(record.load):
         out.print(table)
     for line in render.load_findings(record.load):
-        out.print(line)
+        out.print(line, soft_wrap=True)
     out.print(f"results: {writer.path}")
     return EXIT_OK
