@@ -247,3 +247,28 @@ def test_a_load_record_round_trips():
     assert back == r and back.key == (identity.key, "server") and back.ok
     assert back.p99_ms(back.levels[0]) == pytest.approx(theory_level(100)["latency"]["p99"]["ms"])
     assert LoadRecord(identity, "failed", "server", "boom").status is Status.FAILED
+
+
+def test_older_files_load_without_load_records_and_one_with_them_round_trips(tmp_path):
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from levit_bench import results
+
+    fixtures = sorted((Path(__file__).parent / "fixtures").glob("results-v*.json"))
+    assert len(fixtures) >= 3
+    for f in fixtures:
+        assert results.load(f).load == []
+    system = json.loads(fixtures[-1].read_text())["system"]
+    identity = Identity("levit_128s", "onnxruntime", "cpu", "fp32", 2, 1, 224)
+    level = summarize_level(synthetic_result(), images_per_call=1)
+    record = results.RunRecord(system=system, config={"command": "load"}, complete=True,
+                               load=[LoadRecord(identity, Status.OK, "server", levels=[level], peak_rate=11.0)])
+    path = record.save(tmp_path / "load.json")
+    data = json.loads(path.read_text())
+    jsonschema.validate(data, results.schema())
+    assert data["schema_version"] == results.SCHEMA_VERSION == 5
+    back = results.load(path)
+    assert back.load == record.load and back.results == []
