@@ -262,3 +262,22 @@ def test_bad_load_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_the_report_plots_p99_against_rate_and_tables_the_peak():
+    from pathlib import Path
+
+    from levit_bench import report
+
+    from .test_load_logic import _server_record
+
+    system = json.loads(sorted((Path(__file__).parent / "fixtures").glob("results-v*.json"))[-1].read_text())["system"]
+    for lv in (r := _server_record()).levels:
+        lv["achieved_rate"] = lv["rate"]
+    record = results.RunRecord(system=system, config={"argv": ["load", "--scenario", "server"]}, complete=True,
+                               load=[r])
+    built = report.build_report([record])
+    assert "## Latency under load" in built.markdown and "peak rate/s" in built.markdown
+    assert "| levit_128s | onnxruntime |" in built.markdown and "140/s" in built.markdown
+    (name, png), = built.figures.items()
+    assert name.startswith("load-") and png.startswith(b"\x89PNG") and f"]({name})" in built.markdown

@@ -272,3 +272,31 @@ def test_older_files_load_without_load_records_and_one_with_them_round_trips(tmp
     assert data["schema_version"] == results.SCHEMA_VERSION == 5
     back = results.load(path)
     assert back.load == record.load and back.results == []
+
+
+def _server_record(scale: float = 1.0, peak: tuple[float, float] = (140.0, 149.0)) -> LoadRecord:
+    """A server record of the theory queue's levels, every latency times ``scale``, and an SLO bracket."""
+    levels = []
+    for rate in (50.0, 100.0, 150.0):
+        lv = theory_level(rate)
+        p = lv["latency"]["p99"]
+        lv["latency"] = {"p99": {"ms": p["ms"] * scale, "ci95_ms": [v * scale for v in p["ci95_ms"]]}}
+        levels.append(lv)
+    search = {"met": {"rate": peak[0]}, "failed": {"rate": peak[1]}, "proven": True, "statement": "…"}
+    return LoadRecord(Identity("levit_128s", "onnxruntime", "cpu", "fp32", 2, 1, 224), Status.OK, "server",
+                      levels=levels, slo_p99_ms=20.0, search=search, peak_rate=peak[0])
+
+
+def test_the_gate_on_load_figures():
+    from levit_bench.load_compare import compare_load_records
+
+    same = compare_load_records(_server_record(), _server_record(), 0.10)
+    assert [r.figure for r in same] == ["p99 ms at 50/s, 1 workers", "p99 ms at 100/s, 1 workers",
+                                        "p99 ms at 150/s, 1 workers", "peak rate/s under p99 ≤ 20 ms"]
+    assert all(r.outcome == PASS for r in same[:3])  # ±3% bounds: a 10% change is ruled out
+    assert same[3].outcome == PASS  # a bracket 140–149 wide on each side rules out a 10% drop (140/149 > 1/1.1)
+    coarse = compare_load_records(_server_record(peak=(100.0, 149.0)), _server_record(peak=(100.0, 149.0)), 0.10)
+    assert coarse[3].outcome == INCONCLUSIVE and "straddle" in coarse[3].reason  # 100–149 cannot
+    slower = compare_load_records(_server_record(), _server_record(scale=1.5, peak=(80.0, 88.0)), 0.10)
+    assert [r.outcome for r in slower] == [FAIL] * 4
+    assert slower[0].change_pct == pytest.approx(50.0)
