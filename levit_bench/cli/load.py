@@ -90,9 +90,9 @@ def check_flags(args: argparse.Namespace) -> Shape:
         return Shape(batch_sizes=(1,), many_batches=False, many_precisions=False)
     if s == "offline":
         return Shape(many_precisions=False)
-    if args.sweep == "concurrency" and (rates or args.slo_p99_ms is not None):
-        raise UserError("--sweep concurrency keeps --concurrency requests outstanding (closed loop); --rate and "
-                        "--slo-p99-ms are for open-loop arrivals (use --sweep rate)")
+    if args.sweep == "concurrency" and (rates or args.slo_p99_ms is not None or args.max_delay_ms):
+        raise UserError("--sweep concurrency keeps --concurrency requests outstanding (closed loop); --rate, "
+                        "--slo-p99-ms and --max-delay-ms are for open-loop arrivals (use --sweep rate)")
     if not (rates or args.sweep or args.slo_p99_ms is not None):
         raise UserError("--scenario server needs --rate R, --sweep rate|concurrency or --slo-p99-ms MS")
     if args.sweep != "concurrency" and len(conc) > 1:
