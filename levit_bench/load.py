@@ -182,8 +182,10 @@ class _Measurer:
         return summary
 
 
-def measure(ready: Ready, plan: LoadPlan, on_level: Callable[[Identity, dict], None]) -> LoadRecord:
-    """Every level of ``plan``'s scenario on one prepared runner (warmed up first)."""
+def measure(ready: Ready, plan: LoadPlan, on_level: Callable[[Identity, dict], None],
+            started: list[LoadRecord] | None = None) -> LoadRecord:
+    """Every level of ``plan``'s scenario on one prepared runner (warmed up first); the record is
+    appended to ``started`` as soon as it exists, so an interrupted one keeps its finished levels."""
     m = _Measurer(ready, plan, on_level)
     with torch.inference_mode():
         w = warm_up(m.calls[0], TimingOptions(warmup_s=plan.warmup_s), ready.runner.synchronize, ready.first_call_s)
@@ -191,6 +193,8 @@ def measure(ready: Ready, plan: LoadPlan, on_level: Callable[[Identity, dict], N
                         service_ms=w.per_call_s * 1000.0, notes=list(ready.facts.notes))
     record.concurrency = {"workers": m.workers, "threads_per_worker": ready.identity.threads,
                           **ready.runner.concurrency_facts(m.workers)}
+    if started is not None:
+        started.append(record)
     if plan.scenario == "single-stream":
         record.levels.append(m.level(None, 1))
         record.early_stopping = record.levels[0]["early_stopping"]
@@ -245,9 +249,16 @@ def execute(plan: LoadPlan, on_record: Callable[[LoadRecord], None],
                 record = LoadRecord(outcome.identity, outcome.status, plan.scenario, outcome.reason, sweep=plan.sweep,
                                     slo_p99_ms=plan.slo_p99_ms, notes=list(outcome.facts.notes))
             else:
+                started: list[LoadRecord] = []
                 try:
-                    record = measure(outcome, plan, on_level or (lambda _i, _l: None))
-                except (KeyboardInterrupt, UserError):
+                    record = measure(outcome, plan, on_level or (lambda _i, _l: None), started)
+                except KeyboardInterrupt:
+                    if started and started[0].levels:  # the levels finished before Ctrl-C are kept
+                        started[0].notes.append(f"interrupted after {len(started[0].levels)} levels")
+                        out.append(started[0])
+                        on_record(started[0])
+                    raise
+                except UserError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a runtime error under load fails this step only
                     record = LoadRecord(outcome.identity, Status.FAILED, plan.scenario, f"under load: {exc}",
