@@ -197,8 +197,11 @@ def test_server_sweep_and_slo_search_bracket_the_theoretical_peak(tmp_path, caps
     assert len(record.levels) > 6  # the automatic sweep and the bisection's levels
     assert not meets(record.levels[5], slo)  # 1.1× the warm-up's capacity
     met, failed = record.search["met"]["rate"], record.search["failed"]["rate"]
-    truth = peak_under(slo)
-    assert met / 1.2 <= truth <= failed * 1.2, (met, truth, failed)
+    # never above theory's peak for the bare service (a closed loop would claim more: it hides the
+    # queue), and not below theory's peak once the generator's own delay on this VM (at most
+    # GENERATOR_OVERHEAD_S on average, twice that at p99) is taken from the SLO
+    truth, floor = peak_under(slo), peak_under(slo - 2 * GENERATOR_OVERHEAD_S * 1000)
+    assert met <= truth * 1.1 and failed >= floor / 1.1, (met, failed, truth, floor)
     assert record.peak_rate == met and record.concurrency["workers"] == 1
 
 
