@@ -121,7 +121,8 @@ def search_slo(levels: list[dict[str, Any]], measure: Callable[[float], dict[str
                steps: int) -> dict[str, Any]:
     """The highest rate whose p99 meets ``slo_ms``: from the rate levels measured so far, bisect
     (geometrically) between the highest that met it and the lowest above it that did not, at most
-    ``steps`` times or until the two are within :data:`SEARCH_RESOLUTION`; ``measure(rate)`` adds a
+    ``steps`` times or until the two are within :data:`SEARCH_RESOLUTION` (when every rate met it,
+    the next level is 1.5 times the highest); ``measure(rate)`` adds a
     level (appended to ``levels``).  Returns the bracket with each side's p99 interval."""
     def bracket() -> tuple[dict | None, dict | None]:
         rated = sorted((lv for lv in levels if lv.get("rate")), key=lambda lv: lv["rate"])
@@ -132,7 +133,10 @@ def search_slo(levels: list[dict[str, Any]], measure: Callable[[float], dict[str
 
     for _ in range(steps):
         met, failed = bracket()
-        if met is None or failed is None or failed["rate"] / met["rate"] <= SEARCH_RESOLUTION:
+        if met is not None and failed is None:  # every rate met it: look above, half as fast again
+            levels.append(measure(met["rate"] * 1.5))
+            continue
+        if met is None or failed["rate"] / met["rate"] <= SEARCH_RESOLUTION:
             break
         levels.append(measure(math.sqrt(met["rate"] * failed["rate"])))
     met, failed = bracket()
