@@ -66,7 +66,8 @@ def headline(result: gate.CompareResult, inconclusive: str = PASS) -> str:
         n = len(result.with_outcome(INCONCLUSIVE)) + sum(r.outcome == INCONCLUSIVE for r in result.load_rows)
         more = result.more_rounds()
         would = (f"about {more} more rounds per side would decide" if more else
-                 "more rounds would not decide all of them (see each entry's reason)")
+                 "longer load levels (levit-bench load --duration) would bound more p99s" if not
+                 result.with_outcome(INCONCLUSIVE) else "more rounds would not decide all of them (see each entry's reason)")
         counted = (f"counted as {inconclusive}: --inconclusive {inconclusive}" if result.gate_asked else "no gate asked")
         return (f"{gate_text}: INCONCLUSIVE ({counted}): {n} entr{'y' if n == 1 else 'ies'}: a {thr} change cannot be "
                 f"told at this noise; {would}")
