@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import UserError
+from .load_compare import LoadComparison, compare_load, unmatched_load
 from .results import Entry, RunRecord, load
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
 from .stats import PROCESS_FLOOR, adjusted_rounds, can_pair
@@ -87,15 +88,17 @@ class CompareResult:
     #: how base and new machines or libraries differ (only with --normalize-by; else refused)
     differences: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. a file of an interrupted run (complete: false)
+    #: issue 22: p99 and peak rate of the load records in both files (``load_compare.LoadComparison``)
+    load_rows: list[LoadComparison] = field(default_factory=list)
 
     def with_outcome(self, outcome: str) -> list[EntryComparison]:
         return [r for r in self.rows if r.gated and r.outcome == outcome]
 
     @property
     def outcome(self) -> str:
-        """The run's outcome: fail if an entry fails, else inconclusive if one is, else pass."""
+        """The run's outcome: fail if an entry or a load figure fails, else inconclusive if one is, else pass."""
         for o in (FAIL, INCONCLUSIVE):
-            if self.with_outcome(o):
+            if self.with_outcome(o) or any(r.outcome == o for r in self.load_rows):
                 return o
         return PASS
 
@@ -105,7 +108,8 @@ class CompareResult:
         return self.gate_asked and (self.outcome == FAIL or (self.outcome == INCONCLUSIVE and inconclusive == FAIL))
 
     def counts(self) -> dict[str, int]:
-        return {o: len(self.with_outcome(o)) for o in (FAIL, INCONCLUSIVE, PASS)}
+        return {o: len(self.with_outcome(o)) + sum(r.outcome == o for r in self.load_rows)
+                for o in (FAIL, INCONCLUSIVE, PASS)}
 
     def more_rounds(self) -> int | None:
         """About how many more rounds per side would decide every inconclusive entry that rounds can."""
@@ -263,19 +267,21 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
                         "compares each against a reference measured in the same run")
     b_ok, n_ok = _ok_entries(base), _ok_entries(new)
     keys = [k for k in b_ok if k in n_ok]
-    if not keys:
+    if fail_above_pct is not None and not 0 <= fail_above_pct < 100:
+        raise UserError(f"--fail-above {fail_above_pct:g}: a slowdown threshold must be at least 0 and below 100 percent")
+    threshold = DEFAULT_THRESHOLD_PCT if fail_above_pct is None else fail_above_pct
+    load_rows = compare_load(base, new, threshold)
+    if not keys and not load_rows:
         raise UserError(
             f"no entry was measured successfully in both {_source(base)} and {_source(new)}; "
             f"base: {_describe(base)}; new: {_describe(new)}"
         )
     reference = parse_reference(normalize_by) if normalize_by else None
-    if fail_above_pct is not None and not 0 <= fail_above_pct < 100:
-        raise UserError(f"--fail-above {fail_above_pct:g}: a slowdown threshold must be at least 0 and below 100 percent")
-    threshold = DEFAULT_THRESHOLD_PCT if fail_above_pct is None else fail_above_pct
     rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha) for k in keys]
     warnings = [incomplete_warning(side, r) for side, r in (("base", base), ("new", new)) if not r.complete]
     return CompareResult(_source(base), _source(new), rows, threshold, fail_above_pct is not None,
-                         _unmatched(base, new), reference, alpha, differences, warnings)
+                         _unmatched(base, new) + unmatched_load(base, new), reference, alpha, differences, warnings,
+                         load_rows)
 
 
 def incomplete_warning(side: str, record: RunRecord) -> str:

@@ -124,3 +124,43 @@ class Baselines:
             if up is not None:
                 return up
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# latency under load (issue 22): one layout for the terminal and the report
+
+
+def fmt_ms(ms: float | None) -> str:
+    """Milliseconds to three significant figures; a dash for none."""
+    return "—" if ms is None else f"{ms:.3g}"
+
+
+def fmt_percentile(level: dict, name: str) -> str:
+    """``14.2 [12.9, 16.0]`` ms: a level's percentile and its distribution-free 95% interval (a bound
+    the level's requests are too few for is ``?``)."""
+    p = (level.get("latency") or {}).get(name) or {}
+    lo, hi = p.get("ci95_ms") or [None, None]
+    if p.get("ms") is None:
+        return "—"
+    side = lambda v: "?" if v is None else fmt_ms(v)  # noqa: E731
+    return f"{fmt_ms(p['ms'])} [{side(lo)}, {side(hi)}]"
+
+
+def fmt_rate(rate: float | None) -> str:
+    return "—" if rate is None else (f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}")
+
+
+LEVEL_HEADER = ("offered/s", "workers", "achieved/s", "images/s", "p50 ms", "p90 ms [95%]", "p99 ms [95%]",
+                "p99.9 ms", "mean batch", "max queue", "note")
+
+
+def level_row(level: dict) -> list[str]:
+    """One level of the latency–throughput curve as a table row (:data:`LEVEL_HEADER`)."""
+    p = (level.get("latency") or {})
+    note = level.get("unsustainable") or (f"{level['unserved']} unserved" if level.get("unserved") else "")
+    return [fmt_rate(level.get("rate")) if level.get("rate") else "closed loop", str(level.get("concurrency", 1)),
+            fmt_rate(level.get("achieved_rate")), fmt_ips(level.get("images_per_second")),
+            fmt_ms((p.get("p50") or {}).get("ms")), fmt_percentile(level, "p90"), fmt_percentile(level, "p99"),
+            fmt_ms((p.get("p99.9") or {}).get("ms")),
+            "—" if level.get("mean_batch") is None else f"{level['mean_batch']:.2f}", str(level.get("max_queue", 0)),
+            note]

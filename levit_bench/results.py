@@ -23,6 +23,7 @@ import psutil
 
 from . import __version__
 from .accuracy_record import AccuracyRecord
+from .load_record import LoadRecord
 from .canary import Reference
 from .atomic import atomic_write_text
 from .errors import UserError
@@ -35,8 +36,9 @@ from .stats import (NOISE_THRESHOLD, adjusted_rounds, between_round_spread, labe
 #: CUDA entries of earlier files ran SDPA and are read so)
 #: 4: rounds carry ``canary_s``; entries ``adjusted_images_per_second``, ``intervals`` (confidence and
 #: rerun, labelled) and ``canary``; earlier files load with raw figures only
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+#: 5: the ``load`` list (``levit-bench load``: ``load_record.LoadRecord``); earlier files have none
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 #: the call times a results file may hold: below a nanosecond no clock measures, above a day no
 #: call of a benchmark runs (outside these, ratios overflow to inf or 0 and decide nothing)
 MIN_CALL_S, MAX_CALL_S = 1e-9, 86400.0
@@ -261,6 +263,7 @@ class RunRecord:
     #: ``levit-bench ab``: each side's environment (interpreter, path, versions) and the verdict per
     #: entry (absent from other files)
     ab: dict[str, Any] | None = None
+    load: list[LoadRecord] = field(default_factory=list)  # ``levit-bench load`` (optional in files)
     source: str | None = None  # the file it was loaded from (not saved)
 
     def to_dict(self) -> dict[str, Any]:
@@ -268,6 +271,7 @@ class RunRecord:
              (f.name != "ab" or self.ab is not None)}
         d["results"] = [_with_unknown(e.to_dict(), e) for e in self.results]
         d["accuracy"] = [_with_unknown(a.to_dict(), a) for a in self.accuracy]
+        d["load"] = [_with_unknown(x.to_dict(), x) for x in self.load]
         return _finite(_with_unknown(d, self))
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -378,7 +382,9 @@ def load(path: str | os.PathLike) -> RunRecord:
     profiles = data.get("profiles") or []
     if not isinstance(profiles, list) or not all(isinstance(x, dict) and "categories" in x for x in profiles):
         raise UserError(f"{p}: 'profiles' must be a list of profiles as `levit-bench profile --out` writes them")
-    record = RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), ab=data.get("ab"), **fields)
+    loads = [_keep_unknown(LoadRecord.from_dict(x), x) for x in data.get("load") or []]
+    record = RunRecord(results=entries, accuracy=accuracy, profiles=profiles, source=str(p), ab=data.get("ab"),
+                       load=loads, **fields)
     return _keep_unknown(record, data)
 
 

@@ -59,7 +59,7 @@ class ResultsWriter:
         return self
 
     def save(self, record: RunRecord) -> None:
-        content = bool(record.results or record.accuracy or record.profiles)
+        content = bool(record.results or record.accuracy or record.profiles or record.load)
         if self._existed and not content and not self._wrote_content:
             return  # nothing measured yet: the file being replaced stays until there is
         try:

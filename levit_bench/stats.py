@@ -290,3 +290,101 @@ def labelled_intervals(rounds: Rounds, images_per_call: int, of: str) -> dict[st
         "rerun": {"images_per_second": [images_per_call / rhi, images_per_call / rlo], "level": 0.95, "of": of,
                   "label": f"95% rerun interval: where another run on this machine will land ({how})"},
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# latency under load (issue 22): percentiles with distribution-free bounds, LoadGen's early stopping
+
+#: the latency percentiles a load level reports (LoadGen: p90 single-stream, p99 server)
+LOAD_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+#: LoadGen's early-stopping confidence: the reported bound holds the true percentile with this probability
+EARLY_STOPPING_CONFIDENCE = 0.99
+
+
+def percentile_bounds(samples: Sequence[float] | np.ndarray, pct: float,
+                      confidence: float = 0.95) -> tuple[float | None, float | None]:
+    """The exact distribution-free (binomial order-statistic) two-sided interval of the ``pct``-th
+    percentile (``scipy.stats.quantile_test``); a side the sample is too small to bound is None
+    (e.g. the upper bound of p99 at 95%, two-sided, needs 368 samples or more)."""
+    x = np.asarray(samples, dtype=float)
+    if x.size == 0:
+        return None, None
+    lo, hi = sps.quantile_test(x, p=pct / 100.0).confidence_interval(confidence)
+    return (float(lo) if math.isfinite(lo) else None), (float(hi) if math.isfinite(hi) else None)
+
+
+def min_requests_for(pct: float, confidence: float = EARLY_STOPPING_CONFIDENCE) -> int:
+    """The fewest samples whose largest value bounds the ``pct``-th percentile from above with
+    ``confidence`` (1 - q^n ≥ confidence): 44 for p90 and 459 for p99 at 99%."""
+    q = pct / 100.0
+    return int(math.ceil(math.log(1 - confidence) / math.log(q) - 1e-9))
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """LoadGen's early-stopping verdict on one percentile: whether the sample is large enough for
+    an upper bound at ``confidence``, that bound (the order statistic ``rank``, 1-based) and the
+    fewest samples that would give one."""
+
+    pct: float
+    n: int
+    enough: bool
+    bound_s: float | None
+    rank: int | None
+    min_requests: int
+    confidence: float
+
+    def words(self) -> str:
+        if not self.enough:
+            return (f"p{self.pct:g}: not enough requests ({self.n}); at least {self.min_requests} give a "
+                    f"{self.confidence:.0%} upper bound")
+        return (f"p{self.pct:g} ≤ {self.bound_s * 1000:.3g} ms with {self.confidence:.0%} confidence "
+                f"(early stopping: order statistic {self.rank} of {self.n})")
+
+    def to_dict(self) -> dict:
+        return {"pct": self.pct, "n": self.n, "enough": self.enough, "bound_ms": None if self.bound_s is None
+                else self.bound_s * 1000.0, "rank": self.rank, "min_requests": self.min_requests,
+                "confidence": self.confidence}
+
+
+def early_stopping(samples: Sequence[float] | np.ndarray, pct: float,
+                   confidence: float = EARLY_STOPPING_CONFIDENCE) -> EarlyStop:
+    """LoadGen's early stopping for a percentile: the smallest order statistic that bounds the true
+    ``pct``-th percentile from above with ``confidence`` (one-sided ``quantile_test``), when the
+    sample has one; the rank is where Binomial(n, q) reaches ``confidence``."""
+    x = np.sort(np.asarray(samples, dtype=float))
+    need = min_requests_for(pct, confidence)
+    if x.size < need:
+        return EarlyStop(pct, int(x.size), False, None, None, need, confidence)
+    rank = int(sps.binom(x.size, pct / 100.0).isf(1 - confidence))  # 0-based, as quantile_test takes it
+    if rank >= x.size:
+        return EarlyStop(pct, int(x.size), False, None, None, need, confidence)
+    return EarlyStop(pct, int(x.size), True, float(x[rank]), rank + 1, need, confidence)
+
+
+def latency_percentiles(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> dict[str, dict]:
+    """Each of :data:`LOAD_PERCENTILES` of per-request seconds as a results file keeps it:
+    ``{"p99": {"ms": x, "ci95_ms": [lo, hi]}}`` (a bound the sample cannot give is null)."""
+    x = np.asarray(samples, dtype=float)
+    out: dict[str, dict] = {}
+    for pct in LOAD_PERCENTILES:
+        lo, hi = percentile_bounds(x, pct, confidence)
+        out[f"p{pct:g}"] = {"ms": float(np.percentile(x, pct)) * 1000.0 if x.size else None,
+                            "ci95_ms": [None if lo is None else lo * 1000.0, None if hi is None else hi * 1000.0]}
+    return out
+
+
+def rate_interval(completions_s: Sequence[float] | np.ndarray, images: Sequence[int] | np.ndarray,
+                  slices: int = 10, confidence: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free interval of a level's throughput (items/s): the time from first to last
+    completion cut into ``slices`` equal parts, each part's items over its seconds, and the
+    order-statistic interval of their median; None with fewer than two completions."""
+    t = np.asarray(completions_s, dtype=float)
+    k = np.asarray(images, dtype=float)
+    if t.size < 2 or t[-1] <= t[0]:
+        return None
+    edges = np.linspace(t[0], t[-1], slices + 1)
+    counts = np.histogram(t, bins=edges, weights=k)[0]
+    rates = counts / np.diff(edges)
+    lo, hi = _median_interval_of(rates, confidence)
+    return float(lo), float(hi)

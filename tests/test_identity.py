@@ -114,10 +114,10 @@ def test_files_of_earlier_layouts_load_report_and_compare(tmp_path, capsys, name
     assert main(["report", str(path), "-o", str(tmp_path / "r.md")]) == 0
     assert (tmp_path / "r.md").read_text().strip()
     assert main(["compare", str(path), str(path)]) == 0
-    # and a file this version writes (schema 4) holds the same identities
+    # and a file this version writes (schema 5) holds the same identities
     again = tmp_path / "again.json"
     record.save(again)
-    assert json.loads(again.read_text())["schema_version"] == SCHEMA_VERSION == 4
+    assert json.loads(again.read_text())["schema_version"] == SCHEMA_VERSION == 5
     assert [e.identity for e in load(again).results] == [e.identity for e in record.results]
 
 

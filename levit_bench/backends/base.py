@@ -53,6 +53,20 @@ class Runner(ABC):
     def close(self) -> None:
         """Release sessions/requests early; garbage collection does it otherwise."""
 
+    # -- concurrency under load (issue 22: ``levit-bench load``)
+
+    def bind_many(self, x: torch.Tensor, n: int) -> list[Callable[[], Any]]:
+        """``n`` bound calls on ``x`` that ``n`` threads may run at once, each runtime its own way.
+        The default is one call shared: a runtime whose call is thread-safe and runs calls from
+        several threads side by side (an ONNX Runtime session, a torch module).  A runtime whose
+        call holds a per-call object (OpenVINO's infer request) gives each thread its own."""
+        call = self.bind(x)
+        return [call] * n
+
+    def concurrency_facts(self, n: int) -> dict[str, Any]:
+        """How ``n`` concurrent calls run in this runtime, for the record (streams, requests, sessions)."""
+        return {"shared_call": True}
+
 
 class Backend(ABC):
     """A runtime: a name, where it runs, why it can't, and how to prepare a runner."""

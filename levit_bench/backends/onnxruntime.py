@@ -49,6 +49,12 @@ class OrtRunner(Runner):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.array(self.bind(x)()[0], dtype=np.float32))
 
+    def concurrency_facts(self, n: int) -> dict[str, Any]:
+        """One session run from ``n`` threads (``InferenceSession.run`` is thread-safe), each run
+        with the session's intra-op threads."""
+        opts = self.session.get_session_options()
+        return {"sessions": 1, "threads": n, "intra_op_threads": opts.intra_op_num_threads}
+
     def close(self) -> None:
         self.session = None
 

@@ -88,6 +88,15 @@ def _as_array(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().cpu().float().numpy())
 
 
+def _start_and_wait(request: Any) -> Callable[[], None]:
+    """A request's call as the timed loop makes it (the GIL is free while it waits)."""
+    def call() -> None:
+        request.start_async()
+        request.wait()
+
+    return call
+
+
 class OpenVinoSyncRunner(Runner):
     def __init__(self, compiled: Any):
         self.compiled = compiled
@@ -111,6 +120,29 @@ class OpenVinoSyncRunner(Runner):
         request = self.compiled.create_infer_request()
         request.infer({0: _as_array(x)})
         return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))
+
+    def bind_many(self, x: torch.Tensor, n: int) -> list[Callable[[], Any]]:
+        """One infer request per thread (a request runs one inference at a time); the compiled
+        model's streams run them side by side (``--openvino-mode async``: the throughput hint's
+        streams; sync: the latency hint's one stream)."""
+        import openvino as ov
+
+        self._keep = _as_array(x)
+        calls = []
+        for _ in range(n):
+            request = self.compiled.create_infer_request()
+            request.set_input_tensor(ov.Tensor(self._keep, shared_memory=True))
+            calls.append(_start_and_wait(request))
+        return calls
+
+    def concurrency_facts(self, n: int) -> dict[str, Any]:
+        facts: dict[str, Any] = {"infer_requests": n}
+        for name in ("NUM_STREAMS", "PERFORMANCE_HINT", "OPTIMAL_NUMBER_OF_INFER_REQUESTS"):
+            try:
+                facts[name.lower()] = str(self.compiled.get_property(name))
+            except Exception:  # noqa: BLE001 - a property this version does not have
+                pass
+        return facts
 
 
 class OpenVinoAsyncRunner(OpenVinoSyncRunner):

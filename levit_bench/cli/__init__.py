@@ -1,5 +1,5 @@
 """Command line: a thin dispatcher over one module per command (run, list, sysinfo, report,
-compare, cache, accuracy, profile, ab).  Exit codes: 0 done, 1 regression (compare, ab), 2 bad input (before anything is
+compare, cache, accuracy, profile, ab, load).  Exit codes: 0 done, 1 regression (compare, ab), 2 bad input (before anything is
 measured), 130 interrupted, 143 / 129 stopped by SIGTERM / SIGHUP (finished entries kept in each case), 141
 stdout closed early (a broken pipe).  Every command runs inside :mod:`.guard` (signals, stdout/stderr)."""
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .args import COMMAND_NAMES, EXIT_BAD_INPUT, EXIT_INTERRUPTED  # noqa: E402
 from .cache import cmd_cache  # noqa: E402
 from .compare import cmd_compare  # noqa: E402
 from .list_models import cmd_list  # noqa: E402
+from .load import cmd_load  # noqa: E402
 from .profile import cmd_profile  # noqa: E402
 from .report import cmd_report  # noqa: E402
 from .run import cmd_run  # noqa: E402
@@ -35,6 +36,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "accuracy": cmd_accuracy,
     "profile": cmd_profile,
     "ab": cmd_ab,
+    "load": cmd_load,
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "the main --help names every command (args.COMMAND_NAMES)"
 

@@ -15,7 +15,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 #: every subcommand, in the order help texts list them (``cli/__init__.py`` maps each to its module)
-COMMAND_NAMES = ("run", "list", "sysinfo", "report", "compare", "cache", "accuracy", "profile", "ab")
+COMMAND_NAMES = ("run", "list", "sysinfo", "report", "compare", "cache", "accuracy", "profile", "ab", "load")
 
 #: the longest --warmup / --min-time accepted: a typo of an hour is refused, not waited for
 MAX_SECONDS = 3600.0
@@ -103,3 +103,28 @@ def names(option: str) -> Callable[[str], list[str]]:
         return out
 
     return parse
+
+
+# ---------------------------------------------------------------------------------------------
+# levit-bench load (issue 22)
+
+
+def positive_number(option: str, allow_zero: bool = False, unit: str = "") -> Callable[[str], float]:
+    """A finite number > 0 (≥ 0 with ``allow_zero``): a rate, an SLO, a delay."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"{option} must be a number {'≥' if allow_zero else '>'} 0{unit}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
+def number_list(option: str, unit: str = "") -> Callable[[str], list[float]]:
+    """A comma list of numbers > 0 (``--rate 50,100,200``)."""
+    one = positive_number(option, unit=unit)
+    return lambda text: [one(t) for t in text.split(",") if t.strip()] or [one("")]

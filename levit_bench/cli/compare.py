@@ -42,6 +42,8 @@ def cells(r: gate.EntryComparison, normalized: bool) -> list[str]:
 def figures_line(result: gate.CompareResult) -> str:
     """Which figures were tested: canary-adjusted (both files carry the canary) or raw, per entry."""
     adjusted = sum(r.adjusted for r in result.rows)
+    if not result.rows:
+        return "figures: load records only (p99 and peak rate: distribution-free intervals, no canary)"
     if adjusted == len(result.rows):
         return "figures: canary-adjusted for every entry (each run's machine-wide speed cancels)"
     if not adjusted:
@@ -55,14 +57,17 @@ def headline(result: gate.CompareResult, inconclusive: str = PASS) -> str:
     outcome = result.outcome
     gate_text = f"gate --fail-above {thr}" if result.gate_asked else f"no gate asked (outcomes at {thr}; exit 0)"
     if outcome == FAIL:
-        worst = ", ".join(f"{r.base.model}/{r.base.variant} batch {r.base.batch_size} {r.change_pct:+.1f}%"
-                          for r in result.with_outcome(FAIL))
+        worst = ", ".join([f"{r.base.model}/{r.base.variant} batch {r.base.batch_size} {r.change_pct:+.1f}%"
+                           for r in result.with_outcome(FAIL)] +
+                          [f"{r.base.model}/{r.base.variant} {r.figure} {r.change_pct:+.1f}%"
+                           for r in result.load_rows if r.outcome == FAIL])
         return f"{gate_text}: FAIL ({worst})"
     if outcome == INCONCLUSIVE:
-        n = len(result.with_outcome(INCONCLUSIVE))
+        n = len(result.with_outcome(INCONCLUSIVE)) + sum(r.outcome == INCONCLUSIVE for r in result.load_rows)
         more = result.more_rounds()
         would = (f"about {more} more rounds per side would decide" if more else
-                 "more rounds would not decide all of them (see each entry's reason)")
+                 "longer load levels (levit-bench load --duration) would bound more p99s" if not
+                 result.with_outcome(INCONCLUSIVE) else "more rounds would not decide all of them (see each entry's reason)")
         counted = (f"counted as {inconclusive}: --inconclusive {inconclusive}" if result.gate_asked else "no gate asked")
         return (f"{gate_text}: INCONCLUSIVE ({counted}): {n} entr{'y' if n == 1 else 'ies'}: a {thr} change cannot be "
                 f"told at this noise; {would}")
@@ -83,14 +88,18 @@ def summary_line(result: gate.CompareResult) -> str:
 
 def reasons(result: gate.CompareResult) -> list[str]:
     """Each failing or inconclusive entry's reason, in one line."""
-    return [f"{r.base.label()}: {r.verdict.reason}" for r in result.rows if r.outcome in (FAIL, INCONCLUSIVE)]
+    return [f"{r.base.label()}: {r.verdict.reason}" for r in result.rows if r.outcome in (FAIL, INCONCLUSIVE)] + \
+        [f"{r.base.label()} {r.base.scenario}, {r.figure}: {r.reason}" for r in result.load_rows
+         if r.outcome in (FAIL, INCONCLUSIVE)]
 
 
 def comparison_markdown(result: gate.CompareResult, inconclusive: str = PASS) -> str:
     """The comparison as Markdown (for CI job summaries and pull-request comments): the decision first."""
     lines = [f"**{headline(result, inconclusive)}**", "",
              f"Comparing `{result.new_source}` (new) against `{result.base_source}` (base).", "",
-             md_table(headers(result), (cells(r, bool(result.normalize_by)) for r in result.rows)),
+             md_table(headers(result), (cells(r, bool(result.normalize_by)) for r in result.rows)) if result.rows
+             else "(no timing entries in common)",
+             *(["", md_table(LOAD_HEADER, map(load_cells, result.load_rows))] if result.load_rows else []),
              "", summary_line(result)] + [f"\n**Warning**: {w}" for w in result.warnings]
     if reasons(result):
         lines += ["", "Why:", ""] + [f"- {x}" for x in reasons(result)]
@@ -109,6 +118,32 @@ def comparison_table(result: gate.CompareResult):
         t.add_column(col, justify="left" if col in ("model", "backend", "device", "figures", "outcome") else "right")
     for r in result.rows:
         row = [escape(c) for c in cells(r, bool(result.normalize_by))]
+        row[-1] = f"[{OUTCOME_STYLE[r.outcome]}]{row[-1]}[/]"
+        t.add_row(*row)
+    return t
+
+
+LOAD_HEADER = ["model", "backend", "scenario", "figure", "base", "new", "change", "new/base [95%]", "outcome"]
+
+
+def load_cells(r) -> list[str]:
+    """One gated load figure (``load_compare.LoadComparison``) as a row of :data:`LOAD_HEADER`."""
+    lo, hi = r.interval
+    return [r.base.model, r.base.variant, r.base.scenario, r.figure, f"{r.base_value:.4g}", f"{r.new_value:.4g}",
+            f"{r.change_pct:+.1f}%", f"{lo:.3f} … {hi:.3f}" if math.isfinite(hi) else f"{lo:.3f} … ∞",
+            OUTCOME_WORD[r.outcome]]
+
+
+def load_table(result: gate.CompareResult):
+    """The gated load figures (p99, peak rate) as a rich Table."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="latency under load: p99 and peak rate", title_justify="left")
+    for col in LOAD_HEADER:
+        t.add_column(col, justify="right" if col in ("base", "new", "change", "new/base [95%]") else "left")
+    for r in result.load_rows:
+        row = [escape(c) for c in load_cells(r)]
         row[-1] = f"[{OUTCOME_STYLE[r.outcome]}]{row[-1]}[/]"
         t.add_row(*row)
     return t
@@ -149,7 +184,10 @@ def cmd_compare(argv: Sequence[str]) -> int:
     from rich.markup import escape
 
     out = render.console()
-    out.print(comparison_table(result))
+    if result.rows:
+        out.print(comparison_table(result))
+    if result.load_rows:
+        out.print(load_table(result))
     for line in reasons(result):
         out.print(f"[dim]{escape(line)}[/]")
     for line in result.not_compared:

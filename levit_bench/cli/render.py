@@ -86,3 +86,81 @@ def _emulated_table(entries: Sequence[Entry], emulated: str) -> Table:
 
 def problems(entries: Iterable[Entry]) -> list[str]:
     return [f"{e.status}: {e.label()}: {e.reason}" for e in entries if e.status is not Status.OK]
+
+
+# ---------------------------------------------------------------------------------------------
+# levit-bench load (issue 22)
+
+
+def level_words(level: dict) -> str:
+    """One level in a line, for the progress shown as each level ends."""
+    from ..present import fmt_percentile, fmt_rate
+
+    what = (f"{fmt_rate(level['rate'])}/s offered" if level.get("rate") else "closed loop") + \
+        f", {level.get('concurrency', 1)} worker{'s' if level.get('concurrency', 1) != 1 else ''}"
+    if level.get("unsustainable"):
+        return f"{what}: {level['unsustainable']}"
+    return (f"{what}: achieved {fmt_rate(level.get('achieved_rate'))}/s, p99 {fmt_percentile(level, 'p99')} ms, "
+            f"max queue {level.get('max_queue', 0)}")
+
+
+def load_tables(records: Sequence) -> list[Table]:
+    """One table per load record measured: its levels (the latency–throughput curve)."""
+    from rich.markup import escape
+
+    from ..present import LEVEL_HEADER, level_row
+
+    tables = []
+    for r in records:
+        if not r.ok:
+            continue
+        t = Table(title=f"{r.scenario}: {r.model} · {r.variant} · {r.device} {r.precision} · batch {r.batch_size} · "
+                  f"{r.threads} threads/worker", title_justify="left")
+        for col in LEVEL_HEADER:
+            t.add_column(col, justify="left" if col == "note" else "right")
+        for i, level in enumerate(r.levels):
+            row = [escape(c) for c in level_row(level)]
+            if r.best_level == i:
+                row[-1] = (row[-1] + " best").strip()
+            t.add_row(*row)
+        tables.append(t)
+    return tables
+
+
+def load_findings(records: Sequence) -> list[str]:
+    """What each record shows, in a line: single-stream's early-stopping verdicts, server's peak rate
+    (under the SLO, with the bracket), offline's best images/s per model × backend."""
+    from rich.markup import escape
+
+    from ..present import fmt_ips, fmt_rate
+
+    lines = []
+    best_offline: dict[tuple, tuple] = {}
+    for r in records:
+        if not r.ok:
+            continue
+        name = f"{r.model} / {r.variant}"
+        if r.scenario == "single-stream":
+            verdicts = "; ".join(_early_words(e) for e in r.early_stopping or [])
+            lines.append(f"{name}: {verdicts}")
+        elif r.scenario == "server" and r.search:
+            proven = "proven by both intervals" if r.search.get("proven") else "not proven by the intervals"
+            lines.append(f"{name}: peak rate under the SLO: {fmt_rate(r.peak_rate)}/s; {r.search['statement']} "
+                         f"({proven})")
+        elif r.scenario == "server":
+            lines.append(f"{name}: highest sustained rate {fmt_rate(r.peak_rate)}/s")
+        elif r.best_level is not None:
+            level = r.levels[r.best_level]
+            ips = level.get("images_per_second") or 0.0
+            key = (r.model, r.variant)
+            if key not in best_offline or ips > best_offline[key][0]:
+                best_offline[key] = (ips, r.batch_size, level.get("concurrency"))
+    for (model, variant), (ips, batch, conc) in best_offline.items():
+        lines.append(f"{model} / {variant}: offline best {fmt_ips(ips)} images/s at batch {batch}, {conc} workers")
+    return [escape(x) for x in lines]
+
+
+def _early_words(e: dict) -> str:
+    if not e.get("enough"):
+        return f"p{e['pct']:g}: not enough requests ({e['n']}; {e['min_requests']} needed)"
+    return f"p{e['pct']:g} ≤ {e['bound_ms']:.3g} ms ({e['confidence']:.0%} early stopping, rank {e['rank']} of {e['n']})"

@@ -12,6 +12,7 @@ from ..profiling import profiles_png
 from ..results import RunRecord
 from .headline import headline_section
 from .int8 import Top1, int8_section
+from .load import load_png, load_section, machine_load
 from .merge import group_by_machine, load_results
 from .plot import plot_png, plot_section, speed_accuracy_panels
 from .profile import machine_profiles, profile_section
@@ -68,6 +69,16 @@ def build_report(records: Sequence[RunRecord], plot_name: str | None = "speed-ac
             name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}profile-{len(figures) + 1}.png"
             figures[name] = profiles_png(profiles, f"share of op time per category · {m.title}")
         parts.append(profile_section(m, profiles, name))
+    for m in machines:  # latency under load (``levit-bench load``): a plot and a table per machine
+        loads = machine_load(m)
+        if not loads or m.emulated:
+            continue
+        name = None
+        png = load_png(loads, f"p99 latency against achieved rate · {m.title}") if plot_name else None
+        if png is not None:
+            name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}load-{len(figures) + 1}.png"
+            figures[name] = png
+        parts.append(load_section(m, loads, name))
     parts.append(int8_section(machines, measured_top1(records)))
     return Report("\n".join(parts).rstrip() + "\n", png, plot_name if png else None, figures)
 
