@@ -31,12 +31,7 @@ from .spec import TORCH_BACKENDS, Identified, Identity, Status
 from .stats import (NOISE_THRESHOLD, adjusted_rounds, between_round_spread, labelled_intervals,
                     median_time_interval, split_rounds, summarize_calls)
 
-#: 2: entries carry their rounds (``rounds``, ``group``, ``between_rounds``); 1 still loads (one round).
-#: 3: every record carries its identity's ``weights_hash`` and the ``attention`` option (SDPA or matmul;
-#: CUDA entries of earlier files ran SDPA and are read so)
-#: 4: rounds carry ``canary_s``; entries ``adjusted_images_per_second``, ``intervals`` (confidence and
-#: rerun, labelled) and ``canary``; earlier files load with raw figures only
-#: 5: the ``load`` list (``levit-bench load``: ``load_record.LoadRecord``); earlier files have none
+#: what each version added, and how earlier files are read: the top of docs/results-schema.md
 SCHEMA_VERSION = 5
 READABLE_VERSIONS = (1, 2, 3, 4, 5)
 #: the call times a results file may hold: below a nanosecond no clock measures, above a day no
