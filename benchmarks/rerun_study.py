@@ -170,15 +170,14 @@ def _readjust(entries: list[Entry]) -> None:
     version's method (as the raw interval is), so files measured before a change of method are
     analysed as this version would record them."""
     from levit_bench.canary import Reference
-    from levit_bench.stats import canary_tracking
+    from levit_bench.stats import group_canary
 
     groups: dict = {}
     for e in entries:
         if e.canary and all(c is not None for c in e.canary_seconds()):
             groups.setdefault(e.group, []).append(e)
     for group in groups.values():
-        beta = canary_tracking([(e.round_samples(), e.canary_seconds()) for e in group])
-        run_s = float(np.median([c for e in group for c in e.canary_seconds()]))
+        beta, run_s = group_canary([(e.round_samples(), e.canary_seconds()) for e in group])
         for e in group:
             c = e.canary
             e.adjust(Reference(c["name"], c["reference_s"], c["reference"]), c.get("cost_s"), beta, run_s)

@@ -36,7 +36,7 @@ from .runstate import run_state
 from .schedule import Schedule, Timed, rounds_for, run_rounds, warm
 from .selection import Selection
 from .spec import EventKind, Settings, Status
-from .stats import canary_tracking
+from .stats import group_canary
 
 #: memory that must stay free while entries are kept prepared, else the prepared group is timed
 MIN_FREE_BYTES = 2 * 2**30
@@ -242,10 +242,8 @@ class _Run:
                                   None if isinstance(self.energy, str) else self.energy, self.canary)
         except KeyboardInterrupt:
             interrupted, done = True, max(len(p.timed.rounds) for p in group)
-        self._reference(group)
-        beta = canary_tracking([(p.timed.round_samples(), [r.canary_s for r in p.timed.rounds]) for p in group])
-        canaries = [r.canary_s for p in group for r in p.timed.rounds if r.canary_s is not None]
-        run_s = float(np.median(canaries)) if canaries else None
+        beta, run_s = group_canary([(p.timed.round_samples(), [r.canary_s for r in p.timed.rounds]) for p in group])
+        self._reference(run_s)
         try:
             for p in group:
                 self._record(p, done, interrupted, beta, run_s)
@@ -286,16 +284,14 @@ class _Run:
         if t.samples or not interrupted:
             self.finish(p.index, entry)
 
-    def _reference(self, group: list[_Pending]) -> None:
+    def _reference(self, group_median_s: float | None) -> None:
         """The canary reference, once per run: the machine's cached one, else this group's median
         canary (then cached).  A CPU canary says nothing of a GPU's speed: CUDA runs have none."""
-        if self.canary is None or self.reference is not None:
+        if self.canary is None or self.reference is not None or group_median_s is None:
             return
-        values = [r.canary_s for p in group for r in p.timed.rounds if r.canary_s is not None]
-        if values:
-            s = self.plan.settings
-            self.reference = canary_reference(self.canary.name, s.device, s.threads, machine_fingerprint(s.device),
-                                              self.cache.root, float(np.median(values)))
+        s = self.plan.settings
+        self.reference = canary_reference(self.canary.name, s.device, s.threads, machine_fingerprint(s.device),
+                                          self.cache.root, group_median_s)
 
     def _release_pending(self) -> None:
         for p in self.pending:

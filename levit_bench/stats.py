@@ -223,6 +223,14 @@ def adjusted_rounds(rounds: Rounds, canary_s: Sequence[float | None], reference_
             for r, c in zip(rounds, canary_s)]
 
 
+def group_canary(entries: Sequence[tuple[Rounds, Sequence[float | None]]]) -> tuple[float, float | None]:
+    """What adjusting a group's entries needs from the whole group (each entry: its rounds and their
+    canary seconds): :func:`canary_tracking`'s slope, and the median canary of every block (the
+    run's machine factor, ``run_s`` of :func:`adjusted_rounds`; None without a canary)."""
+    values = [float(c) for _, canary_s in entries for c in canary_s if c is not None]
+    return canary_tracking(entries), (float(np.median(values)) if values else None)
+
+
 def canary_tracking(entries: Sequence[tuple[Rounds, Sequence[float | None]]]) -> float:
     """How far the canary's round-to-round changes are the entries' own: the pooled slope of each
     entry's log round medians on its rounds' log canary, both centred per entry, clipped to [0, 1].
