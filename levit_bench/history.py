@@ -10,14 +10,17 @@ the raw images/s; the series says which.
 
 Change points come from ``ruptures`` (PELT, least-squares cost, at least two files per segment: one
 file is an outlier, two make a level) on log images/s divided by the series' noise σ.  σ is the
-larger of what the files state and what the series shows: a file's 95% rerun interval
+larger of what the files state and what the series shows.  Stated: a file's 95% rerun interval
 (``stats.rerun_interval``: where another run on this machine lands) bounds the difference of two
-runs, so one run's SD on log images/s is its half-width / (1.96·√2), and the stated σ is the root
-mean square of those; the series' own is the MAD of its successive differences / (0.6745·√2).
-With σ-scaled data, a split lowers the least-squares cost by z² (z: the two segments' mean
-difference over its standard error), so the penalty is z*², z* = Φ⁻¹(1 − α / (2(n − 1))): a
-two-sided test at family level α over the n − 1 places a change could sit (Bonferroni).  A step
-smaller than ``min_step`` (default: what separates two reruns beyond their own errors,
+runs, so one run's SD on log images/s is its half-width / (1.96·√2); the stated σ is the root mean
+square of those.  Shown: the von Neumann estimate, √(mean squared successive difference / 2) (a
+step inflates it a little).  With σ-scaled data a split lowers the least-squares cost by z² (z: the
+two segments' mean difference over its standard error), so the penalty is z*², z* = Φ⁻¹(1 − α /
+(2(n − 1))): a two-sided test at family level α over the n − 1 places a change could sit
+(Bonferroni); when σ is the series' own estimate, Student's t on n − 2 degrees of freedom replaces
+Φ (the estimate is itself uncertain).  On simulated series this holds false alarms below α with
+the noise as stated and with three times more (tests/test_history.py).  A step smaller than
+``min_step`` (default: what separates two reruns beyond their own errors,
 ``stats.RERUN_RESIDUAL_ADJUSTED`` 3.7% adjusted, ``RERUN_RESIDUAL_RAW`` 16% raw: on raw figures a
 shared runner drifts that much from job to job) is not reported; its segments are merged.
 
@@ -262,11 +265,13 @@ def build_series(files: list[HistoryFile]) -> list[Series]:
     return out
 
 
-def penalty(n: int, alpha: float) -> float:
-    """z*² for n points: the cost decrease a split must beat (Bonferroni over n − 1 places)."""
-    from scipy.stats import norm
+def penalty(n: int, alpha: float, estimated: bool = False) -> float:
+    """z*² for n points: the cost decrease a split must beat (Bonferroni over n − 1 places); with σ
+    ``estimated`` from the series itself, Student's t on its n − 2 degrees of freedom instead."""
+    from scipy.stats import norm, t
 
-    return float(norm.ppf(1.0 - alpha / (2.0 * max(n - 1, 1)))) ** 2
+    q = 1.0 - alpha / (2.0 * max(n - 1, 1))
+    return float(t.ppf(q, max(n - 2, 1)) if estimated else norm.ppf(q)) ** 2
 
 
 def detect(series: Series, alpha: float, min_step_pct: float | None) -> None:
@@ -279,16 +284,17 @@ def detect(series: Series, alpha: float, min_step_pct: float | None) -> None:
         return
     y = np.log([p.ips for p in series.points])
     stated = math.sqrt(float(np.mean([p.sd ** 2 for p in series.points])))
-    shown = float(np.median(np.abs(np.diff(y) - np.median(np.diff(y))))) / (0.6745 * math.sqrt(2.0))
+    shown = math.sqrt(float(np.mean(np.diff(y) ** 2)) / 2.0)  # von Neumann: a step inflates it a little
     sigma = max(stated, shown, 1e-6)
     series.sigma = sigma
+    pen = penalty(n, alpha, estimated=shown > stated)
     floor = (min_step_pct / 100.0 if min_step_pct is not None
              else RERUN_RESIDUAL_ADJUSTED if series.adjusted else RERUN_RESIDUAL_RAW)
     half = n // 2
-    series.detectable_pct = 100.0 * max(floor, math.expm1(math.sqrt(penalty(n, alpha)) * sigma
+    series.detectable_pct = 100.0 * max(floor, math.expm1(math.sqrt(pen) * sigma
                                                          * math.sqrt(1.0 / half + 1.0 / (n - half))))
     algo = ruptures.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit((y / sigma).reshape(-1, 1))
-    bounds = [0] + list(algo.predict(pen=penalty(n, alpha)))  # segment ends, the last one n
+    bounds = [0] + list(algo.predict(pen=pen))  # segment ends, the last one n
     while True:  # merge the smallest step below the floor, then look again
         means = [float(np.mean(y[a:b])) for a, b in zip(bounds, bounds[1:])]
         steps = [abs(math.expm1(m1 - m0)) for m0, m1 in zip(means, means[1:])]
