@@ -83,10 +83,26 @@ def export_text(fmt: str, named: Sequence[tuple[str, Entry]], commit: str | None
     return json.dumps(data, indent=1) + "\n"
 
 
-def write_text(path: str | os.PathLike, text: str, what: str) -> None:
-    """Write ``text`` atomically; a file that cannot be written is a one-line UserError."""
+def check_target(path: str | os.PathLike, what: str) -> None:
+    """Refuse to write a summary or an export over a results file (``--markdown a.json b.json``
+    would otherwise take the first results file for its FILE) or a folder."""
     if os.path.isdir(path):
         raise UserError(f"cannot write the {what} to {path}: it is a folder")
+    if what.startswith("Markdown") and str(path).lower().endswith(".json"):
+        raise UserError(f"--markdown {path}: a Markdown summary is not written to a .json file (results files are "
+                        "JSON; give --markdown after them, or a .md name)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and data.get("tool") == "levit-bench":
+        raise UserError(f"cannot write the {what} to {path}: it is a levit-bench results file")
+
+
+def write_text(path: str | os.PathLike, text: str, what: str) -> None:
+    """Write ``text`` atomically; a file that cannot be written is a one-line UserError."""
+    check_target(path, what)
     try:
         atomic_write_text(path, text)
     except OSError as exc:

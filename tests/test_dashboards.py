@@ -118,9 +118,15 @@ def test_history_exports_the_newest_file_and_appends_the_step_summary(tmp_path, 
 
 def test_bad_formats_and_targets_exit_2_with_one_line(tmp_path, capsys):
     (tmp_path / "folder").mkdir()
+    results = tmp_path / "results.json"
+    results.write_bytes(NEW.read_bytes())
     for args in (["--export", "csv", str(tmp_path / "x.csv")], ["--markdown", str(tmp_path / "folder")],
-                 ["--export", "bencher"]):
+                 ["--export", "bencher"], ["--export", "bencher", str(results)], ["--markdown", str(results)]):
         capsys.readouterr()
         assert main(["compare", str(BASE), str(NEW), *args]) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("levit-bench: error:") and "Traceback" not in "\n".join(err), args
+    assert results.read_bytes() == NEW.read_bytes()  # a results file is never written over
+    capsys.readouterr()
+    assert main(["history", "--markdown", str(BASE), str(NEW)]) == 2  # FILE taken from the results: refused
+    assert "not written to a .json file" in capsys.readouterr().err

@@ -348,12 +348,15 @@ def add_ci_outputs(p: argparse.ArgumentParser) -> None:
 
 
 def check_ci_outputs(args: argparse.Namespace) -> None:
-    """Refuse an unknown export format before anything is read."""
-    from ..dashboards import EXPORT_FORMATS
+    """Refuse an unknown export format, or a target that is a results file, before anything is read."""
+    from ..dashboards import EXPORT_FORMATS, check_target
 
-    for fmt, _path in args.export:
+    if args.markdown not in (None, "-"):
+        check_target(args.markdown, "Markdown summary")
+    for fmt, path in args.export:
         if fmt not in EXPORT_FORMATS:
             raise UserError(f"--export {fmt!r}: the formats are {', '.join(EXPORT_FORMATS)}")
+        check_target(path, f"{fmt} export")
 
 
 def write_ci_outputs(args: argparse.Namespace, markdown: str, named: list, commit: str | None = None) -> None:
