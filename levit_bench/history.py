@@ -99,9 +99,16 @@ class ChangePoint:
     def slowdown(self) -> bool:
         return self.after_ips < self.before_ips
 
+    def version_changes(self) -> list[str]:
+        """The compared libraries whose version differs between the files either side of the change."""
+        a, b = self.before.versions, self.after.versions
+        return [f"{lib} {a.get(lib) or 'absent'} → {b.get(lib) or 'absent'}" for lib in COMPARED_LIBRARIES
+                if a.get(lib) != b.get(lib) and (lib in a or lib in b)]
+
     def words(self) -> str:
+        changed = self.version_changes()
         return (f"{'slower' if self.slowdown else 'faster'} {abs(self.step_pct):.1f}% between "
-                f"{self.before.commit} and {self.after.commit}")
+                f"{self.before.commit} and {self.after.commit}" + (f" ({', '.join(changed)})" if changed else ""))
 
 
 @dataclass
@@ -149,9 +156,13 @@ class History:
                 if s.change_points and m.is_newest(s, s.change_points[-1], self.newest)]
 
     def changed_versions(self) -> list[str]:
-        """The libraries whose version differs between files of one machine (the table shows them)."""
+        """The libraries whose version differs between files of one machine."""
         return [lib for lib in COMPARED_LIBRARIES
                 if any(len({f.versions.get(lib) for f in m.files}) > 1 for m in self.machines)]
+
+    def shown_versions(self) -> list[str]:
+        """The libraries the tables name per file: torch, and every one whose version changes."""
+        return ["torch"] + [lib for lib in self.changed_versions() if lib != "torch"]
 
 
 def short_commit(commit: str | None) -> str:

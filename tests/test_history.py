@@ -119,6 +119,18 @@ def test_raw_figures_when_a_file_lacks_the_canary_and_their_floor(tmp_path):
         assert cp.after.commit == commit_of(8)[:7] and cp.step_pct < -20
 
 
+def test_a_change_names_the_library_versions_that_changed_with_it(tmp_path):
+    paths = write_series(tmp_path, 0, step_at=8)
+    for i, p in enumerate(paths, 1):
+        d = json.loads(p.read_text())
+        d["system"]["versions"]["openvino"] = "2026.4.1" if i < 8 else "2026.5.0"
+        p.write_text(json.dumps(d))
+    h = hist.history([str(tmp_path)])
+    cps = [cp for s in h.machines[0].series for cp in s.change_points]
+    assert cps and all(cp.version_changes() == ["openvino 2026.4.1 → 2026.5.0"] for cp in cps)
+    assert "(openvino 2026.4.1 → 2026.5.0)" in cps[0].words()
+
+
 # ---------------------------------------------------------------------------------------------
 # the detector on simulated series of known truth (no files: fast, many seeds)
 
@@ -198,10 +210,9 @@ def test_machines_are_kept_apart_and_changed_versions_named(tmp_path, capsys):
     assert [len(m.files) for m in h.machines] == [6, 6]
     assert "Another CPU" in h.machines[1].machine
     assert not [cp for m in h.machines for s in m.series for cp in s.change_points]
-    assert h.changed_versions() == ["onnxruntime"]
+    assert h.changed_versions() == ["onnxruntime"] and h.shown_versions() == ["torch", "onnxruntime"]
     md = main_output(capsys, ["history", *map(str, paths), "--markdown"])
-    assert "| onnxruntime |" in md.replace("| # | created | commit | onnxruntime |", "| onnxruntime |")
-    assert "1.33.0" in md
+    assert "| # | created | commit | torch | onnxruntime | file |" in md and "| 1.33.0 |" in md
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def rule_line(h: hist.History) -> str:
 
 def history_markdown(h: hist.History) -> str:
     """The history as Markdown (a job summary, a pull-request comment): the decision first."""
-    libs = h.changed_versions()
+    libs = h.shown_versions()
     lines = [f"**{headline(h)}**", ""]
     for m in h.machines:
         lines += [f"### {m.machine}", "",
@@ -64,7 +64,7 @@ def _tables(h: hist.History) -> list:
     from rich.markup import escape
     from rich.table import Table
 
-    out, libs = [], h.changed_versions()
+    out, libs = [], h.shown_versions()
     for m in h.machines:
         files = Table(title=f"{m.machine}: files in time order", title_justify="left")
         for col in FILES_HEADER + libs + ["file"]:

@@ -114,7 +114,7 @@ def history_html(h: History, title: str = "levit-bench history") -> str:
 
 
 def _files_table(m: MachineHistory, h: History) -> str:
-    libs = h.changed_versions()
+    libs = h.shown_versions()
     head = "".join(f"<th>{html.escape(lib)}</th>" for lib in libs)
     rows = "".join(f"<tr><td>{f.position + 1}</td><td>{f.created.isoformat()}</td><td>{html.escape(f.commit)}</td>"
                    + "".join(f"<td>{html.escape(str(f.versions.get(lib)))}</td>" for lib in libs)
