@@ -312,3 +312,11 @@ def main_output(capsys, argv: list[str]) -> str:
     capsys.readouterr()
     main(argv)
     return capsys.readouterr().out
+
+
+def test_files_of_every_earlier_schema_make_a_history():
+    """Results files must stay loadable: schema 1 (one block, no rounds), 2 and 3 join a history."""
+    fixtures = sorted((ROOT / "tests/fixtures").glob("results-v*.json"))
+    h = hist.history([str(p) for p in fixtures])
+    assert sum(len(m.files) for m in h.machines) == len(fixtures)
+    assert all(not s.adjusted and s.points for m in h.machines for s in m.series)
