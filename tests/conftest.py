@@ -161,3 +161,13 @@ def signal_after_a_round(cmd: list[str], sig: int) -> tuple[int, str]:
             proc.kill()
             proc.wait()
     return proc.returncode, text["err"]
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 23: compare and history append their Markdown to $GITHUB_STEP_SUMMARY when it is set; the
+# suite's own job summary (the suite run in GitHub Actions) must not collect the tests' tables
+
+
+@pytest.fixture(autouse=True)
+def no_step_summary(monkeypatch) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

@@ -1,7 +1,7 @@
 """Command line: a thin dispatcher over one module per command (run, list, sysinfo, report,
-compare, cache, accuracy, profile, ab, load).  Exit codes: 0 done, 1 regression (compare, ab), 2 bad input (before anything is
-measured), 130 interrupted, 143 / 129 stopped by SIGTERM / SIGHUP (finished entries kept in each case), 141
-stdout closed early (a broken pipe).  Every command runs inside :mod:`.guard` (signals, stdout/stderr)."""
+compare, cache, accuracy, profile, ab, load, history).  Exit codes: 0 done, 1 regression (compare, ab,
+history --fail-on-change), 2 bad input (before anything is measured), 130 interrupted, 143 / 129
+stopped by SIGTERM / SIGHUP (finished entries kept in each case), 141 stdout closed early (a broken pipe).  Every command runs inside :mod:`.guard` (signals, stdout/stderr)."""
 from __future__ import annotations
 
 import sys
@@ -19,6 +19,7 @@ from .accuracy import cmd_accuracy  # noqa: E402
 from .args import COMMAND_NAMES, EXIT_BAD_INPUT, EXIT_INTERRUPTED  # noqa: E402
 from .cache import cmd_cache  # noqa: E402
 from .compare import cmd_compare  # noqa: E402
+from .history import cmd_history  # noqa: E402
 from .list_models import cmd_list  # noqa: E402
 from .load import cmd_load  # noqa: E402
 from .profile import cmd_profile  # noqa: E402
@@ -37,6 +38,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "profile": cmd_profile,
     "ab": cmd_ab,
     "load": cmd_load,
+    "history": cmd_history,
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "the main --help names every command (args.COMMAND_NAMES)"
 

@@ -1,0 +1,122 @@
+"""Results for CI dashboards and job summaries: the benchmark-action and Bencher formats, the step summary.
+
+Two dashboards read a JSON file of their own format, so levit-bench results plug into them:
+
+- github-action-benchmark, ``tool: customBiggerIsBetter``: a JSON list of ``{name, unit, value}``
+  with optional ``range`` and ``extra`` strings (its ``BenchmarkResult``).  Each entry gives one
+  bench of raw images/s and, where the entry carries the canary, one of canary-adjusted images/s
+  (its name ends in ``(canary-adjusted)``), so a dashboard's series never switches figure.
+  ``range`` is ``± half`` the 95% confidence interval; ``extra`` says which figure, the interval,
+  the rounds and the commit.
+- Bencher Metric Format (BMF): ``{benchmark: {measure: {value, lower_value, upper_value}}}``: one
+  benchmark per entry, the measure ``throughput`` (Bencher's built-in, operations per second: here
+  images per second) with the 95% confidence interval as its bounds, and
+  ``throughput-adjusted`` where the entry carries the canary.
+
+``$GITHUB_STEP_SUMMARY``, when set, names the file GitHub shows as a job's summary: the Markdown of
+``compare`` and ``history`` is appended to it (GitHub's rule: each step appends).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .atomic import atomic_write_text
+from .errors import UserError
+from .results import Entry
+
+EXPORT_FORMATS = ("benchmark-action", "bencher")
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+ADJUSTED_SUFFIX = " (canary-adjusted)"
+
+
+def figures(entry: Entry) -> list[tuple[str, float, float, float]]:
+    """(kind, value, low, high) images/s: the raw figure with its 95% interval (``ci95``), and the
+    canary-adjusted one with its confidence interval where the entry has one."""
+    out = []
+    lo, hi = entry.ci95 or entry.interval()
+    out.append(("raw", float(entry.images_per_second), float(lo), float(hi)))
+    conf = (entry.intervals or {}).get("confidence") or {}
+    if entry.adjusted_images_per_second and conf.get("of") == "adjusted_images_per_second":
+        alo, ahi = conf["images_per_second"]
+        out.append(("adjusted", float(entry.adjusted_images_per_second), float(alo), float(ahi)))
+    return out
+
+
+def _extra(entry: Entry, kind: str, lo: float, hi: float, commit: str | None) -> str:
+    rounds = len(entry.rounds or []) or 1
+    what = "canary-adjusted images/s" if kind == "adjusted" else "raw images/s"
+    return (f"{what}; 95% CI {lo:.4g}–{hi:.4g}; {rounds} round{'s' * (rounds != 1)}, {len(entry.samples_s)} calls"
+            + (f"; commit {commit}" if commit else ""))
+
+
+def benchmark_action(named: Sequence[tuple[str, Entry]], commit: str | None = None) -> list[dict[str, Any]]:
+    """github-action-benchmark's ``customBiggerIsBetter`` list for the entries, each under its name."""
+    out = []
+    for name, e in named:
+        for kind, value, lo, hi in figures(e):
+            out.append({"name": name + (ADJUSTED_SUFFIX if kind == "adjusted" else ""),
+                        "unit": "images/s", "value": value, "range": f"± {(hi - lo) / 2:.4g}",
+                        "extra": _extra(e, kind, lo, hi, commit)})
+    return out
+
+
+def bencher(named: Sequence[tuple[str, Entry]]) -> dict[str, dict[str, dict[str, float]]]:
+    """The Bencher Metric Format for the entries: one benchmark each, ``throughput`` (raw images/s)
+    and ``throughput-adjusted`` (canary-adjusted, where there is one), each with its 95% bounds."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, e in named:
+        out[name] = {("throughput-adjusted" if kind == "adjusted" else "throughput"):
+                     {"value": value, "lower_value": lo, "upper_value": hi} for kind, value, lo, hi in figures(e)}
+    return out
+
+
+def export_text(fmt: str, named: Sequence[tuple[str, Entry]], commit: str | None = None) -> str:
+    """The export of ``named`` in ``fmt`` (one of :data:`EXPORT_FORMATS`) as JSON text."""
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"--export {fmt!r}: the formats are {', '.join(EXPORT_FORMATS)}")
+    if not named:
+        raise UserError(f"--export {fmt}: no successful entry to export")
+    data = benchmark_action(named, commit) if fmt == "benchmark-action" else bencher(named)
+    return json.dumps(data, indent=1) + "\n"
+
+
+def check_target(path: str | os.PathLike, what: str) -> None:
+    """Refuse to write a summary or an export over a results file (``--markdown a.json b.json``
+    would otherwise take the first results file for its FILE) or a folder."""
+    if os.path.isdir(path):
+        raise UserError(f"cannot write the {what} to {path}: it is a folder")
+    if what.startswith("Markdown") and str(path).lower().endswith(".json"):
+        raise UserError(f"--markdown {path}: a Markdown summary is not written to a .json file (results files are "
+                        "JSON; give --markdown after them, or a .md name)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and data.get("tool") == "levit-bench":
+        raise UserError(f"cannot write the {what} to {path}: it is a levit-bench results file")
+
+
+def write_text(path: str | os.PathLike, text: str, what: str) -> None:
+    """Write ``text`` atomically; a file that cannot be written is a one-line UserError."""
+    check_target(path, what)
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise UserError(f"cannot write the {what} to {path}: {exc.strerror or exc}") from None
+
+
+def append_step_summary(markdown: str) -> str | None:
+    """Append ``markdown`` to ``$GITHUB_STEP_SUMMARY`` when it is set; the path written, else None."""
+    path = os.environ.get(STEP_SUMMARY)
+    if not path:
+        return None
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    except OSError as exc:
+        raise UserError(f"cannot append to ${STEP_SUMMARY} ({path}): {exc.strerror or exc}") from None
+    return path
