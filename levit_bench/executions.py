@@ -58,17 +58,28 @@ def step_index(selection: Selection) -> dict[tuple[str, str, str, int], int]:
     return {(m, s.precision, b, bs): i for i, (m, s, b, bs) in enumerate(selection.steps())}
 
 
-def prepare_execution(selection: Selection, side: Side, process: int | None, timeouts: Timeouts,
-                      workers: list[Worker], on_step: Callable[[Identity], None] | None = None) -> dict[int, Slot]:
-    """Every step of ``selection`` prepared in ``side``'s workers (one per backend, appended to
-    ``workers`` for the caller to stop); steps a dying worker did not reach fail with its reason.
-    A worker that cannot start raises WorkerDied (the interpreter is wrong: the caller's error)."""
+def spawn_workers(selection: Selection, side: Side, process: int | None, timeouts: Timeouts,
+                  workers: list[Worker]) -> list[Worker]:
+    """``side``'s workers for one execution, one per backend, started now (appended to ``workers`` for
+    the caller to stop) and greeted when :func:`prepare_execution` reaches them: every execution's
+    workers are spawned first, so their start-ups (importing torch and the runtimes) overlap."""
+    spawned = [Worker.spawn(side.python, side.path, name=f"{side.name or 'process'} {process}", env=side.env,
+                            timeouts=timeouts, cpus=set(side.cpus) if side.cpus else None)
+               for _ in selection.backends]
+    workers.extend(spawned)
+    return spawned
+
+
+def prepare_execution(selection: Selection, spawned: Sequence[Worker], side: Side,
+                      on_step: Callable[[Identity], None] | None = None,
+                      process: int | None = None) -> dict[int, Slot]:
+    """Every step of ``selection`` prepared in ``side``'s ``spawned`` workers (one per backend, from
+    :func:`spawn_workers`); steps a dying worker did not reach fail with its reason.  A worker that
+    cannot start raises WorkerDied (the interpreter is wrong: the caller's error)."""
     index = step_index(selection)
     slots: dict[int, Slot] = {}
-    for backend in selection.backends:
-        worker = Worker.start(side.python, side.path, name=f"{side.name or 'process'} {process}", env=side.env,
-                              timeouts=timeouts, cpus=set(side.cpus) if side.cpus else None)
-        workers.append(worker)
+    for backend, worker in zip(selection.backends, spawned):
+        worker.greet()
         for o in worker.prepare(replace(selection, backends=(backend,)),
                                 lambda o: on_step(Identity.from_dict(o["identity"])) if on_step else None):
             identity = Identity.from_dict(o["identity"])
@@ -146,6 +157,9 @@ def entry_of(slots: Sequence[Slot], side: str | None = None) -> Entry:
 
 
 def stop_all(workers: Sequence[Worker]) -> None:
+    """Every worker asked to quit first, then each waited for (or killed): they exit together."""
+    for w in workers:
+        w.ask_to_quit()
     for w in workers:
         w.stop()
 
@@ -159,7 +173,8 @@ def execute_in_workers(selection: Selection, timing: TimingOptions, schedule: Sc
     entries in plan order and whether the rounds were interrupted."""
     workers: list[Worker] = []
     try:
-        executions = [prepare_execution(selection, Side(), k, timeouts, workers, on_step if k == 0 else None)
+        spawned = [spawn_workers(selection, Side(), k, timeouts, workers) for k in range(processes)]
+        executions = [prepare_execution(selection, spawned[k], Side(), on_step if k == 0 else None, k)
                       for k in range(processes)]
         steps = sorted(executions[0])
         warm_all([ex[i] for ex in executions for i in steps], timing)
@@ -202,10 +217,12 @@ def execute_ab(selection: Selection, timing: TimingOptions, schedule: Schedule, 
 
     workers: list[Worker] = []
     try:
-        sides, first = {}, {}
+        sides, first, spawned = {}, {}, {}
         for side in (base, new):
             first[side.name] = len(workers)
-            sides[side.name] = prepare_execution(selection, side, None, timeouts, workers,
+            spawned[side.name] = spawn_workers(selection, side, None, timeouts, workers)
+        for side in (base, new):
+            sides[side.name] = prepare_execution(selection, spawned[side.name], side,
                                                  on_step if side is base else None)
         b_slots, n_slots = sides[base.name], sides[new.name]
         for i in sorted(b_slots):
@@ -281,4 +298,4 @@ def simultaneous(a: Timed, b: Timed) -> None:
 
 
 __all__ = ["AbRun", "Side", "Slot", "WorkerDied", "entry_of", "execute_ab", "execute_in_workers",
-           "prepare_execution", "simultaneous", "time_items", "warm_all"]
+           "prepare_execution", "simultaneous", "spawn_workers", "time_items", "warm_all"]

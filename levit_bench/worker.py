@@ -197,6 +197,11 @@ def main() -> None:
         server.serve(sys.stdin)
     except KeyboardInterrupt:  # the parent was interrupted: its process group got the signal too
         pass
+    # the runners are closed and every reply is out: the interpreter's teardown (torch's and the
+    # runtimes' finalizers, over a second per worker) would only make the parent wait
+    protocol.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ class Worker:
     hello: dict[str, Any] = field(default_factory=dict)
     dead: str | None = None  # why it is gone
     _buffer: bytes = b""
+    _quit_sent: bool = False
 
     @classmethod
     def start(cls, python: str = sys.executable, path: str | None = None, *, name: str = "",
@@ -68,6 +69,14 @@ class Worker:
               cpus: set[int] | None = None) -> Worker:
         """Start ``python -m levit_bench.worker``; ``path`` goes first on its PYTHONPATH (another
         checkout), then this levit_bench's root unless the interpreter has its own.  Waits for hello."""
+        return cls.spawn(python, path, name=name, env=env, timeouts=timeouts, cpus=cpus).greet()
+
+    @classmethod
+    def spawn(cls, python: str = sys.executable, path: str | None = None, *, name: str = "",
+              env: dict[str, str] | None = None, timeouts: Timeouts = Timeouts(),
+              cpus: set[int] | None = None) -> Worker:
+        """Start the process without waiting for its hello (:meth:`greet`): workers spawned together
+        import torch and the runtimes at the same time, not one after another."""
         environ = {**os.environ, **(env or {})}
         roots = [p for p in (path, environ.get("PYTHONPATH"), _package_root()) if p]
         environ["PYTHONPATH"] = os.pathsep.join(roots)
@@ -81,12 +90,17 @@ class Worker:
         worker = cls(proc, stderr, timeouts, name)
         if cpus:
             os.sched_setaffinity(proc.pid, cpus)
-        worker.hello = worker._read(START_TIMEOUT_S)
-        if worker.hello.get("hello") != PROTOCOL:
-            worker.stop()
-            raise WorkerDied(f"{python} speaks worker protocol {worker.hello.get('hello')!r}, this levit-bench "
-                             f"{PROTOCOL} (levit_bench {worker.hello.get('levit_bench')})")
         return worker
+
+    def greet(self) -> Worker:
+        """Wait for the worker's hello and check its protocol (a mismatch stops it: WorkerDied)."""
+        if not self.hello:
+            self.hello = self._read(START_TIMEOUT_S)
+        if self.hello.get("hello") != PROTOCOL:
+            self.stop()
+            raise WorkerDied(f"{self.proc.args[0]} speaks worker protocol {self.hello.get('hello')!r}, this "
+                             f"levit-bench {PROTOCOL} (levit_bench {self.hello.get('levit_bench')})")
+        return self
 
     def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Send one request, return its reply; a worker error is a RuntimeError (that item fails)."""
@@ -123,11 +137,20 @@ class Worker:
         reply = self.request({"op": "warm", "item": item, "timing": asdict(timing)}, self.timeouts.limit(expected))
         return Warmup(**reply["warm"])
 
+    def ask_to_quit(self) -> None:
+        """Send quit without waiting (:meth:`stop` waits); a worker already gone is left to stop."""
+        if self.proc.poll() is None and not self._quit_sent:
+            try:
+                self._send({"op": "quit"})
+                self._quit_sent = True
+            except WorkerDied:
+                pass
+
     def stop(self) -> None:
         """Ask the worker to quit; kill it if it does not within a few seconds."""
         if self.proc.poll() is None:
             try:
-                self._send({"op": "quit"})
+                self.ask_to_quit()
                 self.proc.wait(timeout=10)
             except (WorkerDied, subprocess.TimeoutExpired):
                 self.proc.kill()
