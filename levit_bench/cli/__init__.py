@@ -1,5 +1,5 @@
 """Command line: a thin dispatcher over one module per command (run, list, sysinfo, report,
-compare, cache, accuracy, profile, ab, load).  Exit codes: 0 done, 1 regression (compare, ab), 2 bad input (before anything is
+compare, cache, accuracy, profile, ab, load, plan, merge).  Exit codes: 0 done, 1 regression (compare, ab), 2 bad input (before anything is
 measured), 130 interrupted, 143 / 129 stopped by SIGTERM / SIGHUP (finished entries kept in each case), 141
 stdout closed early (a broken pipe).  Every command runs inside :mod:`.guard` (signals, stdout/stderr)."""
 from __future__ import annotations
@@ -21,6 +21,8 @@ from .cache import cmd_cache  # noqa: E402
 from .compare import cmd_compare  # noqa: E402
 from .list_models import cmd_list  # noqa: E402
 from .load import cmd_load  # noqa: E402
+from .merge import cmd_merge  # noqa: E402
+from .plan import cmd_plan  # noqa: E402
 from .profile import cmd_profile  # noqa: E402
 from .report import cmd_report  # noqa: E402
 from .run import cmd_run  # noqa: E402
@@ -37,6 +39,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "profile": cmd_profile,
     "ab": cmd_ab,
     "load": cmd_load,
+    "plan": cmd_plan,
+    "merge": cmd_merge,
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "the main --help names every command (args.COMMAND_NAMES)"
 
