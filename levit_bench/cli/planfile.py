@@ -13,6 +13,7 @@ flags.  Flags given on the command line win over the file; then the one resoluti
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,8 @@ def parse(factory: Callable[[], argparse.ArgumentParser], argv: Sequence[str]) -
             action = keys[table].get(key)
             if action is None:
                 other = next((t for t in planfile.TABLES if t != table and key in keys[t]), None)
-                hint = f" (it belongs in [{other}])" if other else \
+                close = difflib.get_close_matches(key, list(keys[table]), n=1, cutoff=0.6)
+                hint = f" (it belongs in [{other}])" if other else f" (did you mean {close[0]}?)" if close else \
                     f" (keys of [{table}]: {', '.join(sorted(keys[table]) + (['exclude'] if table == 'plan' else []))})"
                 raise UserError(f"{at}: unknown key{hint}")
             converted = _convert(action, value, at)
