@@ -313,3 +313,31 @@ def test_merge_refuses_mixed_plans_a_shard_twice_and_another_machine(tmp_path, c
     bare.source = "old.json"
     with pytest.raises(UserError, match="records no plan"):
         merge_shards([bare])
+
+
+# ---------------------------------------------------------------------------------------------
+# resume: refused before anything is measured when the file is not this plan's on this machine
+
+
+def test_resume_refuses_another_plan_another_machine_and_out(tmp_path, capsys):
+    from levit_bench import sysinfo
+
+    p = write(tmp_path, PLAN)
+    view = plan_json(capsys, str(p))
+    rec = make_record([], sysinfo.collect())
+    rec.config["plan"] = {"hash": "0" * 64, "plan": view["plan"], "shard": None}
+    old = tmp_path / "old.json"
+    rec.save(old)
+    line = refused(capsys, ["run", str(p), "--resume", str(old)])
+    assert "cannot resume" in line and f"plan {'0' * 12} vs {view['hash'][:12]}" in line
+    rec.config["plan"]["hash"] = view["hash"]
+    rec.system["cpu"] = "Another CPU"
+    rec.save(old)
+    line = refused(capsys, ["run", str(p), "--resume", str(old), "--shard", "1/3"])
+    assert "Another CPU" in line and "shard the whole plan vs 1/3" in line
+    assert "drop --out" in refused(capsys, ["run", str(p), "--resume", str(old), "--out", str(tmp_path / "x.json")])
+    assert "no such results file" in refused(capsys, ["run", str(p), "--resume", str(tmp_path / "none.json")])
+    bare = make_record([], sysinfo.collect())
+    bare.save(old)
+    assert "records no plan" in refused(capsys, ["run", str(p), "--resume", str(old)])
+    assert json.loads(old.read_text())["config"] == bare.config  # left as it was
