@@ -341,3 +341,20 @@ def test_resume_refuses_another_plan_another_machine_and_out(tmp_path, capsys):
     bare.save(old)
     assert "records no plan" in refused(capsys, ["run", str(p), "--resume", str(old)])
     assert json.loads(old.read_text())["config"] == bare.config  # left as it was
+
+
+def test_chunks_are_whole_groups_of_the_shard_in_plan_order(tmp_path):
+    from levit_bench.cli.front import resolve
+
+    p = write(tmp_path, PLAN)
+    args = planfile.parse(run_parser, [str(p), "--chunk", "3", "--shard", "1/2"])
+    fleet = planfile.resolve_fleet(args, resolve(args), env={})
+    chunks = fleet.chunks(args.chunk)
+    mine = {tuple(fleet.entries[i]) for i in fleet.mine()}
+    assert set().union(*chunks) == mine and sum(map(len, chunks)) == len(mine)
+    assert all(len(c) >= 3 for c in chunks[:-1])
+    for g in fleet.groups:
+        members = {tuple(fleet.entries[i]) for i in g}
+        assert sum(1 for c in chunks if members & c) <= 1 and (not members & mine or members <= mine)
+    assert fleet.selection.count() == len(mine) and fleet.chunks(None) is None
+    assert {(m, s.precision, b, bs) for m, s, b, bs in fleet.selection.steps()} == mine

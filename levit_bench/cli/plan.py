@@ -46,7 +46,7 @@ def cmd_plan(argv: Sequence[str]) -> int:
     args = planfile.parse(plan_parser, argv)
     selection = resolve(args)
     resolve_timing(args)  # the timing keys checked as a run checks them
-    fleet = planfile.resolve_fleet(args, selection)
+    fleet = planfile.resolve_fleet(args, selection, with_costs=True)
     if args.shards is not None and (args.shards < 1 or (fleet.shard and args.shards != fleet.shard[1])):
         raise UserError(f"--shards {args.shards}: must be a positive count (and --shard's count where both are given)")
     count = fleet.shard[1] if fleet.shard else (args.shards or 1)

@@ -188,9 +188,12 @@ class Fleet:
                 "assignment": list(self.assignment) if self.shard else None}
 
 
-def resolve_fleet(args: argparse.Namespace, selection: Selection, env: dict[str, str] | None = None) -> Fleet:
+def resolve_fleet(args: argparse.Namespace, selection: Selection, env: dict[str, str] | None = None,
+                  with_costs: bool = False) -> Fleet:
     """The plan's entries (less the file's exclude rules), groups, costs, hash, and the shard this
-    run takes; UserError for an empty sweep, a reference the plan lacks, a shard out of range."""
+    run takes; UserError for an empty sweep, a reference the plan lacks, a shard out of range.
+    Costs are estimated where a shard is taken or ``with_costs`` (a model without a published
+    figure is counted, which builds it on the meta device): a plain run does without."""
     import os
 
     from ..gate import parse_reference
@@ -202,8 +205,8 @@ def resolve_fleet(args: argparse.Namespace, selection: Selection, env: dict[str,
     if reference is not None:
         shards.check_reference(entries, reference)
     group_list = shards.groups(entries, reference)
-    cost = planfile.costs(entries, selection.img_size)
     shard = shards.resolve_shard(args.shard, os.environ if env is None else env)
+    cost = planfile.costs(entries, selection.img_size) if shard or with_costs else [0.0] * len(entries)
     assignment = shards.split(cost, group_list, shard[1]) if shard else [0] * len(entries)
     canonical = {
         "format": 1, "entries": planfile.entry_dicts(entries), "device": selection.settings.device,

@@ -166,7 +166,10 @@ def _measure(args: argparse.Namespace, plan, writer: ResultsWriter, record: RunR
     writer.save(record)
     if args.json:
         sys.stdout.write(json.dumps(record.to_dict(), indent=1) + "\n")
-    out.print(render.results_table(record.results, emulated=record.system.get("emulated")))
+    if record.results:
+        out.print(render.results_table(record.results, emulated=record.system.get("emulated")))
+    else:
+        out.print("nothing to measure: this shard of the plan has no entries (more shards than groups)")
     for line in render.problems(record.results):
         out.print(f"[dim]{line}[/]")
     for e in record.results:  # --target-ci: name the entries that did not get there
