@@ -92,6 +92,9 @@ def _run(argv: list[str]) -> int:
         if argv and argv[0] in COMMANDS:
             return COMMANDS[argv[0]](argv[1:])
         if argv and not argv[0].startswith("-"):
+            if argv[0].lower().endswith(".toml"):
+                raise UserError(f"a plan file runs with `levit-bench run {argv[0]}` (or `levit-bench plan {argv[0]}` "
+                                "to see it expanded)")
             raise UserError(f"unknown command {argv[0]!r} (commands: {', '.join(COMMANDS)}; or options to measure)")
         return cmd_run(argv)
     except SystemExit as exc:  # argparse: --help, --version, bad arguments

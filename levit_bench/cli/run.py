@@ -11,6 +11,7 @@ from .. import __version__, paper, sysinfo
 from ..errors import UserError
 from ..results import RunRecord
 from ..results_writer import ResultsWriter
+from ..shard_merge import interrupted, step_of
 from ..spec import EventKind
 from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser
 from .front import add_output, add_paper, add_selection, add_timing, output_path, resolve, resolve_timing, selection_config
@@ -80,12 +81,13 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 
 def _finished(e) -> bool:
-    """Measured to the end (not cut short by an interrupt): what --resume keeps."""
-    return e.ok and not any(n.startswith("interrupted") for n in e.notes)
+    """Measured to the end (not cut short by an interrupt): what --resume keeps (a failed or skipped
+    entry is measured again: what failed may not fail twice)."""
+    return e.ok and not interrupted(e)
 
 
 def _step(e) -> tuple:
-    return e.model, e.precision, e.backend, e.batch_size
+    return tuple(step_of(e))
 
 
 def _missing(fleet: planfile.Fleet, kept: list) -> list[tuple]:
