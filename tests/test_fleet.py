@@ -79,6 +79,22 @@ def test_a_plan_sharded_three_ways_merges_into_the_unsharded_plan(tmp_path, caps
     assert all(e.status == "ok" for e in rec.results), [e.reason for e in rec.results]
     assert main(["report", str(merged), "-o", str(tmp_path / "REPORT.md")]) == 0
     assert "levit_192" in (tmp_path / "REPORT.md").read_text()
+    single = tmp_path / "unsharded.json"  # the same plan run whole: the same entries and hash
+    assert main(["run", str(plan), "--out", str(single), "--quiet", *cache_args]) == 0
+    assert steps(single) == steps(merged) and results.load(single).config["plan"]["hash"] == whole["hash"]
+    assert results.load(single).config["plan"]["shard"] is None
+
+
+@pytest.mark.slow  # worker processes start an interpreter each
+def test_a_shard_in_worker_processes_prepares_only_its_entries(tmp_path, capsys, cache_args):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(TINY.replace('["torch", "onnxruntime"]', '["torch"]').replace(', "levit_192"', ""))
+    whole = unsharded(capsys, plan, "--shards", "2", *cache_args)
+    out = tmp_path / "s1.json"
+    assert main(["run", str(plan), "--shard", "1/2", "--processes", "2", "--out", str(out), "--quiet", *cache_args]) == 0
+    assert steps(out) == {(e["model"], e["precision"], e["backend"], e["batch_size"])
+                          for e in whole["entries"] if e["shard"] == 1}
+    assert all(e.status == "ok" for e in results.load(out).results)
 
 
 def _interrupt_in_second_chunk(cmd: list[str], out: Path) -> tuple[int, str]:
