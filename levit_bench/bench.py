@@ -14,7 +14,7 @@ interrupted run keeps them: entries interrupted mid-rounds keep the rounds they 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,9 @@ class Plan:
     shrink_on_oom: bool = False  # the paper's GPU protocol: halve the batch until it fits
     schedule: Schedule = field(default_factory=lambda: Schedule(None, 0))  # rounds chosen per group
     processes: int = 1  # worker processes per entry (``executions.py``); 1: everything in this process
+    #: ``run --chunk``: the steps in chunks timed one after another (each its own groups); None: one chunk
+    chunks: tuple[frozenset[tuple[str, str, str, int]], ...] | None = None
+    first_group: int = 0  # the group number of the first group timed (a resumed run's come after the kept ones)
 
     @property
     def settings(self) -> Settings:
@@ -94,11 +97,34 @@ def execute(plan: Plan, on_event: Callable[[Event], None] | None = None,
             show_warning: Callable[[str], None] | None = None) -> list[Entry]:
     """Run every step of ``plan``; returns the entries in plan order.  Process state (threads,
     inductor's cache, dynamo's policy, the warnings hook) is set for the run and restored after."""
+    if plan.chunks is not None or plan.first_group:
+        return _in_chunks(plan, on_event or (lambda _e: None), show_warning)
     if plan.processes > 1:
         return _in_workers(plan, on_event or (lambda _e: None))
     cache = ExportCache(plan.selection.cache_dir)
     with run_state(plan.settings.threads, cache.runtime_dir("inductor"), show_warning):
         return _Run(plan, cache, on_event or (lambda _e: None)).execute()
+
+
+def _in_chunks(plan: Plan, notify: Callable[[Event], None], show_warning: Callable[[str], None] | None) -> list[Entry]:
+    """Each chunk of the plan run on its own, in turn (an interrupted run keeps the chunks done);
+    group numbers go on from chunk to chunk (from ``first_group``), so no two chunks' entries pair."""
+    order = {(m, s.precision, b, bs): i for i, (m, s, b, bs) in enumerate(plan.selection.steps())}
+    offset, out = plan.first_group, []
+    for chunk in plan.chunks if plan.chunks is not None else (frozenset(order),):
+        top = [offset]
+
+        def relay(ev: Event, base: int = offset) -> None:
+            if ev.kind is EventKind.ENTRY and ev.entry is not None and ev.entry.group is not None:
+                ev.entry.group += base
+                top[0] = max(top[0], ev.entry.group + 1)
+            notify(ev)
+
+        sub = replace(plan, selection=plan.selection.restricted(chunk), chunks=None, first_group=0)
+        if sub.selection.count():
+            out += execute(sub, relay, show_warning)
+        offset = top[0]
+    return sorted(out, key=lambda e: order.get((e.model, e.precision, e.backend, e.batch_size), len(order)))
 
 
 def _in_workers(plan: Plan, notify: Callable[[Event], None]) -> list[Entry]:

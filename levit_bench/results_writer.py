@@ -21,9 +21,10 @@ class ResultsWriter:
     bad input is removed (:meth:`abandon`).
     """
 
-    def __init__(self, path: str | os.PathLike, replace: bool = False):
+    def __init__(self, path: str | os.PathLike, replace: bool = False, resume: bool = False):
         self.path = Path(path)
-        self.replace = replace
+        self.replace = replace or resume
+        self.resume = resume  # ``run --resume``: the file must exist, and is completed in place
         self._lock: Any = None
         self._existed = False  # the file was there when claimed (it is then replaced only by content)
         self._wrote = self._wrote_content = self._failed = False
@@ -32,6 +33,8 @@ class ResultsWriter:
         """Take the file for this run (UserError when it cannot be had); call before measuring."""
         if os.path.isdir(self.path):
             raise UserError(f"--out {self.path}: is a folder; name a .json file or a folder without the .json suffix")
+        if self.resume and not self.path.is_file():
+            raise UserError(f"--resume {self.path}: no such results file")
         problem = target_problem(self.path)
         if problem:
             raise UserError(f"--out {self.path}: cannot write there ({problem})")

@@ -43,6 +43,7 @@ def selection_to_dict(sel: Any) -> dict[str, Any]:
     return {"models": list(sel.models), "backends": list(sel.backends), "batch_sizes": list(sel.batch_sizes),
             "precisions": list(sel.precisions), "weights": sel.weights, "img_size": sel.img_size,
             "cache_dir": sel.cache_dir, "paper": sel.paper,
+            "only": None if sel.only is None else sorted(list(step) for step in sel.only),
             "settings": {"device": s.device, "precision": s.precision, "threads": s.threads,
                          "options": s.options.to_dict()}}
 
@@ -54,7 +55,8 @@ def selection_from_dict(d: dict[str, Any]) -> Any:
     s = d["settings"]
     settings = Settings(s["device"], s["precision"], int(s["threads"]), RuntimeOptions.from_dict(s["options"]))
     return Selection(tuple(d["models"]), tuple(d["backends"]), tuple(d["batch_sizes"]), tuple(d["precisions"]),
-                     settings, d.get("weights"), d.get("img_size"), d.get("cache_dir"), bool(d.get("paper")))
+                     settings, d.get("weights"), d.get("img_size"), d.get("cache_dir"), bool(d.get("paper")),
+                     only=None if d.get("only") is None else frozenset(tuple(step) for step in d["only"]))
 
 
 def _slowed(call: Any, fraction: float) -> Any:

@@ -1,5 +1,5 @@
 """Command line: a thin dispatcher over one module per command (run, list, sysinfo, report,
-compare, cache, accuracy, profile, ab, load, history).  Exit codes: 0 done, 1 regression (compare, ab,
+compare, cache, accuracy, profile, ab, load, history, plan, merge).  Exit codes: 0 done, 1 regression (compare, ab,
 history --fail-on-change), 2 bad input (before anything is measured), 130 interrupted, 143 / 129
 stopped by SIGTERM / SIGHUP (finished entries kept in each case), 141 stdout closed early (a broken pipe).  Every command runs inside :mod:`.guard` (signals, stdout/stderr)."""
 from __future__ import annotations
@@ -22,6 +22,8 @@ from .compare import cmd_compare  # noqa: E402
 from .history import cmd_history  # noqa: E402
 from .list_models import cmd_list  # noqa: E402
 from .load import cmd_load  # noqa: E402
+from .merge import cmd_merge  # noqa: E402
+from .plan import cmd_plan  # noqa: E402
 from .profile import cmd_profile  # noqa: E402
 from .report import cmd_report  # noqa: E402
 from .run import cmd_run  # noqa: E402
@@ -39,6 +41,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "ab": cmd_ab,
     "load": cmd_load,
     "history": cmd_history,
+    "plan": cmd_plan,
+    "merge": cmd_merge,
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "the main --help names every command (args.COMMAND_NAMES)"
 
@@ -90,6 +94,9 @@ def _run(argv: list[str]) -> int:
         if argv and argv[0] in COMMANDS:
             return COMMANDS[argv[0]](argv[1:])
         if argv and not argv[0].startswith("-"):
+            if argv[0].lower().endswith(".toml"):
+                raise UserError(f"a plan file runs with `levit-bench run {argv[0]}` (or `levit-bench plan {argv[0]}` "
+                                "to see it expanded)")
             raise UserError(f"unknown command {argv[0]!r} (commands: {', '.join(COMMANDS)}; or options to measure)")
         return cmd_run(argv)
     except SystemExit as exc:  # argparse: --help, --version, bad arguments

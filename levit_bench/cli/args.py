@@ -15,7 +15,8 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 #: every subcommand, in the order help texts list them (``cli/__init__.py`` maps each to its module)
-COMMAND_NAMES = ("run", "list", "sysinfo", "report", "compare", "cache", "accuracy", "profile", "ab", "load", "history")
+COMMAND_NAMES = ("run", "list", "sysinfo", "report", "compare", "cache", "accuracy", "profile", "ab", "load", "history",
+                 "plan", "merge")
 
 #: the longest --warmup / --min-time accepted: a typo of an hour is refused, not waited for
 MAX_SECONDS = 3600.0

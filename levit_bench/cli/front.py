@@ -83,6 +83,10 @@ def add_selection(p: argparse.ArgumentParser, shape: Shape = Shape()) -> None:
 # the flags other commands share with the selection (sysinfo --peak, cache), declared here only
 
 
+def add_paper(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--paper", action="store_true", help=paper.protocol_flag_help())
+
+
 def add_device(g: argparse._ActionsContainer, help: str | None = None) -> None:
     g.add_argument("--device", choices=DEVICES, default="cpu", help=help)
 

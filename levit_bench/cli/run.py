@@ -5,16 +5,17 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .. import __version__, paper, sysinfo
 from ..errors import UserError
 from ..results import RunRecord
 from ..results_writer import ResultsWriter
+from ..shard_merge import interrupted, step_of
 from ..spec import EventKind
 from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser
-from .front import add_output, add_selection, add_timing, output_path, resolve, resolve_timing, selection_config
-from . import render
-
+from .front import add_output, add_paper, add_selection, add_timing, output_path, resolve, resolve_timing, selection_config
+from . import planfile, render
 
 
 def run_parser() -> Parser:
@@ -26,14 +27,16 @@ def run_parser() -> Parser:
     )
     p.add_argument("--version", action="version", version=f"levit-bench {__version__}")
     add_selection(p)
-    p.add_argument("--paper", action="store_true", help=paper.protocol_flag_help())
+    add_paper(p)
     add_timing(p, processes=True)
+    planfile.add_plan_flags(p, resume=True)
     add_output(p, "results", "results file (*.json) or folder (default: results/)", "no table, no progress")
     return p
 
 
 def build_plan(args: argparse.Namespace):
-    """The Plan, every value checked (UserError before anything is measured)."""
+    """The Plan (this run's shard of it, in chunks where asked) and its fleet view, every value
+    checked (UserError before anything is measured)."""
     from ..bench import Plan
 
     selection = resolve(args)
@@ -41,23 +44,35 @@ def build_plan(args: argparse.Namespace):
     if args.processes > 1 and selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom:
         raise UserError("--processes runs each step at its batch size; --paper's GPU protocol halves a batch "
                         "that does not fit, in one process only (drop one of the two)")
-    return Plan(selection, timing, shrink_on_oom=bool(selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom),
-                schedule=schedule, processes=args.processes)
+    fleet = planfile.resolve_fleet(args, selection)
+    chunks = fleet.chunks(args.chunk)
+    return Plan(fleet.selection, timing, shrink_on_oom=bool(selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom),
+                schedule=schedule, processes=args.processes, chunks=tuple(chunks) if chunks else None), fleet
 
 
-def config_of(args: argparse.Namespace, plan) -> dict:
+def config_of(args: argparse.Namespace, plan, fleet: planfile.Fleet) -> dict:
     from dataclasses import asdict
 
     return {"argv": sys.argv[1:], **selection_config(plan.selection), "timing": asdict(plan.timing),
-            "schedule": asdict(plan.schedule), "processes": plan.processes}
+            "schedule": asdict(plan.schedule), "processes": plan.processes, "plan": fleet.record()}
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    args = run_parser().parse_args(argv)
-    plan = build_plan(args)
-    writer = ResultsWriter(output_path(args.out, args.device), replace=args.force).claim()
+    args = planfile.parse(run_parser, argv)
+    plan, fleet = build_plan(args)
+    if args.resume is not None:
+        if any(a == "--out" or a.startswith("--out=") for a in argv):
+            raise UserError("--resume writes FILE in place; drop --out")
+        writer = ResultsWriter(args.resume, resume=True).claim()
+    else:
+        writer = ResultsWriter(output_path(args.out, args.device), replace=args.force).claim()
     try:
-        return _measure(args, plan, writer)
+        record, kept = (_resumed(args, plan, fleet, argv) if args.resume is not None else
+                        (RunRecord(system=sysinfo.collect(), config=config_of(args, plan, fleet)), []))
+        if kept or args.resume is not None:
+            plan = replace(plan, selection=plan.selection.restricted(_missing(fleet, kept)),
+                           first_group=1 + max((e.group for e in kept if e.group is not None), default=-1))
+        return _measure(args, plan, writer, record, fleet, kept)
     except UserError:
         writer.abandon()
         raise
@@ -65,12 +80,63 @@ def cmd_run(argv: Sequence[str]) -> int:
         writer.release()
 
 
-def _measure(args: argparse.Namespace, plan, writer: ResultsWriter) -> int:
+def _finished(e) -> bool:
+    """Measured to the end (not cut short by an interrupt): what --resume keeps (a failed or skipped
+    entry is measured again: what failed may not fail twice)."""
+    return e.ok and not interrupted(e)
+
+
+def _step(e) -> tuple:
+    return tuple(step_of(e))
+
+
+def _missing(fleet: planfile.Fleet, kept: list) -> list[tuple]:
+    have = {_step(e) for e in kept}
+    return [tuple(fleet.entries[i]) for i in fleet.mine() if tuple(fleet.entries[i]) not in have]
+
+
+def _resumed(args: argparse.Namespace, plan, fleet: planfile.Fleet, argv: Sequence[str]):
+    """The record of ``--resume FILE`` with its finished entries of this plan, shard, machine and
+    versions (else a UserError saying what differs)."""
+    from datetime import datetime, timezone
+
+    from ..results import load
+
+    old = load(args.resume)
+    recorded = (old.config or {}).get("plan") or {}
+    if not recorded.get("hash"):
+        raise UserError(f"--resume {args.resume}: it records no plan (a file of an older levit-bench or of "
+                        "another command); measure again without --resume")
+    problems = []
+    if recorded["hash"] != fleet.hash:
+        problems.append(f"plan {recorded['hash'][:12]} vs {fleet.hash[:12]} (another plan, flags or timing)")
+    shard, now = recorded.get("shard"), fleet.record()["shard"]
+    if shard != now:
+        show = lambda s: f"{s['index']}/{s['count']}" if s else "the whole plan"  # noqa: E731
+        problems.append(f"shard {show(shard)} vs {show(now)}")
+    problems += sysinfo.machine_differences(old.system, sysinfo.collect())
+    if old.tool_version != __version__:
+        problems.append(f"levit-bench {old.tool_version} vs {__version__}")
+    if problems:
+        raise UserError(f"--resume {args.resume}: cannot resume, this run differs: {'; '.join(problems)}")
+    wanted = {tuple(fleet.entries[i]) for i in fleet.mine()}
+    kept = [e for e in old.results if _finished(e) and _step(e) in wanted]
+    old.results, old.complete = list(kept), False
+    old.config.setdefault("resumed", []).append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                                 "argv": list(argv), "kept": len(kept)})
+    return old, kept
+
+
+def _measure(args: argparse.Namespace, plan, writer: ResultsWriter, record: RunRecord, fleet: planfile.Fleet,
+             kept: list) -> int:
     from ..bench import execute
 
     out = render.console(stderr=args.json, quiet=args.quiet)
     err = render.console(stderr=True)
-    record = RunRecord(system=sysinfo.collect(), config=config_of(args, plan))
+    if fleet.shard is not None or fleet.source or kept or args.resume:
+        where = f"shard {fleet.shard[0]}/{fleet.shard[1]}: " if fleet.shard else ""
+        err.print(f"[dim]plan {fleet.hash[:12]}: {where}{plan.steps()} entries to measure"
+                  + (f", {len(kept)} kept from {writer.path}" if args.resume else "") + "[/]")
     writer.save(record)
     with render.progress(out) as bar:
         task = bar.add_task("measuring", total=plan.steps())
@@ -96,12 +162,16 @@ def _measure(args: argparse.Namespace, plan, writer: ResultsWriter) -> int:
             err.print(f"[yellow]interrupted[/]: {len(record.results)} finished entries kept in {writer.path} "
                       "(complete: false)")
             return EXIT_INTERRUPTED
-    record.results = finished  # plan order (saved meanwhile in the order they finished)
+    order = {tuple(e): i for i, e in enumerate(fleet.entries)}
+    record.results = sorted(kept + finished, key=lambda e: order.get(_step(e), len(order)))  # plan order
     record.complete = True
     writer.save(record)
     if args.json:
         sys.stdout.write(json.dumps(record.to_dict(), indent=1) + "\n")
-    out.print(render.results_table(record.results, emulated=record.system.get("emulated")))
+    if record.results:
+        out.print(render.results_table(record.results, emulated=record.system.get("emulated")))
+    else:
+        out.print("nothing to measure: this shard of the plan has no entries (more shards than groups)")
     for line in render.problems(record.results):
         out.print(f"[dim]{line}[/]")
     for e in record.results:  # --target-ci: name the entries that did not get there
