@@ -327,3 +327,48 @@ def resolve_timing(args: argparse.Namespace):
                         None if args.target_ci is None else args.target_ci / 100,
                         (args.max_time or DEFAULT_MAX_TIME_S) if args.target_ci is not None else None)
     return timing, schedule
+
+
+# ---------------------------------------------------------------------------------------------
+# the input flags (issue 24): what the timed call starts from, declared once (run; load may add them)
+
+#: decode threads beyond this are a typo (each is a thread of this process)
+MAX_DECODE_THREADS = 64
+
+
+def add_input(p: argparse.ArgumentParser) -> None:
+    """--input, --decoder, --decode-threads (``docs/end-to-end.md``)."""
+    from ..jpeg import DECODERS, DEFAULT_DECODERS, DEFAULT_GENERATED
+
+    g = p.add_argument_group("input")
+    g.add_argument("--input", default="tensor", metavar="tensor|jpeg[:DIR]",
+                   help="tensor (default): a ready tensor, compute only; jpeg[:DIR]: also time JPEG files to top-5 labels "
+                   "(read, decode, the model's eval transform, batch, inference, top-5; serial per stage and an "
+                   f"overlapped pipeline), on DIR's files or, without DIR, a seeded photo-like set of {DEFAULT_GENERATED} "
+                   "made once in the export cache")
+    g.add_argument("--decoder", action="append", type=names("--decoder"), default=None,
+                   help=f"JPEG decoders to time with --input jpeg ({', '.join(DECODERS)}; repeatable, comma lists; "
+                   f"default {','.join(DEFAULT_DECODERS)}); each checked against Pillow first")
+    g.add_argument("--decode-threads", action="append", type=int_list("--decode-threads"), default=None,
+                   help="decode worker threads of the overlapped pipeline, swept (comma list; default 1 and the "
+                   "physical cores)")
+
+
+def resolve_input(args: argparse.Namespace):
+    """``jpeg.JpegInput`` for --input jpeg[:DIR], None for tensor; a one-line UserError otherwise."""
+    from ..jpeg import DEFAULT_DECODERS, JpegInput, check_decoders
+
+    text = args.input.strip()
+    extra = args.decoder is not None or args.decode_threads is not None
+    if text == "tensor":
+        if extra:
+            raise UserError("--decoder and --decode-threads apply to --input jpeg; give --input jpeg[:DIR] too")
+        return None
+    kind, _, folder = text.partition(":")
+    if kind != "jpeg" or (_ and not folder):
+        raise UserError(f"--input {args.input!r}: expected tensor, jpeg or jpeg:DIR")
+    decoders = check_decoders([d for g in args.decoder for d in g] if args.decoder else DEFAULT_DECODERS)
+    threads = [t for g in args.decode_threads for t in g] if args.decode_threads else [1, sysinfo.physical_cores()]
+    if max(threads) > MAX_DECODE_THREADS:
+        raise UserError(f"--decode-threads {max(threads)}: at most {MAX_DECODE_THREADS}")
+    return JpegInput(folder or None, decoders, tuple(dict.fromkeys(threads)))

@@ -12,7 +12,8 @@ from ..results import RunRecord
 from ..results_writer import ResultsWriter
 from ..spec import EventKind
 from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser
-from .front import add_output, add_selection, add_timing, output_path, resolve, resolve_timing, selection_config
+from .front import (add_input, add_output, add_selection, add_timing, output_path, resolve, resolve_input,
+                    resolve_timing, selection_config)
 from . import render
 
 
@@ -28,6 +29,7 @@ def run_parser() -> Parser:
     add_selection(p)
     p.add_argument("--paper", action="store_true", help=paper.protocol_flag_help())
     add_timing(p, processes=True)
+    add_input(p)
     add_output(p, "results", "results file (*.json) or folder (default: results/)", "no table, no progress")
     return p
 
@@ -41,15 +43,27 @@ def build_plan(args: argparse.Namespace):
     if args.processes > 1 and selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom:
         raise UserError("--processes runs each step at its batch size; --paper's GPU protocol halves a batch "
                         "that does not fit, in one process only (drop one of the two)")
+    wanted = resolve_input(args)
+    e2e = None
+    if wanted is not None:
+        if args.processes > 1:
+            raise UserError("--input jpeg times the JPEG path in this process; drop --processes")
+        from ..backends import ExportCache
+        from ..endtoend import open_input
+
+        e2e = open_input(wanted, ExportCache(selection.cache_dir).root, selection.settings.device)
     return Plan(selection, timing, shrink_on_oom=bool(selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom),
-                schedule=schedule, processes=args.processes)
+                schedule=schedule, processes=args.processes, end_to_end=e2e)
 
 
 def config_of(args: argparse.Namespace, plan) -> dict:
     from dataclasses import asdict
 
+    e2e = plan.end_to_end
     return {"argv": sys.argv[1:], **selection_config(plan.selection), "timing": asdict(plan.timing),
-            "schedule": asdict(plan.schedule), "processes": plan.processes}
+            "schedule": asdict(plan.schedule), "processes": plan.processes,
+            **({"input": {"kind": "jpeg", "folder": e2e.spec.folder, "decoders": list(e2e.spec.decoders),
+                          "decode_threads": list(e2e.spec.decode_threads)}} if e2e is not None else {})}
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -72,6 +86,11 @@ def _measure(args: argparse.Namespace, plan, writer: ResultsWriter) -> int:
     err = render.console(stderr=True)
     record = RunRecord(system=sysinfo.collect(), config=config_of(args, plan))
     writer.save(record)
+    if plan.end_to_end is not None:
+        f = plan.end_to_end.files
+        err.print(f"[dim]--input jpeg: {len(f.paths)} JPEG files ({f.source}, {f.root}); {len(f.skipped)} skipped[/]")
+        for line in plan.end_to_end.refusals():
+            err.print(f"[yellow]warning[/]: {line}")
     with render.progress(out) as bar:
         task = bar.add_task("measuring", total=plan.steps())
 
@@ -102,6 +121,9 @@ def _measure(args: argparse.Namespace, plan, writer: ResultsWriter) -> int:
     if args.json:
         sys.stdout.write(json.dumps(record.to_dict(), indent=1) + "\n")
     out.print(render.results_table(record.results, emulated=record.system.get("emulated")))
+    if plan.end_to_end is not None:
+        for table in render.end_to_end_tables(record.results):
+            out.print(table)
     for line in render.problems(record.results):
         out.print(f"[dim]{line}[/]")
     for e in record.results:  # --target-ci: name the entries that did not get there
