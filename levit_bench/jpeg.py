@@ -114,6 +114,15 @@ def decode_pillow(data: bytes) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def _quiet_torchvision() -> None:
+    """torchvision 0.29 deprecates its image decoding for TorchCodec's; the call is still the
+    maintained libjpeg-turbo path, and one warning per process says nothing a record does not."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                            category=DeprecationWarning)
+
+
 def decode_torchvision(data: bytes) -> Image.Image:
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
@@ -148,6 +157,8 @@ def unavailable(name: str, device: str) -> str | None:
     """Why decoder ``name`` cannot run here, or None."""
     if name == "nvjpeg" and device != "cuda":
         return "nvjpeg decodes on a CUDA device (--device cuda)"
+    if name in ("torchvision", "nvjpeg"):
+        _quiet_torchvision()
     module = {"torchvision": "torchvision.io", "opencv": "cv2", "nvjpeg": "torchvision.io"}.get(name)
     if module is not None:
         try:
