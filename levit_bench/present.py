@@ -206,3 +206,12 @@ def end_to_end_tables(entries: Sequence[Entry]) -> list[tuple[list[str], list[li
     return [(["model", "backend", "batch", "compute img/s", "decoder", "serial img/s [95% CI]",
               "pipeline img/s [95% CI] (threads)", "p50/p99 ms", "bound"], speed),
             (["model", "backend", "batch", "decoder"] + [E2E_STAGE_LABELS[k] for k in stages] + ["Σ stages"], parts)]
+
+
+def e2e_ratio(a: dict, b: dict, paired: bool) -> Ratio:
+    """Speed of end-to-end record ``a`` over ``b`` (two ``end_to_end`` serial or pipeline records),
+    like :func:`speed_ratio`: paired round by round when both were timed in one group's rounds."""
+    from .stats import split_rounds
+
+    ra, rb = ([r / x["images_per_call"] for r in split_rounds(x["samples_s"], x["calls"])] for x in (a, b))
+    return paired_ratio(ra, rb) if paired and can_pair(ra, rb) else unpaired_ratio(ra, rb)

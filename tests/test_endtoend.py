@@ -264,3 +264,73 @@ def test_end_to_end_top1_equals_the_accuracy_commands_on_the_same_files(small_se
     assert e2e["decoders"]["opencv"]["max_abs_diff"] <= jpeg.DECODER_TOLERANCE["opencv"]
     [(speed_header, speed), (_stage_header, stages)] = end_to_end_tables([entry])
     assert len(speed) == len(stages) == 2 and speed_header[3] == "compute img/s"
+
+
+# ---- the report section -----------------------------------------------------------------------
+
+def _with_e2e(model: str, compute_s: float, pipeline_s: float, seed: int, batch: int = 16):
+    """A measured entry (8 rounds of 5 calls, lognormal 3%) and its end-to-end part, with known truth."""
+    from levit_bench.endtoend import end_to_end
+    from levit_bench.results import Entry
+
+    from .test_gate import ok_entry
+
+    rng = np.random.default_rng(seed)
+    calls = [5] * 8
+    e = ok_entry(model, "onnxruntime", batch, compute_s * rng.lognormal(0, 0.03, 40))
+    e.rounds = [{"round": i, "position": 0, "start_s": float(i), "calls": 5} for i in range(8)]
+    e.group = 0
+    means = {"read": 0.001, "decode": 0.05, "transform": 0.15, "batch": 0.002, "inference": compute_s, "top5": 0.0005}
+    stages = {k: list(m * rng.lognormal(0, 0.03, 40)) for k, m in means.items()}
+    totals = list(np.sum([np.array(v) for v in stages.values()], axis=0))
+    serial = serial_record("pillow", totals, calls, stages, batch)
+    pipe = pipeline_record("pillow", 2, 2, list(pipeline_s * rng.lognormal(0, 0.03, 40)), calls, batch,
+                           [0.5] * 640, [0.01] * 40, "transform")
+    e.end_to_end = end_to_end({"source": "generated", "images": 128, "skipped": 0, "files": 128, "labelled": True},
+                              {"pillow": {"accepted": True, "reason": None, "max_abs_diff": 0, "tolerance": 0, "files": 16}},
+                              [serial], [pipe], [])
+    return Entry.from_dict(e.to_dict())
+
+
+def test_report_section_says_from_the_figures_whether_levits_lead_survives():
+    from levit_bench.report.document import build_report
+
+    from .test_gate import make_record
+
+    # compute-only: LeViT 3x faster; JPEG path: decode bounds both, LeViT 1.25x (survives, narrowly)
+    survives = make_record([_with_e2e("levit_128s", 0.1, 0.4, 1), _with_e2e("efficientnet_b0", 0.3, 0.5, 2)])
+    text = build_report([survives]).markdown
+    assert "## From JPEG to label" in text and "![where an image's time goes]" in text
+    assert "2.98× compute-only, 1.24× from JPEG to label" in text  # the seeded samples' ratios
+    assert "the lead survives the JPEG path" in text and "12% of the compute-only lead kept" in text
+    # the same pair where the JPEG path takes the same time for both: the lead does not survive
+    gone = make_record([_with_e2e("levit_128s", 0.1, 0.5, 3), _with_e2e("efficientnet_b0", 0.3, 0.5, 4)])
+    assert "does not clearly survive" in build_report([gone]).markdown
+    report = build_report([survives])
+    assert any(name.startswith("jpeg-") and png[:4] == b"\x89PNG" for name, png in report.figures.items())
+
+
+def test_report_without_end_to_end_entries_has_no_such_section():
+    from levit_bench.report.document import build_report
+
+    from .test_gate import base_record
+
+    record = base_record()
+    assert "From JPEG to label" not in build_report([record]).markdown
+    assert not any("jpeg" in name for name in build_report([record]).figures)
+
+
+def test_a_results_file_with_end_to_end_entries_validates_and_loads(tmp_path):
+    import jsonschema
+
+    from .test_gate import make_record
+
+    path = make_record([_with_e2e("levit_128s", 0.1, 0.4, 1)]).save(tmp_path / "r.json")
+    data = json.loads(path.read_text())
+    jsonschema.validate(data, results.schema())
+    assert data["schema_version"] == 6 and "end_to_end" in data["results"][0]
+    again = results.load(path).results[0]
+    assert again.end_to_end["pipeline"][0]["bounding_stage"] == "inference"
+    plain = make_record([_with_e2e("levit_128s", 0.1, 0.4, 1)])
+    plain.results[0].end_to_end = None
+    assert "end_to_end" not in plain.to_dict()["results"][0]  # absent unless measured
