@@ -334,3 +334,15 @@ def test_a_results_file_with_end_to_end_entries_validates_and_loads(tmp_path):
     plain = make_record([_with_e2e("levit_128s", 0.1, 0.4, 1)])
     plain.results[0].end_to_end = None
     assert "end_to_end" not in plain.to_dict()["results"][0]  # absent unless measured
+
+
+def test_a_fresh_cache_holding_only_a_generated_set_is_still_a_levit_bench_cache(tmp_path):
+    from levit_bench.backends import ExportCache
+
+    cache = ExportCache(tmp_path / "cache")
+    cache.check()
+    jpeg.generated_set(cache.root / "jpeg", 2, seed=5)
+    assert cache.foreign_items() == []
+    cache.mark()
+    assert cache.is_marked() and cache.unrecognised() == []
+    ExportCache(tmp_path / "cache").check()  # the next run's check accepts it
