@@ -3,8 +3,9 @@ kept in ``Entry.end_to_end`` (schema 6) beside the compute-only figures of the s
 
 Three parts.  ``serial``: one item per decoder, a call being one batch read → decoded →
 transformed → stacked → (copied, on CUDA) → inferred → top-5, each stage timed by consecutive
-clock reads inside the call, so the stages of one call add up to that call exactly; their medians
-per image, with the order-statistic interval over rounds like every figure (``stats``).
+clock reads inside the call, so the stages of one call add up to that call exactly; each stage's
+mean per image (the figures that add up to the serial time), with the order-statistic interval of
+its round means like every figure's over rounds (``stats``), and its median.
 ``pipeline``: one item per decoder × decode-thread count, decode workers feeding inference; a
 sample is the time between two batches' completions; per-image latency from the moment a file is
 handed to the workers to its batch's top-5; the share of time inference waited for images says
@@ -22,21 +23,26 @@ from .stats import latency_percentiles, median_time_interval, split_rounds
 STAGES = ("read", "decode", "transform", "batch", "copy", "inference", "top5")
 #: the stages run by the pipeline's decode workers; the others run on the inference thread
 DECODE_SIDE = ("read", "decode", "transform")
-#: the stage medians must add up to the serial call's median within this fraction (else a note)
+#: the stage times must add up to the serial call's within this fraction (else a note: a stage untimed)
 ADDITIVITY_TOLERANCE = 0.05
 #: the inference thread waiting for images more than this share of the time: decode bounds the pipeline
 DECODE_BOUND_WAIT = 0.10
 
 
-def _interval(samples: Sequence[float], calls: Sequence[int], scale: float) -> list[float]:
-    lo, hi = median_time_interval(split_rounds(list(samples), list(calls)))
+def _round_means_interval(samples: Sequence[float], calls: Sequence[int], scale: float) -> list[float]:
+    """The order-statistic 95% interval over rounds of a stage's per-round mean (``stats``)."""
+    means = [np.array([r.mean()]) for r in split_rounds(list(samples), list(calls)) if r.size]
+    lo, hi = median_time_interval(means)
     return [lo * scale, hi * scale]
 
 
 def serial_record(decoder: str, samples_s: Sequence[float], calls: Sequence[int], stages: dict[str, list[float]],
                   images_per_call: int) -> dict:
-    """The serial item of one decoder: images/s with its interval, each stage's ms per image (median,
-    interval, mean, share of the stages' sum) and how well the stage medians add up to the call's."""
+    """The serial item of one decoder: images/s (median call) with its interval; each stage's mean
+    ms per image (the figures that add up: every call is the sum of its stages, so the stage means
+    sum to the mean call; ``stages_sum_ratio`` checks it, and a stage left untimed would show) with
+    the interval of its round means, its median, and its share; and how far the stage medians,
+    which need not add up, are from the median call (``stages_median_ratio``)."""
     x = np.asarray(samples_s, dtype=float)
     med = float(np.median(x))
     lo, hi = median_time_interval(split_rounds(list(x), list(calls)))
@@ -46,24 +52,25 @@ def serial_record(decoder: str, samples_s: Sequence[float], calls: Sequence[int]
         s = stages.get(name)
         if not s:
             continue
-        figures[name] = {"ms_per_image": float(np.median(s)) * per_image_ms,
-                         "ci95_ms": _interval(s, calls, per_image_ms),
-                         "mean_ms_per_image": float(np.mean(s)) * per_image_ms}
+        figures[name] = {"ms_per_image": float(np.mean(s)) * per_image_ms,
+                         "ci95_ms": _round_means_interval(s, calls, per_image_ms),
+                         "median_ms_per_image": float(np.median(s)) * per_image_ms}
     total = sum(f["ms_per_image"] for f in figures.values())
     for f in figures.values():
         f["share"] = f["ms_per_image"] / total if total else None
-    ratio = total / (med * per_image_ms) if med else None
-    mean_ratio = sum(f["mean_ms_per_image"] for f in figures.values()) / (float(x.mean()) * per_image_ms)
+    mean_call_ms = float(x.mean()) * per_image_ms
+    median_sum = sum(f["median_ms_per_image"] for f in figures.values())
     largest = max(figures, key=lambda k: figures[k]["ms_per_image"]) if figures else None
     return {"decoder": decoder, "images_per_second": images_per_call / med, "ci95": [images_per_call / hi,
-            images_per_call / lo], "ms_per_image": med * per_image_ms, "stages": figures,
-            "stages_sum_ratio": ratio, "stages_mean_ratio": mean_ratio, "largest_stage": largest,
+            images_per_call / lo], "ms_per_image": med * per_image_ms, "mean_ms_per_image": mean_call_ms,
+            "stages": figures, "stages_sum_ratio": total / mean_call_ms if mean_call_ms else None,
+            "stages_median_ratio": median_sum / (med * per_image_ms) if med else None, "largest_stage": largest,
             "images_per_call": images_per_call, "samples_s": [float(v) for v in x], "calls": list(calls),
             "stage_samples_s": {k: [float(v) for v in s] for k, s in stages.items() if s}}
 
 
 def adds_up(serial: dict) -> bool:
-    """Whether the stage medians add up to the serial call's median within the tolerance."""
+    """Whether the stage times add up to the serial call's time within the tolerance."""
     r = serial.get("stages_sum_ratio")
     return r is not None and abs(r - 1.0) <= ADDITIVITY_TOLERANCE
 

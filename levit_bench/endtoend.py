@@ -265,8 +265,8 @@ def record(e2e: EndToEnd, its: Items, inference_threads: int) -> dict:
         if r["decoder"] in its.top:
             r.update({k: v for k, v in its.top[r["decoder"]].items() if k != "predictions"})
         if not adds_up(r):
-            notes.append(f"{t.label}: the stage medians add up to {r['stages_sum_ratio']:.1%} of the call's median")
-        side = {k: v for k, v in r["stages"].items() if k in DECODE_SIDE}
+            notes.append(f"{t.label}: the stage times add up to {r['stages_sum_ratio']:.1%} of the call's: a gap untimed")
+        side = {k: v for k, v in r["stages"].items() if k in DECODE_SIDE}  # the workers' share, by mean
         decode_stage[r["decoder"]] = max(side, key=lambda k: side[k]["ms_per_image"]) if side else None
         serial.append(r)
     for p, t in its.pipeline:

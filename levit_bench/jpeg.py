@@ -114,19 +114,26 @@ def decode_pillow(data: bytes) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+_QUIET = False
+
+
 def _quiet_torchvision() -> None:
     """torchvision 0.29 deprecates its image decoding for TorchCodec's; the call is still the
     maintained libjpeg-turbo path, and one warning per process says nothing a record does not."""
-    import warnings
+    global _QUIET
+    if not _QUIET:
+        import warnings
 
-    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                            category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                                category=DeprecationWarning)
+        _QUIET = True
 
 
 def decode_torchvision(data: bytes) -> Image.Image:
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    _quiet_torchvision()
     t = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     return Image.fromarray(t.permute(1, 2, 0).contiguous().numpy())
 
@@ -145,6 +152,7 @@ def decode_nvjpeg(data: bytes) -> Image.Image:
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    _quiet_torchvision()
     t = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB, device="cuda")
     return Image.fromarray(t.permute(1, 2, 0).contiguous().cpu().numpy())
 
@@ -157,8 +165,6 @@ def unavailable(name: str, device: str) -> str | None:
     """Why decoder ``name`` cannot run here, or None."""
     if name == "nvjpeg" and device != "cuda":
         return "nvjpeg decodes on a CUDA device (--device cuda)"
-    if name in ("torchvision", "nvjpeg"):
-        _quiet_torchvision()
     module = {"torchvision": "torchvision.io", "opencv": "cv2", "nvjpeg": "torchvision.io"}.get(name)
     if module is not None:
         try:

@@ -172,7 +172,7 @@ def end_to_end_tables(entries: Sequence[Entry]) -> list[Table]:
     from ..present import end_to_end_tables as layouts
 
     titles = ("JPEG to top-5 (images/s): compute-only, serial, overlapped pipeline (decode+inference threads)",
-              "where an image's time goes (serial path, median ms per image)")
+              "where an image's time goes (serial path, mean ms per image; the stages add up to the call)")
     out = []
     for title, (header, rows) in zip(titles, layouts(entries)):
         table = Table(title=title, title_justify="left")

@@ -64,8 +64,8 @@ def lead_words(levit: str, effnet: str, runtime: str, compute, e2e) -> str:
 
 
 def stages_png(found: Sequence[Sourced], title: str) -> bytes | None:
-    """Horizontal stacked bars, one per entry and decoder: each serial stage's median ms per image;
-    a tick marks the compute-only time per image."""
+    """Horizontal stacked bars, one per entry and decoder: each serial stage's mean ms per image;
+    a tick marks the compute-only (median) time per image."""
     bars = [(f"{s.entry.model} · {s.entry.variant} · b{s.entry.batch_size} · {r['decoder']}", r["stages"],
              1000.0 / s.entry.images_per_second) for s in found for r in s.entry.end_to_end["serial"]]
     if not bars:
@@ -87,7 +87,7 @@ def stages_png(found: Sequence[Sourced], title: str) -> bytes | None:
         ax.plot([compute_ms], [y], marker="|", markersize=14, color="black", label="compute-only" if y == 0 else None)
     ax.set_yticks(range(len(bars)), [b[0] for b in bars], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("ms per image (serial path, stage medians)")
+    ax.set_xlabel("ms per image (serial path, stage means: they add up to the mean call)")
     ax.set_title(title, fontsize=9)
     fig.legend(fontsize=7, ncol=4, loc="outside lower center")
     ax.grid(True, axis="x", alpha=0.3)
@@ -115,11 +115,12 @@ def e2e_section(machine: Machine, found: Sequence[Sourced], plot_name: str | Non
         lines += [f"- {w}" for w in words] + [""]
     if plot_name:
         lines += [f"![where an image's time goes]({plot_name})", "",
-                  "Where an image's time goes in the serial path (stage medians, ms per image); the tick is the "
-                  "compute-only time per image.", ""]
+                  "Where an image's time goes in the serial path (stage means, ms per image); the tick is the "
+                  "compute-only median time per image.", ""]
     for (header, table_rows), caption in zip(end_to_end_tables([s.entry for s in found]),
                                              ("Every entry (pipeline threads: decode+inference):",
-                                              "Serial stages, median ms per image (Σ: the stage medians over the call's):")):
+                                              "Serial stages, mean ms per image (Σ: their sum over the mean serial call; "
+                                              "every call is the sum of its stages), and the median call:")):
         lines += [caption, "", md_table(header, table_rows), ""]
     checks = [[name, str(c.get("max_abs_diff", "—")), str(c.get("tolerance", "—")), "yes" if c.get("accepted") else
                f"no: {c.get('reason')}"] for name, c in first["decoders"].items()]
