@@ -124,6 +124,8 @@ def _measure(args: argparse.Namespace, plan, writer: ResultsWriter) -> int:
     if plan.end_to_end is not None:
         for table in render.end_to_end_tables(record.results):
             out.print(table)
+        for note in (n for e in record.results for n in (e.end_to_end or {}).get("notes", [])):
+            out.print(f"[yellow]{note}[/]")
     for line in render.problems(record.results):
         out.print(f"[dim]{line}[/]")
     for e in record.results:  # --target-ci: name the entries that did not get there
