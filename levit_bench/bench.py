@@ -24,6 +24,7 @@ import torch
 from .backends import BACKENDS, ExportCache
 from .backends.base import Runner
 from .canary import DEFAULT_CANARY, Canary, Reference, build as build_canary, reference as canary_reference
+from .endtoend import EndToEnd, Items, items as e2e_items, record as e2e_record
 from .energy import energy_record, open_counter
 from .errors import UserError, first_line
 from .harness import TimingOptions
@@ -59,6 +60,7 @@ class Plan:
     #: ``run --chunk``: the steps in chunks timed one after another (each its own groups); None: one chunk
     chunks: tuple[frozenset[tuple[str, str, str, int]], ...] | None = None
     first_group: int = 0  # the group number of the first group timed (a resumed run's come after the kept ones)
+    end_to_end: EndToEnd | None = None  # ``--input jpeg``: the JPEG path timed beside each entry (``endtoend.py``)
 
     @property
     def settings(self) -> Settings:
@@ -91,6 +93,15 @@ class _Pending:
     runner: Runner
     timed: Timed
     images_per_call: int
+    e2e: Items | None = None  # ``--input jpeg``: the entry's end-to-end items, timed in the same rounds
+
+    def all_timed(self) -> list[Timed]:
+        return [self.timed] + (self.e2e.timed() if self.e2e is not None else [])
+
+    def close(self) -> None:
+        if self.e2e is not None:
+            self.e2e.close()
+        self.runner.close()
 
 
 def execute(plan: Plan, on_event: Callable[[Event], None] | None = None,
@@ -227,6 +238,9 @@ class _Run:
                           self.device.type == "cuda")
             with torch.inference_mode():
                 warm(timed, self.plan.timing, ready.first_call_s)
+                e2e = None if self.plan.end_to_end is None else e2e_items(
+                    self.plan.end_to_end, entry.label(), ready.identity.model, self.plan.selection.img_size,
+                    ready.runner, ready.identity.batch_size, self.plan.settings.threads, self.plan.timing)
         except KeyboardInterrupt:
             ready.runner.close()
             raise
@@ -234,7 +248,8 @@ class _Run:
             ready.runner.close()
             oom = is_out_of_memory(exc)
             return NotReady(ready.identity, Status.FAILED, "out of memory" if oom else first_line(exc), ready.facts, oom)
-        return _Pending(self.step, entry, ready.runner, timed, ready.identity.batch_size * ready.runner.batches_per_call)
+        return _Pending(self.step, entry, ready.runner, timed, ready.identity.batch_size * ready.runner.batches_per_call,
+                        e2e)
 
     def _memory_short(self) -> bool:
         """Whether to time what is prepared before preparing more (each runner holds its model)."""
@@ -258,13 +273,14 @@ class _Run:
         def on_round(done: int, planned: int) -> None:
             self.notify(Event(EventKind.ROUND, round=done, rounds=planned, count=len(group)))
 
-        on_round(0, rounds_for([p.timed for p in group], self.plan.timing, schedule))
+        timed = [t for p in group for t in p.all_timed()]
+        on_round(0, rounds_for(timed, self.plan.timing, schedule))
         interrupted = False
         try:
             with torch.inference_mode():  # as in warm-up and parity: no autograd, no grad-mode recompile
                 if self.canary is None and self.device.type == "cpu":
                     self.canary = build_canary(DEFAULT_CANARY)
-                done = run_rounds([p.timed for p in group], self.plan.timing, schedule, on_round,
+                done = run_rounds(timed, self.plan.timing, schedule, on_round,
                                   None if isinstance(self.energy, str) else self.energy, self.canary)
         except KeyboardInterrupt:
             interrupted, done = True, max(len(p.timed.rounds) for p in group)
@@ -275,7 +291,7 @@ class _Run:
                 self._record(p, done, interrupted, beta, run_s)
         finally:
             for p in group:
-                p.runner.close()
+                p.close()
             for name in self.plan.selection.backends:
                 BACKENDS[name].end_group()
             self.groups += 1
@@ -298,6 +314,8 @@ class _Run:
                              canary_cost_s=t.canary_cost_s if self.reference is not None else None,
                              canary_beta=canary_beta, canary_run_s=canary_run_s)
                 entry.energy = energy_record(t.energy_j, t.metered_s, t.metered_calls * p.images_per_call, self.energy)
+                if p.e2e is not None:
+                    entry.end_to_end = e2e_record(self.plan.end_to_end, p.e2e, self.plan.settings.threads)
                 if interrupted:
                     entry.notes.append(f"interrupted: timed in {len(t.rounds)} of the planned rounds")
                 if self.plan.schedule.target_ci is not None and t.ci_half_width() > self.plan.schedule.target_ci:
@@ -306,7 +324,7 @@ class _Run:
             else:
                 entry.reason = "interrupted before its first timed round"
         finally:
-            p.runner.close()  # (closing twice is harmless)
+            p.close()  # (closing twice is harmless)
         if t.samples or not interrupted:
             self.finish(p.index, entry)
 
@@ -321,7 +339,7 @@ class _Run:
 
     def _release_pending(self) -> None:
         for p in self.pending:
-            p.runner.close()
+            p.close()
         self.pending = []
         for name in self.plan.selection.backends:
             BACKENDS[name].end_group()

@@ -164,3 +164,56 @@ def level_row(level: dict) -> list[str]:
             fmt_ms((p.get("p99.9") or {}).get("ms")),
             "—" if level.get("mean_batch") is None else f"{level['mean_batch']:.2f}", str(level.get("max_queue", 0)),
             note]
+
+
+# ---------------------------------------------------------------------------------------------
+# the end-to-end JPEG path (issue 24): one table layout for the terminal and the report
+
+#: the stage columns, in path order (``copy`` only where some entry has it: CUDA)
+E2E_STAGE_LABELS = {"read": "read", "decode": "decode", "transform": "transform", "batch": "batch",
+                    "copy": "H2D copy", "inference": "inference", "top5": "top-5"}
+
+
+def _e2e_stages(entries: Sequence[Entry]) -> list[str]:
+    return [h for h in E2E_STAGE_LABELS if any(h in r["stages"] for e in entries if e.end_to_end
+                                                for r in e.end_to_end["serial"])]
+
+
+def end_to_end_tables(entries: Sequence[Entry]) -> list[tuple[list[str], list[list[str]]]]:
+    """Two (header, rows) tables, one row per entry with an end-to-end part and per decoder:
+    compute-only next to the serial path and the best overlapped pipeline (decode + inference
+    threads), its per-image latency and what bounds it; then each serial stage's mean ms per image,
+    what they add up to (share of the mean serial call) and the serial call's median ms per image."""
+    stages = _e2e_stages(entries)
+    speed, parts = [], []
+    for e in entries:
+        if not e.end_to_end:
+            continue
+        for s in e.end_to_end["serial"]:
+            pipes = [p for p in e.end_to_end["pipeline"] if p["decoder"] == s["decoder"]]
+            p = max(pipes, key=lambda r: r["images_per_second"]) if pipes else None
+            lat = p["latency_ms"] if p else {}
+            head = [e.model, e.variant, str(e.batch_size)]
+            speed.append(head + [fmt_ips(e.images_per_second), s["decoder"],
+                                 f"{fmt_ips(s['images_per_second'])} [{fmt_ips(s['ci95'][0])}–{fmt_ips(s['ci95'][1])}]",
+                                 (f"{fmt_ips(p['images_per_second'])} [{fmt_ips(p['ci95'][0])}–{fmt_ips(p['ci95'][1])}] "
+                                  f"({p['decode_threads']}+{p['inference_threads']})") if p else "",
+                                 f"{fmt_ms((lat.get('p50') or {}).get('ms'))}/{fmt_ms((lat.get('p99') or {}).get('ms'))}"
+                                 if p else "", p["bounding_stage"] if p else ""])
+            parts.append(head + [s["decoder"]] + [f"{s['stages'][k]['ms_per_image']:.2f}" if k in s["stages"] else ""
+                                                  for k in stages]
+                         + [f"{s['stages_sum_ratio']:.2%}" if s.get("stages_sum_ratio") else "",
+                            f"{s['ms_per_image']:.2f}"])
+    return [(["model", "backend", "batch", "compute img/s", "decoder", "serial img/s [95% CI]",
+              "pipeline img/s [95% CI] (threads)", "p50/p99 ms", "bound"], speed),
+            (["model", "backend", "batch", "decoder"] + [E2E_STAGE_LABELS[k] for k in stages]
+             + ["Σ / mean call", "median call"], parts)]
+
+
+def e2e_ratio(a: dict, b: dict, paired: bool) -> Ratio:
+    """Speed of end-to-end record ``a`` over ``b`` (two ``end_to_end`` serial or pipeline records),
+    like :func:`speed_ratio`: paired round by round when both were timed in one group's rounds."""
+    from .stats import split_rounds
+
+    ra, rb = ([r / x["images_per_call"] for r in split_rounds(x["samples_s"], x["calls"])] for x in (a, b))
+    return paired_ratio(ra, rb) if paired and can_pair(ra, rb) else unpaired_ratio(ra, rb)

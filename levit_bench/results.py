@@ -32,8 +32,8 @@ from .stats import (NOISE_THRESHOLD, adjusted_rounds, between_round_spread, labe
                     median_time_interval, split_rounds, summarize_calls)
 
 #: what each version added, and how earlier files are read: the top of docs/results-schema.md
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+SCHEMA_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 #: the call times a results file may hold: below a nanosecond no clock measures, above a day no
 #: call of a benchmark runs (outside these, ratios overflow to inf or 0 and decide nothing)
 MIN_CALL_S, MAX_CALL_S = 1e-9, 86400.0
@@ -100,6 +100,7 @@ class Entry(Identified):
     intervals: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None
     side: str | None = None  # ``levit-bench ab``: "base" or "new" (absent from other files)
+    end_to_end: dict[str, Any] | None = None  # ``run --input jpeg`` (schema 6, ``e2e_record.py``; else absent)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -121,8 +122,7 @@ class Entry(Identified):
         """The flat form a results file keeps."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "identity"}
         d["status"] = str(self.status)
-        if d["side"] is None:
-            del d["side"]
+        d = {k: v for k, v in d.items() if v is not None or k not in ("side", "end_to_end")}  # absent unless set
         return {**self.identity.to_dict(), **d}
 
     @classmethod

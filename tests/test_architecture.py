@@ -28,7 +28,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "results-v1-2026-11-27.json"
 PACKAGE = Path(__file__).resolve().parent.parent / "levit_bench"
 ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 #: modules of cli/ that are not commands: the dispatcher, ``python -m``, and what commands share
-CLI_SHARED = {"cli", "cli.__main__", "cli.args", "cli.front", "cli.guard", "cli.planfile", "cli.render"}
+CLI_SHARED = {"cli", "cli.__main__", "cli.args", "cli.ci_outputs", "cli.front", "cli.guard", "cli.planfile", "cli.render"}
 #: the flags that select what is measured: declared once, in the shared argument group
 SELECTION_FLAGS = ("--model", "--backend", "--batch-size", "--precision", "--device", "--threads", "--weights",
                    "--img-size", "--cache-dir")

@@ -117,7 +117,7 @@ def test_files_of_earlier_layouts_load_report_and_compare(tmp_path, capsys, name
     # and a file this version writes (schema 5) holds the same identities
     again = tmp_path / "again.json"
     record.save(again)
-    assert json.loads(again.read_text())["schema_version"] == SCHEMA_VERSION == 5
+    assert json.loads(again.read_text())["schema_version"] == SCHEMA_VERSION == 6
     assert [e.identity for e in load(again).results] == [e.identity for e in record.results]
 
 

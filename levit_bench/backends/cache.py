@@ -44,8 +44,9 @@ from .cache_files import (MAX_BYTES_ENV, RUNTIME_MARKER, BuildFolder, _artifact_
 CACHE_FORMAT = 1
 #: folders under the root that belong to the runtimes' own caches (torch inductor, OpenVINO CACHE_DIR)
 RUNTIME_DIRS = ("inductor", "openvino")
-#: every top-level name a levit-bench cache holds (artifact folders per backend, runtime caches, peaks)
-KNOWN_TOPS = frozenset({"onnx", "torchscript", "onnxruntime-int8", "openvino-int8", "peak", *RUNTIME_DIRS})
+#: every top-level name a levit-bench cache holds (artifact folders per backend, runtime caches, peaks,
+#: the generated JPEG sets of ``run --input jpeg``)
+KNOWN_TOPS = frozenset({"onnx", "torchscript", "onnxruntime-int8", "openvino-int8", "peak", "jpeg", *RUNTIME_DIRS})
 #: the root's marker: the Cache Directory Tagging Specification's file, with a line naming us
 MARKER = "CACHEDIR.TAG"
 MARKER_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -299,7 +300,7 @@ class ExportCache:
         listed = {a.folder for a in self.entries()}
         out: list[Path] = []
         for top in self._tops(all_names=True):
-            if top.name in RUNTIME_DIRS or top.name == "peak" or not top.is_dir() or top.is_symlink():
+            if top.name in RUNTIME_DIRS or top.name in ("peak", "jpeg") or not top.is_dir() or top.is_symlink():
                 if top.name not in KNOWN_TOPS or (top.name in RUNTIME_DIRS and top not in listed):
                     out.append(top)
                 continue

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from .. import gate
 from ..present import fmt_ips, fmt_p, md_table
 from ..verdict import FAIL, INCONCLUSIVE, PASS
-from . import front, render
+from . import ci_outputs, render
 from .args import EXIT_OK, EXIT_REGRESSION, Parser, percent, probability
 
 OUTCOME_STYLE = {PASS: "green", FAIL: "bold red", INCONCLUSIVE: "yellow", gate.REFERENCE: "cyan"}
@@ -167,13 +167,13 @@ def compare_parser() -> Parser:
                    "(same device, precision, batch, threads; backend default torch), e.g. levit_128s/torch")
     p.add_argument("--alpha", type=probability("--alpha"), default=gate.DEFAULT_ALPHA,
                    help=f"one-sided significance level of the test, per entry (default {gate.DEFAULT_ALPHA:g})")
-    front.add_ci_outputs(p)
+    ci_outputs.add_ci_outputs(p)
     return p
 
 
 def cmd_compare(argv: Sequence[str]) -> int:
     args = compare_parser().parse_args(argv)
-    front.check_ci_outputs(args)
+    ci_outputs.check_ci_outputs(args)
     result = gate.compare_files(args.base, args.new, args.normalize_by, fail_above_pct=args.fail_above,
                                 alpha=args.alpha)
     code = EXIT_REGRESSION if result.failed(args.inconclusive) else EXIT_OK
@@ -181,7 +181,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
         sys.stderr.write(f"levit-bench: warning: {warning}\n")
     markdown = comparison_markdown(result, args.inconclusive)
     new = [(r.new.label(), r.new) for r in result.rows]
-    front.write_ci_outputs(args, markdown, new)
+    ci_outputs.write_ci_outputs(args, markdown, new)
     if args.markdown == "-":
         sys.stdout.write(markdown)
         return code

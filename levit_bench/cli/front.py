@@ -334,42 +334,45 @@ def resolve_timing(args: argparse.Namespace):
 
 
 # ---------------------------------------------------------------------------------------------
-# CI outputs (issue 23): declared once, for every command that reads results (compare, history)
+# the input flags (issue 24): what the timed call starts from, declared once (run; load may add them)
+
+#: decode threads beyond this are a typo (each is a thread of this process)
+MAX_DECODE_THREADS = 64
 
 
-def add_ci_outputs(p: argparse.ArgumentParser) -> None:
-    """--markdown [FILE] and --export FORMAT FILE: a job summary or PR comment, dashboard files."""
-    from ..dashboards import EXPORT_FORMATS, STEP_SUMMARY
+def add_input(p: argparse.ArgumentParser) -> None:
+    """--input, --decoder, --decode-threads (``docs/end-to-end.md``)."""
+    from ..jpeg import DECODERS, DEFAULT_DECODERS, DEFAULT_GENERATED
 
-    g = p.add_argument_group("CI outputs")
-    g.add_argument("--markdown", nargs="?", const="-", default=None, metavar="FILE",
-                   help="write the Markdown summary (a pull-request comment, a job summary) to FILE; without FILE, "
-                   f"print it instead of the terminal table. It is also appended to ${STEP_SUMMARY} when that is "
-                   "set (GitHub Actions), with or without this flag")
-    g.add_argument("--export", nargs=2, action="append", default=[], metavar=("FORMAT", "FILE"),
-                   help=f"write the run's figures for a dashboard: FORMAT {' or '.join(EXPORT_FORMATS)} "
-                   "(github-action-benchmark customBiggerIsBetter JSON; Bencher Metric Format JSON); repeatable")
-
-
-def check_ci_outputs(args: argparse.Namespace) -> None:
-    """Refuse an unknown export format, or a target that is a results file, before anything is read."""
-    from ..dashboards import EXPORT_FORMATS, check_target
-
-    if args.markdown not in (None, "-"):
-        check_target(args.markdown, "Markdown summary")
-    for fmt, path in args.export:
-        if fmt not in EXPORT_FORMATS:
-            raise UserError(f"--export {fmt!r}: the formats are {', '.join(EXPORT_FORMATS)}")
-        check_target(path, f"{fmt} export")
+    g = p.add_argument_group("input")
+    g.add_argument("--input", default="tensor", metavar="tensor|jpeg[:DIR]",
+                   help="tensor (default): a ready tensor, compute only; jpeg[:DIR]: also time JPEG files to top-5 labels "
+                   "(read, decode, the model's eval transform, batch, inference, top-5; serial per stage and an "
+                   f"overlapped pipeline), on DIR's files or, without DIR, a seeded photo-like set of {DEFAULT_GENERATED} "
+                   "made once in the export cache")
+    g.add_argument("--decoder", action="append", type=names("--decoder"), default=None,
+                   help=f"JPEG decoders to time with --input jpeg ({', '.join(DECODERS)}; repeatable, comma lists; "
+                   f"default {','.join(DEFAULT_DECODERS)}); each checked against Pillow first")
+    g.add_argument("--decode-threads", action="append", type=int_list("--decode-threads"), default=None,
+                   help="decode worker threads of the overlapped pipeline, swept (comma list; default 1 and the "
+                   "physical cores)")
 
 
-def write_ci_outputs(args: argparse.Namespace, markdown: str, named: list, commit: str | None = None) -> None:
-    """The Markdown to --markdown FILE and to $GITHUB_STEP_SUMMARY, the exports to their files
-    (printing Markdown on stdout, ``--markdown`` without FILE, is the command's)."""
-    from ..dashboards import append_step_summary, export_text, write_text
+def resolve_input(args: argparse.Namespace):
+    """``jpeg.JpegInput`` for --input jpeg[:DIR], None for tensor; a one-line UserError otherwise."""
+    from ..jpeg import DEFAULT_DECODERS, JpegInput, check_decoders
 
-    if args.markdown not in (None, "-"):
-        write_text(args.markdown, markdown, "Markdown summary")
-    append_step_summary(markdown)
-    for fmt, path in args.export:
-        write_text(path, export_text(fmt, named, commit), f"{fmt} export")
+    text = args.input.strip()
+    extra = args.decoder is not None or args.decode_threads is not None
+    if text == "tensor":
+        if extra:
+            raise UserError("--decoder and --decode-threads apply to --input jpeg; give --input jpeg[:DIR] too")
+        return None
+    kind, _, folder = text.partition(":")
+    if kind != "jpeg" or (_ and not folder):
+        raise UserError(f"--input {args.input!r}: expected tensor, jpeg or jpeg:DIR")
+    decoders = check_decoders([d for g in args.decoder for d in g] if args.decoder else DEFAULT_DECODERS)
+    threads = [t for g in args.decode_threads for t in g] if args.decode_threads else [1, sysinfo.physical_cores()]
+    if max(threads) > MAX_DECODE_THREADS:
+        raise UserError(f"--decode-threads {max(threads)}: at most {MAX_DECODE_THREADS}")
+    return JpegInput(folder or None, decoders, tuple(dict.fromkeys(threads)))

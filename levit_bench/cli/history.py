@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from .. import history as hist
 from ..present import fmt_ips, md_table
-from . import front, render
+from . import ci_outputs, render
 from .args import EXIT_OK, EXIT_REGRESSION, Parser, percent, positive_int, probability
 
 SERIES_HEADER = ["entry", "figure", "files", "first img/s", "newest img/s", "change points", "detectable"]
@@ -105,20 +105,20 @@ def history_parser() -> Parser:
     p.add_argument("--min-step", type=percent("--min-step"), default=None, metavar="PCT",
                    help="smallest step reported (default: the rerun residual, "
                    f"{hist.RERUN_RESIDUAL_ADJUSTED:.1%} adjusted, {hist.RERUN_RESIDUAL_RAW:.0%} raw)".replace("%", "%%"))
-    front.add_ci_outputs(p)
+    ci_outputs.add_ci_outputs(p)
     return p
 
 
 def cmd_history(argv: Sequence[str]) -> int:
     args = history_parser().parse_args(argv)
-    front.check_ci_outputs(args)
+    ci_outputs.check_ci_outputs(args)
     h = hist.history(args.results, alpha=args.alpha, min_step_pct=args.min_step, newest=args.newest)
     from ..dashboards import write_text
     from ..report.history import history_html, history_png
 
     markdown = history_markdown(h)
     newest = max((m.files[-1] for m in h.machines), key=lambda f: f.created)
-    front.write_ci_outputs(args, markdown, hist.newest_entries(h), newest.commit)
+    ci_outputs.write_ci_outputs(args, markdown, hist.newest_entries(h), newest.commit)
     if args.png:
         _write_bytes(args.png, history_png(h))
     if args.html:

@@ -164,3 +164,21 @@ def _early_words(e: dict) -> str:
     if not e.get("enough"):
         return f"p{e['pct']:g}: not enough requests ({e['n']}; {e['min_requests']} needed)"
     return f"p{e['pct']:g} ≤ {e['bound_ms']:.3g} ms ({e['confidence']:.0%} early stopping, rank {e['rank']} of {e['n']})"
+
+
+def end_to_end_tables(entries: Sequence[Entry]) -> list[Table]:
+    """``run --input jpeg``: compute-only beside the JPEG path (serial, overlapped), and the serial
+    path's stages (``present.end_to_end_tables``)."""
+    from ..present import end_to_end_tables as layouts
+
+    titles = ("JPEG to top-5 (images/s): compute-only, serial, overlapped pipeline (decode+inference threads)",
+              "where an image's time goes (serial path, mean ms per image; the stages add up to the call)")
+    out = []
+    for title, (header, rows) in zip(titles, layouts(entries)):
+        table = Table(title=title, title_justify="left")
+        for k, col in enumerate(header):
+            table.add_column(col, justify="left" if col in ("model", "backend", "decoder") else "right")
+        for row in rows:
+            table.add_row(*row)
+        out.append(table)
+    return out

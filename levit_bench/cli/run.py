@@ -14,7 +14,8 @@ from ..results_writer import ResultsWriter
 from ..shard_merge import interrupted, step_of
 from ..spec import EventKind
 from .args import COMMAND_NAMES, EXIT_INTERRUPTED, EXIT_OK, Parser
-from .front import add_output, add_paper, add_selection, add_timing, output_path, resolve, resolve_timing, selection_config
+from .front import (add_input, add_output, add_paper, add_selection, add_timing, output_path, resolve, resolve_input,
+                    resolve_timing, selection_config)
 from . import planfile, render
 
 
@@ -30,6 +31,7 @@ def run_parser() -> Parser:
     add_paper(p)
     add_timing(p, processes=True)
     planfile.add_plan_flags(p, resume=True)
+    add_input(p)
     add_output(p, "results", "results file (*.json) or folder (default: results/)", "no table, no progress")
     return p
 
@@ -44,17 +46,30 @@ def build_plan(args: argparse.Namespace):
     if args.processes > 1 and selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom:
         raise UserError("--processes runs each step at its batch size; --paper's GPU protocol halves a batch "
                         "that does not fit, in one process only (drop one of the two)")
+    wanted = resolve_input(args)
+    e2e = None
+    if wanted is not None:
+        if args.processes > 1:
+            raise UserError("--input jpeg times the JPEG path in this process; drop --processes")
+        from ..backends import ExportCache
+        from ..endtoend import open_input
+
+        e2e = open_input(wanted, ExportCache(selection.cache_dir).root, selection.settings.device)
     fleet = planfile.resolve_fleet(args, selection)
     chunks = fleet.chunks(args.chunk)
     return Plan(fleet.selection, timing, shrink_on_oom=bool(selection.paper and paper.PROTOCOLS[args.device].shrink_on_oom),
-                schedule=schedule, processes=args.processes, chunks=tuple(chunks) if chunks else None), fleet
+                schedule=schedule, processes=args.processes, chunks=tuple(chunks) if chunks else None,
+                end_to_end=e2e), fleet
 
 
 def config_of(args: argparse.Namespace, plan, fleet: planfile.Fleet) -> dict:
     from dataclasses import asdict
 
+    e2e = plan.end_to_end
     return {"argv": sys.argv[1:], **selection_config(plan.selection), "timing": asdict(plan.timing),
-            "schedule": asdict(plan.schedule), "processes": plan.processes, "plan": fleet.record()}
+            "schedule": asdict(plan.schedule), "processes": plan.processes, "plan": fleet.record(),
+            **({"input": {"kind": "jpeg", "folder": e2e.spec.folder, "decoders": list(e2e.spec.decoders),
+                          "decode_threads": list(e2e.spec.decode_threads)}} if e2e is not None else {})}
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -138,6 +153,11 @@ def _measure(args: argparse.Namespace, plan, writer: ResultsWriter, record: RunR
         err.print(f"[dim]plan {fleet.hash[:12]}: {where}{plan.steps()} entries to measure"
                   + (f", {len(kept)} kept from {writer.path}" if args.resume else "") + "[/]")
     writer.save(record)
+    if plan.end_to_end is not None:
+        f = plan.end_to_end.files
+        err.print(f"[dim]--input jpeg: {len(f.paths)} JPEG files ({f.source}, {f.root}); {len(f.skipped)} skipped[/]")
+        for line in plan.end_to_end.refusals():
+            err.print(f"[yellow]warning[/]: {line}")
     with render.progress(out) as bar:
         task = bar.add_task("measuring", total=plan.steps())
 
@@ -172,6 +192,11 @@ def _measure(args: argparse.Namespace, plan, writer: ResultsWriter, record: RunR
         out.print(render.results_table(record.results, emulated=record.system.get("emulated")))
     else:
         out.print("nothing to measure: this shard of the plan has no entries (more shards than groups)")
+    if plan.end_to_end is not None:
+        for table in render.end_to_end_tables(record.results):
+            out.print(table)
+        for note in (n for e in record.results for n in (e.end_to_end or {}).get("notes", [])):
+            out.print(f"[yellow]{note}[/]")
     for line in render.problems(record.results):
         out.print(f"[dim]{line}[/]")
     for e in record.results:  # --target-ci: name the entries that did not get there

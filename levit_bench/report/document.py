@@ -10,6 +10,7 @@ from ..atomic import atomic_write_bytes, atomic_write_text, target_problem
 from ..errors import UserError
 from ..profiling import profiles_png
 from ..results import RunRecord
+from .endtoend import e2e_section, machine_e2e, stages_png
 from .headline import headline_section
 from .int8 import Top1, int8_section
 from .load import load_png, load_section, machine_load
@@ -79,6 +80,16 @@ def build_report(records: Sequence[RunRecord], plot_name: str | None = "speed-ac
             name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}load-{len(figures) + 1}.png"
             figures[name] = png
         parts.append(load_section(m, loads, name))
+    for m in machines:  # from JPEG to label (``run --input jpeg``): only where entries have it
+        found = machine_e2e(m)
+        if not found or m.emulated:
+            continue
+        name = None
+        png = stages_png(found, f"where an image's time goes · {m.title}") if plot_name else None
+        if png is not None:
+            name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}jpeg-{len(figures) + 1}.png"
+            figures[name] = png
+        parts.append(e2e_section(m, found, name))
     parts.append(int8_section(machines, measured_top1(records)))
     return Report("\n".join(parts).rstrip() + "\n", png, plot_name if png else None, figures)
 
