@@ -70,26 +70,21 @@ def build_report(records: Sequence[RunRecord], plot_name: str | None = "speed-ac
             name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}profile-{len(figures) + 1}.png"
             figures[name] = profiles_png(profiles, f"share of op time per category · {m.title}")
         parts.append(profile_section(m, profiles, name))
-    for m in machines:  # latency under load (``levit-bench load``): a plot and a table per machine
-        loads = machine_load(m)
-        if not loads or m.emulated:
-            continue
-        name = None
-        png = load_png(loads, f"p99 latency against achieved rate · {m.title}") if plot_name else None
-        if png is not None:
-            name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}load-{len(figures) + 1}.png"
-            figures[name] = png
-        parts.append(load_section(m, loads, name))
-    for m in machines:  # from JPEG to label (``run --input jpeg``): only where entries have it
-        found = machine_e2e(m)
-        if not found or m.emulated:
-            continue
-        name = None
-        png = stages_png(found, f"where an image's time goes · {m.title}") if plot_name else None
-        if png is not None:
-            name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}jpeg-{len(figures) + 1}.png"
-            figures[name] = png
-        parts.append(e2e_section(m, found, name))
+    figure_sections = (  # (what a machine has, its figure, the figure's title, the file's kind, the section)
+        (machine_load, load_png, "p99 latency against achieved rate", "load", load_section),  # levit-bench load
+        (machine_e2e, stages_png, "where an image's time goes", "jpeg", e2e_section),  # run --input jpeg
+    )
+    for collect, draw, title, kind, section in figure_sections:
+        for m in machines:
+            found = collect(m)
+            if not found or m.emulated:
+                continue
+            name = None
+            png_bytes = draw(found, f"{title} · {m.title}") if plot_name else None
+            if png_bytes is not None:
+                name = f"{Path(plot_name).stem.removesuffix('speed-accuracy')}{kind}-{len(figures) + 1}.png"
+                figures[name] = png_bytes
+            parts.append(section(m, found, name))
     parts.append(int8_section(machines, measured_top1(records)))
     return Report("\n".join(parts).rstrip() + "\n", png, plot_name if png else None, figures)
 
