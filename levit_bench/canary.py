@@ -171,6 +171,11 @@ class Reference:
     source: str  # "cache <path>" or "this run (cached as <path>)" or "this run"
 
 
+#: how much faster than the cached reference a run's median canary must be to replace it (a few
+#: per cent: quiet runs' medians differ by about that much, and churn would only relabel figures)
+FASTER_BY = 0.03
+
+
 def _reference_path(cache_root: Path, name: str, device: str, threads: int, machine: str) -> Path:
     return Path(cache_root) / "canary" / f"{machine}-{device}-{threads}t-{name}-v{CACHE_FORMAT}.json"
 
@@ -178,16 +183,24 @@ def _reference_path(cache_root: Path, name: str, device: str, threads: int, mach
 def reference(name: str, device: str, threads: int, machine: str, cache_root: Path | None,
               measured_s: float) -> Reference:
     """The machine's cached reference for this canary, device and threads; else ``measured_s``
-    (the median canary of this run), cached for the next runs.  A damaged cache file is replaced,
-    never fatal; an unwritable cache costs only the caching."""
+    (the median canary of this run), cached for the next runs.  The reference only ratchets
+    faster: a run whose median canary beats the cached one by more than :data:`FASTER_BY` replaces
+    it, since the machine was then busy when the cached one was measured (seen: a reference taken
+    at load average 5 put every later adjusted figure at 0.37× the raw one of a quiet run).  So
+    adjusted figures mean "at the fastest this machine was seen to run the canary"; the gate is
+    unit-free (reference 1) and ``history`` rescales files to one reference, so neither depends on
+    it.  A damaged cache file is replaced, never fatal; an unwritable cache costs only the caching."""
     if cache_root is None:
         return Reference(name, measured_s, "this run")
     path = _reference_path(cache_root, name, device, threads, machine)
+    replaced = ""
     try:
         data = json.loads(path.read_text())
         value = float(data["reference_s"])
         if data.get("machine") == machine and data.get("name") == name and math.isfinite(value) and value > 0:
-            return Reference(name, value, f"cache {path}")
+            if measured_s * (1 + FASTER_BY) >= value:
+                return Reference(name, value, f"cache {path}")
+            replaced = f", faster than the cached {value * 1e3:.3g} ms it replaced"
     except (OSError, ValueError, KeyError, TypeError):
         pass
     record = {"name": name, "device": device, "threads": threads, "machine": machine, "reference_s": measured_s,
@@ -197,4 +210,4 @@ def reference(name: str, device: str, threads: int, machine: str, cache_root: Pa
         atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     except OSError:
         return Reference(name, measured_s, "this run")
-    return Reference(name, measured_s, f"this run (cached as {path})")
+    return Reference(name, measured_s, f"this run (cached as {path}{replaced})")
