@@ -124,17 +124,17 @@ def test_the_open_loop_reproduces_the_md1_queue(open_loop, rho):
 def deterministic_service(r) -> bool:
     """Whether the calls took S as asked, tail included (M/D/1's assumption): on a runner shared with
     other jobs a preempted call takes several times S, and those land in the latency's tail."""
-    return float(np.quantile(r.end_s - r.start_s, 0.99)) <= 1.25 * S
+    return float(np.quantile(r.end_s - r.start_s, 0.99)) <= 1.5 * S
 
 
 @pytest.mark.slow
 def test_p99_grows_with_load_as_theory_says(open_loop):
-    stretched = [rho for rho, r in open_loop.items() if not deterministic_service(r)]
-    if stretched:
-        pytest.skip(f"the runner stretched the 4 ms calls at load {stretched} (p99 of the service beyond 1.25 S): "
-                    "M/D/1's tail is not what ran; the exact FIFO tail is checked by the M/D/1 test")
     measured = {rho: float(np.quantile(r.latency_s, 0.99)) for rho, r in open_loop.items()}
-    theory = {rho: md1_latency_quantile(0.99, measured_load(r), S) for rho, r in open_loop.items()}
+    if all(deterministic_service(r) for r in open_loop.values()):
+        theory = {rho: md1_latency_quantile(0.99, measured_load(r), S) for rho, r in open_loop.items()}
+    else:  # a loaded runner stretched some calls: the theory is the exact FIFO tail of what ran
+        theory = {rho: float(np.quantile(lindley_waits(r.scheduled_s, r.end_s - r.start_s, float(r.wait_s[0]))
+                                         + (r.end_s - r.start_s), 0.99)) for rho, r in open_loop.items()}
     assert theory[0.8] / theory[0.5] > 2.0
     # each p99 rests on the top ~15 of some 1,500 latencies (about ±25% from sampling alone) and a shared
     # runner's preemptions land in that tail: the growth must be there and within a factor 1.6 of theory's
