@@ -8,6 +8,7 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # OpenMP threads that sleep at a barrier instead of spinning: on a loaded machine a spinning thread
@@ -124,9 +125,11 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 GUARD_S = 900  # only so that a hung child cannot hang the suite; no wait depends on the machine's speed
 
 
-def signal_after_a_round(cmd: list[str], sig: int) -> tuple[int, str]:
+def signal_after_a_round(cmd: list[str], sig: int, armed: Callable[[], bool] | None = None) -> tuple[int, str]:
     """Run ``cmd`` (a levit-bench command line) in a child process, send it ``sig`` once its progress
-    display (forced on, as on a terminal) shows a completed round, and return its exit code and stderr.
+    display (forced on, as on a terminal) shows a completed round — a round completed after
+    ``armed()`` first held, where given (polled: e.g. "the results file holds a finished entry") — and
+    return its exit code and stderr.
 
     An event, not a guess at how long rounds take on this machine; the deadlines only guard against a
     hang.  A child, not this process: a signal sent to pytest itself while the runtimes' thread pools
@@ -134,28 +137,41 @@ def signal_after_a_round(cmd: list[str], sig: int) -> tuple[int, str]:
     env = {**os.environ, "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "TERM": "xterm", "COLUMNS": "200"}
     env.pop("LEVIT_BENCH_NO_PROGRESS", None)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    text = {"out": "", "err": ""}
-    round_done = threading.Event()
+    text = {"out": "", "err": "", "after": ""}  # "after": what both streams showed once armed
+    ready, round_done = threading.Event(), threading.Event()
+    if armed is None:
+        ready.set()
 
     def read(name: str, stream) -> None:  # noqa: ANN001 - a pipe
         for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
-            text[name] += ANSI.sub("", chunk.decode(errors="replace"))
-            if ROUND_DONE.search(text[name][-8192:]):
-                round_done.set()
+            piece = ANSI.sub("", chunk.decode(errors="replace"))
+            text[name] += piece
+            if ready.is_set():
+                text["after"] += piece
+                if ROUND_DONE.search(text["after"][-8192:]):
+                    round_done.set()
         round_done.set()  # the stream ended: the run is over (told apart below)
 
-    readers = [threading.Thread(target=read, args=(n, s), daemon=True)
+    def watch() -> None:
+        while proc.poll() is None and not ready.is_set():
+            if armed():
+                ready.set()
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=read, args=(n, s), daemon=True)
                for n, s in (("out", proc.stdout), ("err", proc.stderr))]
-    for r in readers:
-        r.start()
+    if armed is not None:
+        threads.append(threading.Thread(target=watch, daemon=True))
+    for t in threads:
+        t.start()
     try:
         assert round_done.wait(GUARD_S), f"no round completed within {GUARD_S} s: {text}"
-        if proc.poll() is not None or not ROUND_DONE.search(text["out"] + text["err"]):
+        if proc.poll() is not None or not ROUND_DONE.search(text["after"]):
             pytest.fail(f"the run ended (exit {proc.wait()}) before a round was shown complete: {text}")
         proc.send_signal(sig)
         proc.wait(timeout=GUARD_S)
-        for r in readers:
-            r.join(GUARD_S)
+        for t in threads:
+            t.join(GUARD_S)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -4,12 +4,11 @@ what is asserted is which entries were measured, never how fast."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from levit_bench import results
 from levit_bench.cli import main
 
-from .conftest import ANSI, GUARD_S, ROUND_DONE
+from .conftest import GUARD_S, signal_after_a_round
 from . import slurm_cluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,53 +96,16 @@ def test_a_shard_in_worker_processes_prepares_only_its_entries(tmp_path, capsys,
     assert all(e.status == "ok" for e in results.load(out).results)
 
 
-def _interrupt_in_second_chunk(cmd: list[str], out: Path) -> tuple[int, str]:
-    """Run ``cmd`` in a child; once ``out`` holds an entry timed to the end (the first chunk done)
-    and a round of the next chunk is shown complete, send SIGINT.  Events, not guesses at how long
-    anything takes; the deadlines only guard against a hang."""
-    env = {**os.environ, "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "TERM": "xterm", "COLUMNS": "200"}
-    env.pop("LEVIT_BENCH_NO_PROGRESS", None)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    text = {"out": "", "err": "", "after": ""}
-    first_done, round_after = threading.Event(), threading.Event()
+def _first_chunk_done(out: Path) -> Callable[[], bool]:
+    """Whether ``out`` holds an entry timed to the end (the first chunk done)."""
+    def done() -> bool:
+        try:
+            data = json.loads(out.read_text())
+        except (OSError, ValueError):
+            return False
+        return any(not any(n.startswith("interrupted") for n in e["notes"]) for e in data["results"])
 
-    def read(name: str, stream) -> None:  # noqa: ANN001 - a pipe
-        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
-            piece = ANSI.sub("", chunk.decode(errors="replace"))
-            text[name] += piece
-            if first_done.is_set():
-                text["after"] += piece
-                if ROUND_DONE.search(text["after"][-8192:]):
-                    round_after.set()
-        round_after.set()
-
-    def watch() -> None:
-        while proc.poll() is None and not first_done.is_set():
-            try:
-                data = json.loads(out.read_text())
-                if any(not any(n.startswith("interrupted") for n in e["notes"]) for e in data["results"]):
-                    first_done.set()
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-
-    threads = [threading.Thread(target=read, args=(n, s), daemon=True) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
-    threads.append(threading.Thread(target=watch, daemon=True))
-    for t in threads:
-        t.start()
-    try:
-        assert round_after.wait(GUARD_S), f"no round of the second chunk within {GUARD_S} s: {text}"
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (exit {proc.wait()}) before its second chunk was interrupted: {text}")
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=GUARD_S)
-        for t in threads[:2]:
-            t.join(GUARD_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, text["err"]
+    return done
 
 
 @pytest.mark.slow  # two runs timing about 4 s per entry
@@ -153,7 +115,7 @@ def test_resume_after_sigint_measures_only_what_is_missing(tmp_path, cache_args)
                     "img_size = 64\nchunk = 1\n\n[timing]\nmin_time = 4\nwarmup = 0\nrounds = 8\nseed = 3\n")
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "levit_bench.cli", "run", str(plan), "--out", str(out), *cache_args]
-    code, err = _interrupt_in_second_chunk(cmd, out)
+    code, err = signal_after_a_round(cmd, signal.SIGINT, armed=_first_chunk_done(out))
     assert code == 130, err
     before = results.load(out)
     assert not before.complete
