@@ -260,6 +260,11 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
         if (record.system or {}).get("emulated"):
             raise UserError(f"{_source(record)} was measured under emulation ({record.system['emulated']}): its "
                             "timings are an emulator's, not speed, and are not compared")
+    for record in (base, new):
+        if any(e.side for e in record.results):
+            raise UserError(f"{_source(record)} holds both sides of a `levit-bench ab` job (a base and a new entry "
+                            "for each): its verdicts were made in that job and are in its `ab` section; compare "
+                            "takes files of one run each")
     differences = machine_differences(base.system or {}, new.system or {})
     if differences and not normalize_by:
         raise UserError(f"{_source(base)} and {_source(new)} were measured on different machines or libraries "

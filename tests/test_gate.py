@@ -371,3 +371,13 @@ def test_relative_rounds_divide_by_images_per_call():
     e = ok_entry("levit_128s", "openvino", 4, np.array([0.08, 0.08, 0.08]))
     e.images_per_call = 16  # e.g. OpenVINO async: 4 requests of batch 4 per call
     assert np.concatenate(gate.relative_rounds(e, None)) == pytest.approx([0.005] * 3)
+
+
+def test_compare_refuses_an_ab_file_whose_entries_have_two_sides():
+    base, new = ok_entry("levit_128s", "torch", 16, [0.01] * 6), ok_entry("levit_128s", "torch", 16, [0.01] * 6)
+    base.side, new.side = "base", "new"
+    ab = make_record([base, new])
+    one = make_record([ok_entry("levit_128s", "torch", 16, [0.01] * 6)])
+    with pytest.raises(UserError, match="both sides of a `levit-bench ab` job"):
+        gate.compare_runs(one, ab)
+    assert gate.compare_runs(one, make_record([ok_entry("levit_128s", "torch", 16, [0.01] * 6)])).rows
