@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from .errors import UserError
 
 #: the tables a plan file may hold: what to measure, and how to time it
-TABLES = ("plan", "timing")
+TABLES = ("plan", "timing", "input")
 #: what an ``exclude`` rule may name (each a value or a list; models may be globs)
 EXCLUDE_KEYS = ("model", "backend", "precision", "batch_size")
 #: how much slower (>1) or faster (<1) than eager torch a runtime is expected to run a call: only

@@ -358,3 +358,14 @@ def test_chunks_are_whole_groups_of_the_shard_in_plan_order(tmp_path):
         assert sum(1 for c in chunks if members & c) <= 1 and (not members & mine or members <= mine)
     assert fleet.selection.count() == len(mine) and fleet.chunks(None) is None
     assert {(m, s.precision, b, bs) for m, s, b, bs in fleet.selection.steps()} == mine
+
+
+def test_the_input_flags_are_an_input_table_and_part_of_the_hash(tmp_path, capsys):
+    keys = planfile.file_keys(run_parser())
+    assert {"input", "decoder", "decode_threads"} <= set(keys["input"])
+    plain = plan_json(capsys, str(write(tmp_path, PLAN)))
+    jpeg = plan_json(capsys, str(write(tmp_path, PLAN + '\n[input]\ninput = "jpeg"\ndecode_threads = [1]\n', "j.toml")))
+    assert jpeg["plan"]["input"]["input"] == "jpeg" and "input" not in plain["plan"]
+    assert jpeg["hash"] != plain["hash"] and jpeg["count"] == plain["count"]
+    flags = plan_json(capsys, str(write(tmp_path, PLAN)), "--input", "jpeg", "--decode-threads", "1")
+    assert flags["hash"] == jpeg["hash"]  # the file's table and the flags are one plan

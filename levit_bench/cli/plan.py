@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ..errors import UserError
 from .args import EXIT_OK, Parser
-from .front import add_paper, add_selection, add_timing, resolve, resolve_timing
+from .front import add_input, add_paper, add_selection, add_timing, resolve, resolve_timing
 from . import planfile, render
 
 
@@ -20,6 +20,7 @@ def plan_parser() -> Parser:
     add_selection(p)
     add_paper(p)
     add_timing(p, processes=True)
+    add_input(p)
     planfile.add_plan_flags(p, resume=False, file_required=True)
     p.add_argument("--shards", type=int, default=None, metavar="N",
                    help="show the split into N shards (default: --shard's count, else 1)")

@@ -7,7 +7,7 @@ A key is a flag's destination (``--min-time`` is ``min_time``) in the table of t
 ``[plan]`` holds the selection flags (``--model`` ... the runtime options), ``--paper`` and the plan
 flags that shape the plan (``normalize_by``, ``chunk``), with the four sweeps named in the plural
 (``models``, ``backends``, ``batch_sizes``, ``precisions``) and ``exclude``; ``[timing]`` the timing
-flags.  Flags given on the command line win over the file; then the one resolution path
+flags; ``[input]`` the input flags (``input = "jpeg"``, ``decoder``, ``decode_threads``).  Flags given on the command line win over the file; then the one resolution path
 (``front.resolve``, ``front.resolve_timing``) runs on the result.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..plan import PlanEntry
 from ..selection import Selection
 from .args import positive_int
 
-SELECTION_GROUP, TIMING_GROUP, PLAN_GROUP = "what to measure", "timing", "plan"
+SELECTION_GROUP, TIMING_GROUP, PLAN_GROUP, INPUT_GROUP = "what to measure", "timing", "plan", "input"
 #: the sweeps, named in the plural in a plan file (their flags are repeatable)
 PLURAL = {"model": "models", "backend": "backends", "batch_size": "batch_sizes", "precision": "precisions"}
 #: plan flags that belong to one invocation, not to the plan a file describes
@@ -67,7 +67,8 @@ def file_keys(p: argparse.ArgumentParser) -> dict[str, dict[str, argparse.Action
     plan_actions = groups.get(SELECTION_GROUP, []) + [a for a in p._actions if a.dest == "paper"]  # noqa: SLF001
     plan_actions += [a for a in groups.get(PLAN_GROUP, []) if a.dest not in NOT_IN_FILE]
     return {"plan": {PLURAL.get(a.dest, a.dest): a for a in plan_actions},
-            "timing": {a.dest: a for a in groups.get(TIMING_GROUP, [])}}
+            "timing": {a.dest: a for a in groups.get(TIMING_GROUP, [])},
+            "input": {a.dest: a for a in groups.get(INPUT_GROUP, [])}}
 
 
 def _convert(action: argparse.Action, value: Any, at: str) -> Any:
@@ -215,6 +216,8 @@ def resolve_fleet(args: argparse.Namespace, selection: Selection, env: dict[str,
         "timing": {k: getattr(args, k, None) for k in ("warmup", "min_time", "min_calls", "rounds", "seed", "target_ci",
                                                        "max_time", "processes", "chunk")},
     }
+    if getattr(args, "input", "tensor") != "tensor":  # --input jpeg: what the timed path starts from
+        canonical["input"] = {k: getattr(args, k, None) for k in ("input", "decoder", "decode_threads")}
     index = shard[0] if shard else 0
     chosen = [tuple(e) for e, s in zip(entries, assignment) if s == index]
     return Fleet(entries, group_list, cost, canonical, planfile.plan_hash(canonical), shard, assignment,
