@@ -158,7 +158,7 @@ def _run_batches(plan: AccuracyPlan, name: str, reference: torch.nn.Module, devi
         if x is not None and live:
             labels = torch.tensor([chunk[i][1] for i in kept])
             n = x.shape[0]
-            padded = torch.cat([x, x[-1:].expand(bs - n, *x.shape[1:])]) if n < bs else x
+            padded = pad_batch(x, bs)
             with torch.inference_mode():
                 ref_top1 = reference(padded.to(device)).float().cpu()[:n].argmax(1)
             for ev in live:
@@ -171,6 +171,19 @@ def _run_batches(plan: AccuracyPlan, name: str, reference: torch.nn.Module, devi
             first = f"; first: {state.skipped[0]}" if state.skipped else ""
             raise UserError(f"none of the {len(samples)} images in {str(plan.images.root)!r} could be read{first}")
         state.fingerprint = data.files_fingerprint([samples[i][0] for i in kept_all])
+
+
+def pad_batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``x`` padded to ``batch_size`` with its last image repeated (the runner's shape is fixed; the
+    padding's outputs are dropped by the caller)."""
+    n = x.shape[0]
+    return torch.cat([x, x[-1:].expand(batch_size - n, *x.shape[1:])]) if n < batch_size else x
+
+
+def correct_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """Top-1 and top-5 hits of ``logits`` (one row per labelled image) against ``labels``."""
+    topk = logits.topk(min(TOPK, logits.shape[1]), dim=1).indices
+    return int((logits.argmax(1) == labels).sum()), int((topk == labels[:, None]).any(1).sum())
 
 
 def _tally(ev: _Evaluated, padded: torch.Tensor, n: int, labels: torch.Tensor, ref_top1: torch.Tensor) -> None:
@@ -188,9 +201,9 @@ def _tally(ev: _Evaluated, padded: torch.Tensor, n: int, labels: torch.Tensor, r
         ev.runner = None
         return
     top1 = logits.argmax(1)
-    topk = logits.topk(min(TOPK, logits.shape[1]), dim=1).indices
-    ev.correct1 += int((top1 == labels).sum())
-    ev.correct5 += int((topk == labels[:, None]).any(1).sum())
+    c1, c5 = correct_counts(logits, labels)
+    ev.correct1 += c1
+    ev.correct5 += c5
     ev.agree += int((top1 == ref_top1).sum())
     ev.predictions.append(top1)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import data, jpeg
+from .accuracy import correct_counts, pad_batch
 from .backends.base import Runner
 from .e2e_record import DECODE_SIDE, adds_up, end_to_end, pipeline_record, serial_record
 from .errors import UserError
@@ -230,7 +231,7 @@ def _nothing() -> None:
 
 def evaluate(path: _Path, labels: Sequence[int]) -> dict:
     """Top-1/top-5 of every file through the path's decoder, transform and runner, in order, the
-    last batch padded with its last image (as ``accuracy`` pads), untimed."""
+    last batch padded with its last image, counted by ``accuracy``'s own functions, untimed."""
     files, bs = path.files, path.batch_size
     c1 = c5 = 0
     predictions: list[int] = []
@@ -238,14 +239,11 @@ def evaluate(path: _Path, labels: Sequence[int]) -> dict:
         chunk = files[start:start + bs]
         x = torch.stack([path.transform(path.decode(p.read_bytes())) for p in chunk])
         n = x.shape[0]
-        if n < bs:
-            x = torch.cat([x, x[-1:].expand(bs - n, *x.shape[1:])])
-        logits, top = path.infer_top(path.to_device(x))
-        top1 = logits.reshape(bs, -1)[:n].argmax(1)
-        y = torch.tensor(labels[start:start + n])
-        c1 += int((top1 == y).sum())
-        c5 += int((top[:n] == y[:, None]).any(1).sum())
-        predictions += [int(v) for v in top1]
+        logits, _top = path.infer_top(path.to_device(pad_batch(x, bs)))
+        logits = logits.reshape(bs, -1)[:n].float()
+        hits1, hits5 = correct_counts(logits, torch.tensor(labels[start:start + n]))
+        c1, c5 = c1 + hits1, c5 + hits5
+        predictions += [int(v) for v in logits.argmax(1)]
     return {"images": len(files), "correct1": c1, "correct5": c5, "top1": 100.0 * c1 / len(files),
             "top5": 100.0 * c5 / len(files), "predictions": predictions}
 
