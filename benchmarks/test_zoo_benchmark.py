@@ -4,8 +4,8 @@ Same runner objects as the CLI (zoo.create_model, zoo.fuse, BACKENDS[name].prepa
 each case checks parity against the eager fp32 model before it is timed and is skipped where its
 backend cannot run.  Not collected by ``python -m pytest`` (testpaths is ``tests``); run::
 
-    pytest benchmarks --benchmark-autosave
-    pytest benchmarks --benchmark-compare --benchmark-compare-fail=median:10%
+    pytest benchmarks -n 0 --benchmark-autosave
+    pytest benchmarks -n 0 --benchmark-compare --benchmark-compare-fail=median:10%
 
 Environment: LEVIT_BENCH_MODELS (comma list, default levit_128s,levit_256,efficientnet_b0,
 deit_tiny_distilled), LEVIT_BENCH_BACKENDS (default: this machine's CPU set), LEVIT_BENCH_BATCH

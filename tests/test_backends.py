@@ -321,3 +321,27 @@ def test_torch_cuda(models, cache, precision):
     _, fused, x, want = models("levit_128s")
     prepared = BACKENDS["torch"].prepare(fused, model_id("levit_128s", fused), x, Settings(device="cuda", precision=precision), cache)
     assert compare_logits(prepared.runner(x), want, precision).ok
+
+
+def test_the_torchscript_exporter_goes_first_and_the_dynamo_exporter_is_the_fallback(monkeypatch, tmp_path):
+    """The exporters' order and what the note and the error say; ``torch.onnx.export`` is a stand-in
+    that refuses the exporters named in ``refuse`` (the real exporters are checked by the matrix above)."""
+    calls, refuse = [], set()
+
+    def export(model, args, path, dynamo, **kwargs):
+        calls.append("dynamo" if dynamo else "torchscript")
+        if calls[-1] in refuse:
+            raise RuntimeError(f"{calls[-1]} cannot\nsecond line")
+        Path(path).write_bytes(b"onnx")
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    model, example = torch.nn.Linear(3, 2), torch.randn(2, 3)
+    assert onnx_export._export(model, example, tmp_path / "a.onnx") == "torchscript exporter, opset 17"
+    assert calls == ["torchscript"]
+    refuse.add("torchscript")
+    note = onnx_export._export(model, example, tmp_path / "b.onnx")
+    assert calls[1:] == ["torchscript", "dynamo"]
+    assert note == "dynamo exporter, opset 18 (torchscript exporter failed: torchscript cannot)"
+    refuse.add("dynamo")
+    with pytest.raises(lb.errors.ExportError, match=r"^ONNX export failed: torchscript cannot; dynamo exporter: dynamo cannot$"):
+        onnx_export._export(model, example, tmp_path / "c.onnx")
