@@ -4,7 +4,7 @@
 
 For each model (fused, fp32, seeded random weights): exports it with the TorchScript exporter
 (opset 17) and with the dynamo exporter (opset 18, onnxscript's optimizer), as
-``backends/onnx_export.py`` calls them, timing each export; checks both graphs against eager fp32 in
+through ``backends/onnx_export.py``'s own calls, timing each export; checks both graphs against eager fp32 in
 ONNX Runtime and OpenVINO; then times the four (runtime, exporter) sessions at batch 16, one thread,
 interleaved in rounds (three calls each per round), and prints per runtime the per-round ratio
 torchscript/dynamo (median, min, max).  Figures: docs/performance.md.
@@ -26,22 +26,15 @@ import openvino as ov
 import torch
 
 import levit_bench as lb
-from levit_bench.backends.onnx_export import FALLBACK_OPSET, OPSET
+from levit_bench.backends.onnx_export import export_dynamo, export_torchscript
 
 
 def export(model: torch.nn.Module, path: Path, dynamo: bool) -> float:
-    example = torch.randn(2, 3, 224, 224)
+    """Seconds of one export by the package's own exporter call."""
     start = time.perf_counter()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        if dynamo:
-            torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=OPSET, external_data=False,
-                              input_names=["input"], output_names=["logits"], optimize=True,
-                              dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},))
-        else:
-            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=FALLBACK_OPSET,
-                              input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        (export_dynamo if dynamo else export_torchscript)(model, torch.randn(2, 3, 224, 224), path)
     return time.perf_counter() - start
 
 

@@ -179,7 +179,7 @@ def _identity_onnx(path: Path) -> None:
     graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "identity",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, 224, 224])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.OPSET)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.DYNAMO_OPSET)]), str(path))
 
 
 def test_cache_key_changes_with_weights(models, tmp_path, monkeypatch):

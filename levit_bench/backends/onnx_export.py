@@ -23,35 +23,40 @@ from ..errors import ExportError, first_line
 from ..spec import ModelId
 from .cache import ExportCache
 
-OPSET = 18  # the dynamo exporter's
-FALLBACK_OPSET = 17  # the TorchScript exporter's (tried first)
+DYNAMO_OPSET = 18
+TORCHSCRIPT_OPSET = 17  # the exporter tried first
 EXPORTERS = "torchscript-then-dynamo"  # in the cache key: an artifact of the other order is not reused
+
+
+def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """The TorchScript-based exporter, dynamic batch axis."""
+    torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=TORCHSCRIPT_OPSET,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def export_dynamo(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """The dynamo exporter (``torch.export``, onnxscript's optimizer), dynamic batch axis."""
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=DYNAMO_OPSET, external_data=False,
+                      input_names=["input"], output_names=["logits"], dynamic_shapes=({0: batch},), optimize=True)
 
 
 def _export(model: nn.Module, example: torch.Tensor, path: Path) -> str:
     """Write ``model`` as ONNX to ``path``; returns which exporter made it."""
-    errors = []
     quiet = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(
-                model, (example,), str(path), dynamo=False, opset_version=FALLBACK_OPSET,
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            )
-            return f"torchscript exporter, opset {FALLBACK_OPSET}"
+            export_torchscript(model, example, path)
+            return f"torchscript exporter, opset {TORCHSCRIPT_OPSET}"
         except Exception as exc:  # noqa: BLE001 - fall back, then report the first error line
-            errors.append(first_line(exc))
+            first = first_line(exc)
         try:
-            batch = torch.export.Dim("batch", min=1, max=65536)
-            torch.onnx.export(
-                model, (example,), str(path), dynamo=True, opset_version=OPSET, external_data=False,
-                input_names=["input"], output_names=["logits"], dynamic_shapes=({0: batch},), optimize=True,
-            )
-            return f"dynamo exporter, opset {OPSET} (torchscript exporter failed: {errors[0]})"
+            export_dynamo(model, example, path)
+            return f"dynamo exporter, opset {DYNAMO_OPSET} (torchscript exporter failed: {first})"
         except Exception as exc:  # noqa: BLE001
-            raise ExportError(f"ONNX export failed: {errors[0]}; dynamo exporter: {first_line(exc)}") from exc
+            raise ExportError(f"ONNX export failed: {first}; dynamo exporter: {first_line(exc)}") from exc
 
 
 def export_onnx(model: nn.Module, model_id: ModelId, example: torch.Tensor, cache: ExportCache) -> tuple[Path, bool, float, str]:
