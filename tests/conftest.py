@@ -87,7 +87,15 @@ def export_cache(tmp_path_factory) -> Path:
     TorchScript traces, int8 artifacts, OpenVINO's compiled blobs and the GEMM peak are built by the
     first test that needs them and found by the others.  The cache key holds the model, weights hash,
     shape, precision and library versions, so what a test reuses is what it would have built.  A
-    test that must see a fresh export, or damages an artifact, uses a cache of its own."""
+    test that must see a fresh export, or damages an artifact, uses a cache of its own.
+
+    Under pytest-xdist the workers share it (a folder beside theirs, in the run's own temporary
+    folder): the cache is built for concurrent processes (each build in its own locked folder,
+    checksummed artifacts), so a model exported by one worker is not exported again by the other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "export-cache"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("export-cache")
 
 
