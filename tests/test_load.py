@@ -101,8 +101,14 @@ def test_the_open_loop_reproduces_the_md1_queue(open_loop, rho):
     overhead = r.wait_s - exact
     assert float(overhead.min()) > -1e-6
     # the generator's own bound, widened by what the machine's scheduler adds to its two wake-ups per
-    # request as measured around the level (a full suite beside other jobs: 4.3 ms seen at load 5)
+    # request as measured around the level (a full suite beside other jobs: 4.3 ms seen at load 5).
+    # Where the runner stretched the calls themselves (preempted: M/D/1's constant S did not hold), it
+    # delays the threads' wake-ups by as much, and no probe beside the level sees that (a sleeping
+    # child saw 0.10 ms while four CPU hogs made the generator 5.2 ms late, the calls' p99 2.1 S):
+    # there each of the two wake-ups may be late by twice the calls' p99 stretch, and the floor above stands
     allowed = GENERATOR_OVERHEAD_S + 2 * r.machine_lateness_s
+    if not deterministic_service(r):
+        allowed += 4 * float(np.quantile(service, 0.99) - S)
     assert float(overhead.mean()) < allowed, (f"the generator adds {overhead.mean() * 1e3:.3f} ms (allowed "
                                               f"{allowed * 1e3:.2f} ms: wake-ups late by {r.machine_lateness_s * 1e3:.2f} ms)")
     # theory: Pollaczek–Khinchine with the measured service moments (ρS/(2(1-ρ)) for a constant S),
@@ -282,7 +288,9 @@ def test_an_slo_no_level_meets_is_stated_and_exits_0(tmp_path, capsys, spin_back
 @pytest.mark.slow
 def test_compare_gates_p99_and_report_plots_the_curve(tmp_path, capsys, spin_backend, cache_args):
     base = tmp_path / "base.json"
-    assert main([*COMMON, "--scenario", "server", "--rate", "100,200", "--duration", "2", "--out", str(base),
+    # 5 s per level: the 100/s level serves more than the 368 requests a p99 bound needs at 95% even
+    # where a loaded runner makes 200/s unsustainable (with 2 s, such a run had no bound: inconclusive)
+    assert main([*COMMON, "--scenario", "server", "--rate", "100,200", "--duration", "5", "--out", str(base),
                  *cache_args]) == 0
     assert main(["compare", str(base), str(base), "--fail-above", "10"]) == 0
     data = json.loads(base.read_text())
