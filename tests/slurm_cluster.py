@@ -5,6 +5,7 @@ skips with it); ``stop`` ends the daemons it started, by their process ids."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue")
+BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scontrol")
 START_S = 60  # seconds a daemon may take to answer: only a guard against a hang
 
 
@@ -30,6 +31,26 @@ class Cluster:
             if p.exists():
                 out.append(f"--- {name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:]))
         return "\n".join(out)
+
+    def run_array(self, script: Path, tasks: int, guard_s: float) -> dict[int, tuple[str, str]]:
+        """Submit ``script`` as an array job of ``tasks`` tasks, wait until none is queued or running,
+        and return each task's final state and exit code (``scontrol``'s ``JobState``, ``ExitCode``).
+
+        Polled every quarter second: ``sbatch --wait`` polls at intervals that grow to 10 s, and
+        left the test waiting 20 s after the last shard had ended; ``guard_s`` only guards a hang."""
+        job = subprocess.run(["sbatch", "--parsable", f"--array=0-{tasks - 1}", str(script)], env=self.env,
+                             capture_output=True, text=True, timeout=guard_s, check=True).stdout.strip()
+        job = job.split(";")[0]
+        deadline = time.monotonic() + guard_s
+        while subprocess.run(["squeue", "-h", "-j", job], env=self.env, capture_output=True, text=True,
+                             timeout=guard_s).stdout.strip():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"array job {job} still queued or running after {guard_s:.0f} s")
+            time.sleep(0.25)
+        shown = subprocess.run(["scontrol", "-o", "show", "job", job], env=self.env, capture_output=True, text=True,
+                               timeout=guard_s, check=True).stdout
+        fields = [dict(re.findall(r"(\w+)=(\S+)", line)) for line in shown.splitlines() if line.strip()]
+        return {int(f["ArrayTaskId"]): (f["JobState"], f["ExitCode"]) for f in fields if "ArrayTaskId" in f}
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

@@ -161,11 +161,10 @@ exec {sys.executable} -m levit_bench.cli run {plan} --shard auto --cache-dir {ex
     --out {outs}/shard-$SLURM_ARRAY_TASK_ID.json --quiet
 """)
     started = time.monotonic()
-    job = subprocess.run(["sbatch", "--wait", "--array=0-2", str(script)], env=slurm.env, capture_output=True,
-                         text=True, timeout=GUARD_S)
+    tasks = slurm.run_array(script, 3, GUARD_S)
     took = time.monotonic() - started
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("slurm-*.out")))
-    assert job.returncode == 0, f"{job.stdout}{job.stderr}\n{logs}\n{slurm.log_tail()}"
+    assert tasks == {i: ("COMPLETED", "0:0") for i in range(3)}, f"{tasks}\n{logs}\n{slurm.log_tail()}"
     files = sorted(outs.glob("shard-*.json"))
     assert len(files) == 3, logs
     merged = tmp_path / "merged.json"
