@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -137,6 +138,40 @@ def test_files_of_earlier_layouts_load_report_and_compare(tmp_path, capsys, monk
     compared = gate.compare_files(path, again)  # the old file against the new one: every measured entry matched
     assert sorted(str(r.key) for r in compared.rows) == sorted(str(e.key) for e in record.results if e.ok)
     assert all(r.verdict.ratio == pytest.approx(1.0) for r in compared.rows)
+
+
+def test_a_file_of_this_version_round_trips(tmp_path):
+    """Saved, loaded and turned back into dicts: the same file (parts, unknown keys and all)."""
+    record = load(FIXTURES / "results-v6-2026-12-02.json")
+    first = tmp_path / "v7.json"
+    record.save(first)
+    data = json.loads(first.read_text())
+    data["results"][0]["future_field"] = 1
+    data["results"][0]["timing"]["future_timing"] = [1, 2]
+    first.write_text(json.dumps(data))
+    loaded = load(first)
+    assert loaded.to_dict() == data
+    second = tmp_path / "again.json"
+    loaded.save(second)
+    assert json.loads(second.read_text()) == data
+    assert [Entry.from_dict(e).to_dict() for e in data["results"]] == [e.to_dict() for e in loaded.results]
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda t: t["samples_s"].__setitem__(1, float("nan")), "timing.samples_s[1] is nan; call times must be finite"),
+    (lambda t: t["samples_s"].__setitem__(1, "x"), "results/0/timing/samples_s/1: 'x' is not of type 'number'"),
+    (lambda t: t.__setitem__("images_per_second", -1.0), "results/0/timing/images_per_second"),
+    (lambda t: t["rounds"][0].update(calls=t["rounds"][0]["calls"] + 1), "its rounds hold"),
+])
+def test_a_file_of_this_version_names_bad_timings_at_their_key(tmp_path, change, says):
+    data = base_record().to_dict()
+    for e in data["results"]:
+        e["timing"]["rounds"] = [{"round": 0, "position": 0, "start_s": 0.0, "calls": len(e["timing"]["samples_s"])}]
+    change(data["results"][0]["timing"])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=re.escape(says)):
+        load(path)
 
 
 def test_cuda_torch_entries_of_earlier_files_are_read_as_sdpa(tmp_path):
