@@ -35,9 +35,9 @@ def main(cache: str, cwd: str) -> int:
     started = next((t for t, line in marks if "prepared entries" in line), None)
     print(json.dumps({
         "total_s": round(total, 1), "until_timing_s": started,
-        "timed_calls_s": round(sum(sum(e.get("samples_s") or []) for e in entries), 1),
-        "export_s": round(sum(e.get("export_s") or 0 for e in entries), 1),
-        "canary_s": round(sum((e.get("canary") or {}).get("cost_s") or 0 for e in entries), 1),
+        "timed_calls_s": round(sum(sum((e["timing"] or {}).get("samples_s") or []) for e in entries), 1),
+        "export_s": round(sum(e["export"].get("export_s") or 0 for e in entries), 1),
+        "canary_s": round(sum(((e["timing"] or {}).get("canary") or {}).get("cost_s") or 0 for e in entries), 1),
         "entries": len(entries), "ok": sum(e["status"] == "ok" for e in entries), "results": newest}, indent=1))
     return 0
 

@@ -174,17 +174,17 @@ def _readjust(entries: list[Entry]) -> None:
 
     groups: dict = {}
     for e in entries:
-        if e.canary and all(c is not None for c in e.canary_seconds()):
+        if e.timing.canary and all(c is not None for c in e.timing.canary_seconds()):
             groups.setdefault(e.group, []).append(e)
     for group in groups.values():
-        beta, run_s = group_canary([(e.round_samples(), e.canary_seconds()) for e in group])
+        beta, run_s = group_canary([(e.timing.round_samples(), e.timing.canary_seconds()) for e in group])
         for e in group:
-            c = e.canary
-            e.adjust(Reference(c["name"], c["reference_s"], c["reference"]), c.get("cost_s"), beta, run_s)
+            c = e.timing.canary
+            e.timing.adjust(Reference(c["name"], c["reference_s"], c["reference"]), c.get("cost_s"), beta, run_s)
 
 
 def _adjusted(e: Entry) -> float | None:
-    return e.adjusted_images_per_second
+    return e.timing.adjusted_images_per_second
 
 
 def _share(flags: list[bool]) -> float | None:
@@ -215,7 +215,7 @@ def _coverage(runs: list[dict], keys: list, interval, figure) -> dict:
 
 def _labelled(name: str):
     def interval(e: Entry):
-        got = (e.intervals or {}).get(name)
+        got = (e.timing.intervals or {}).get(name)
         return None if got is None else got["images_per_second"]
     return interval
 
@@ -226,7 +226,7 @@ def _slowed(record, key, fraction: float):
     data = record.to_dict()
     for e in data["results"]:
         if Entry.from_dict(e).key == key:
-            e["samples_s"] = [x / (1 - fraction) for x in e["samples_s"]]
+            e["timing"]["samples_s"] = [x / (1 - fraction) for x in e["timing"]["samples_s"]]
     return data
 
 
@@ -261,12 +261,12 @@ def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dic
     runs = [_ok(p) for p in clean]
     keys = sorted(set.intersection(*(set(r) for r in runs)), key=str)
     report: dict = {"files": [str(p) for p in clean], "entries": len(keys)}
-    raw = lambda e: e.images_per_second  # noqa: E731
+    raw = lambda e: e.timing.images_per_second  # noqa: E731
     report["run_over_run"] = {"raw": _agreement(runs, keys, raw), "adjusted": _agreement(runs, keys, _adjusted)}
     have_adjusted = any(_adjusted(r[k]) for r in runs for k in keys)
     figure = _adjusted if have_adjusted else raw
     report["coverage"] = {
-        "raw_interval_raw_estimate": _coverage(runs, keys, lambda e: e.interval(), raw),
+        "raw_interval_raw_estimate": _coverage(runs, keys, lambda e: e.timing.interval(), raw),
         "confidence": _coverage(runs, keys, _labelled("confidence"), figure),
         "rerun": _coverage(runs, keys, _labelled("rerun"), figure),
         "of": "adjusted_images_per_second" if have_adjusted else "images_per_second"}
@@ -281,7 +281,8 @@ def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dic
             values = [speed_ratio(r[k], r[other], same_run=True).value for r in runs]
             spreads[f"{levit}/{effnet} {k.variant}"] = {"ratios": values, "spread": max(values) / min(values)}
     report["levit_over_efficientnet"] = spreads
-    costs = [e.canary.get("cost_share") for r in runs for e in r.values() if e.canary and e.canary.get("cost_share")]
+    costs = [e.timing.canary.get("cost_share") for r in runs for e in r.values()
+             if e.timing.canary and e.timing.canary.get("cost_share")]
     report["canary_cost_share"] = {"median": float(np.median(costs)), "max": max(costs)} if costs else None
     pairs = list(itertools.permutations(clean, 2))
     report["gate_clean"] = [_gate_outcomes(a, b) for a, b in pairs]

@@ -32,6 +32,7 @@ from .opcount import OpCount, count_ops
 from .peak import cached_peak, get_peak, machine_fingerprint
 from .errors import is_out_of_memory
 from .prepare import NotReady, Outcome, Ready, Subject, free, outcomes
+from .entry_parts import Timing
 from .results import Entry
 from .runstate import run_state
 from .schedule import Schedule, Timed, rounds_for, run_rounds, warm
@@ -159,7 +160,7 @@ def _in_workers(plan: Plan, notify: Callable[[Event], None]) -> list[Entry]:
     except WorkerDied as exc:  # this interpreter could not start a worker of itself
         raise UserError(f"--processes {plan.processes}: {exc}") from None
     for e in entries:
-        if e.samples_s or not interrupted:
+        if e.timing is not None or not interrupted:
             notify(Event(EventKind.ENTRY, e.model, e.backend, e.batch_size, e))
     if interrupted:
         raise KeyboardInterrupt
@@ -183,7 +184,7 @@ class _Run:
     def finish(self, index: int, entry: Entry) -> None:
         ops = self.ops.get(entry.model)
         if ops is not None:
-            entry.explain(ops.macs, ops.params, self.peaks.get(entry.precision))
+            entry.add_explain(ops.macs, ops.params, self.peaks.get(entry.precision))
         self.done.append((index, entry))
         self.notify(Event(EventKind.ENTRY, entry.model, entry.backend, entry.batch_size, entry))
 
@@ -307,12 +308,12 @@ class _Run:
             if t.error is not None:
                 entry.status, entry.reason = Status.FAILED, f"during the timed rounds: {t.error}"
             elif t.samples:
-                entry.record(t.samples, [r.to_dict() for r in t.rounds], p.images_per_call,
-                             warmup_calls=t.warm.calls if t.warm else None,
-                             first_call_s=t.warm.first_call_s if t.warm else None,
-                             cuda_max_memory_bytes=_peak_memory(self.device), canary=self.reference,
-                             canary_cost_s=t.canary_cost_s if self.reference is not None else None,
-                             canary_beta=canary_beta, canary_run_s=canary_run_s)
+                entry.add_timing(Timing.measure(
+                    t.samples, [r.to_dict() for r in t.rounds], p.images_per_call,
+                    warmup_calls=t.warm.calls if t.warm else None, first_call_s=t.warm.first_call_s if t.warm else None,
+                    cuda_max_memory_bytes=_peak_memory(self.device), canary=self.reference,
+                    canary_cost_s=t.canary_cost_s if self.reference is not None else None,
+                    canary_beta=canary_beta, canary_run_s=canary_run_s))
                 entry.energy = energy_record(t.energy_j, t.metered_s, t.metered_calls * p.images_per_call, self.energy)
                 if p.e2e is not None:
                     entry.end_to_end = e2e_record(self.plan.end_to_end, p.e2e, self.plan.settings.threads)

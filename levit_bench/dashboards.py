@@ -35,20 +35,20 @@ ADJUSTED_SUFFIX = " (canary-adjusted)"
 def figures(entry: Entry) -> list[tuple[str, float, float, float]]:
     """(kind, value, low, high) images/s: the raw figure with its 95% interval (``ci95``), and the
     canary-adjusted one with its confidence interval where the entry has one."""
-    out = []
-    lo, hi = entry.ci95 or entry.interval()
-    out.append(("raw", float(entry.images_per_second), float(lo), float(hi)))
-    conf = (entry.intervals or {}).get("confidence") or {}
-    if entry.adjusted_images_per_second and conf.get("of") == "adjusted_images_per_second":
+    out, t = [], entry.timing
+    lo, hi = t.ci95 or t.interval()
+    out.append(("raw", float(t.images_per_second), float(lo), float(hi)))
+    conf = (t.intervals or {}).get("confidence") or {}
+    if t.adjusted_images_per_second and conf.get("of") == "adjusted_images_per_second":
         alo, ahi = conf["images_per_second"]
-        out.append(("adjusted", float(entry.adjusted_images_per_second), float(alo), float(ahi)))
+        out.append(("adjusted", float(t.adjusted_images_per_second), float(alo), float(ahi)))
     return out
 
 
 def _extra(entry: Entry, kind: str, lo: float, hi: float, commit: str | None) -> str:
-    rounds = len(entry.rounds or []) or 1
+    rounds = len(entry.timing.rounds or []) or 1
     what = "canary-adjusted images/s" if kind == "adjusted" else "raw images/s"
-    return (f"{what}; 95% CI {lo:.4g}–{hi:.4g}; {rounds} round{'s' * (rounds != 1)}, {len(entry.samples_s)} calls"
+    return (f"{what}; 95% CI {lo:.4g}–{hi:.4g}; {rounds} round{'s' * (rounds != 1)}, {len(entry.timing.samples_s)} calls"
             + (f"; commit {commit}" if commit else ""))
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .harness import TimingOptions
-from .results import Entry, ExportFacts
+from .entry_parts import ExportFacts, Timing
+from .results import Entry
 from .schedule import Schedule, Timed, pool, rounds_for, run_rounds
 from .selection import Selection
 from .spec import Identity, Status
@@ -126,7 +127,7 @@ def time_items(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
 def entry_of(slots: Sequence[Slot], side: str | None = None) -> Entry:
     """One plan step's entry from its executions: not ready in one, it ends as that one did; else its
     processes' rounds pooled.  A worker lost during the rounds fails the entry with the reason and
-    the process, and the rounds timed before stay in the entry (``samples_s``, ``rounds``)."""
+    the process, and the rounds timed before stay in the entry (its ``timing``)."""
     first = slots[0]
     not_ready = next((s for s in slots if s.item is None), None)
     if not_ready is not None:
@@ -140,9 +141,10 @@ def entry_of(slots: Sequence[Slot], side: str | None = None) -> Entry:
     samples, rounds = pool(items)
     if samples:
         warm = items[0].warm
-        entry.record(samples, [r.to_dict() for r in rounds], first.images_per_call,
-                     warmup_calls=warm.calls if warm else None, first_call_s=warm.first_call_s if warm else None)
-        entry.peak_rss_bytes = max(it.warm.rss_bytes for it in items if it.warm)  # the workers', not this one's
+        rss = max(it.warm.rss_bytes for it in items if it.warm)  # the workers', not this one's
+        entry.add_timing(Timing.measure(samples, [r.to_dict() for r in rounds], first.images_per_call,
+                                        warmup_calls=warm.calls if warm else None,
+                                        first_call_s=warm.first_call_s if warm else None, rss_bytes=rss))
     else:
         entry.reason = "interrupted before its first timed round"
     failed = [(k, it) for k, it in enumerate(items) if it.error is not None]
@@ -152,7 +154,7 @@ def entry_of(slots: Sequence[Slot], side: str | None = None) -> Entry:
         where = f" (process {it.process})" if it.process is not None else ""
         entry.status, entry.reason = Status.FAILED, f"{stage}: {it.error}{where}"
         if samples:
-            entry.notes.append(f"{len(rounds)} timed rounds before the failure are kept in samples_s and rounds")
+            entry.notes.append(f"{len(rounds)} timed rounds before the failure are kept in its timing (samples_s, rounds)")
     return entry
 
 

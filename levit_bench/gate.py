@@ -56,11 +56,11 @@ class EntryComparison:
 
     @property
     def base_ips(self) -> float:
-        return float(self.base.images_per_second or 0.0)
+        return float(self.base.timing.images_per_second or 0.0)
 
     @property
     def new_ips(self) -> float:
-        return float(self.new.images_per_second or 0.0)
+        return float(self.new.timing.images_per_second or 0.0)
 
     @property
     def change_pct(self) -> float:
@@ -145,7 +145,7 @@ def reference_entry(record: RunRecord, reference: tuple[str, str], setting: Cond
 def canary_of(entry: Entry) -> list[float] | None:
     """The canary's seconds per call next to each of the entry's (non-empty) rounds, or None unless
     every round carries one (files from before the canary, or a round that lacks it: raw figures)."""
-    rounds = [r for r in entry.rounds or [] if r.get("calls")]
+    rounds = [r for r in entry.timing.rounds or [] if r.get("calls")]
     values = [r.get("canary_s") for r in rounds]
     if not rounds or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
                              for v in values):
@@ -155,8 +155,9 @@ def canary_of(entry: Entry) -> list[float] | None:
 
 def figures(entry: Entry, adjusted: bool) -> list[np.ndarray]:
     """The entry's per-image seconds by round, divided round by round by the canary when ``adjusted``."""
-    rounds = entry.per_image_rounds()
-    return (adjusted_rounds(rounds, canary_of(entry), 1.0, entry.canary_beta, (entry.canary or {}).get("run_s"))
+    t = entry.timing
+    rounds = t.per_image_rounds()
+    return (adjusted_rounds(rounds, canary_of(entry), 1.0, t.canary_beta, (t.canary or {}).get("run_s"))
             if adjusted else rounds)
 
 
@@ -183,7 +184,7 @@ def _source(record: RunRecord) -> str:
 
 def _ok_entries(record: RunRecord) -> dict[EntryKey, Entry]:
     """Successful entries by key; a later duplicate replaces an earlier one."""
-    return {e.key: e for e in record.results if e.status is Status.OK and e.samples_s}
+    return {e.key: e for e in record.results if e.status is Status.OK and e.timing and e.timing.samples_s}
 
 
 def _all_entries(record: RunRecord) -> dict[EntryKey, Entry]:
@@ -218,7 +219,7 @@ def paired_verdict(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_TH
     """``ab``'s verdict on one entry: both sides timed in the same rounds, blocks adjacent, so the
     per-round log ratios are paired (a machine-wide drift cancels without a canary); None when the
     two have fewer than two rounds in common."""
-    rb, rn = (base.per_image_rounds(), new.per_image_rounds()) if base.ok and new.ok else ([], [])
+    rb, rn = (base.timing.per_image_rounds(), new.timing.per_image_rounds()) if base.ok and new.ok else ([], [])
     if not can_pair(rb, rn):
         return None
     return slowdown_verdict(rb, rn, threshold=threshold_pct / 100.0, alpha=alpha, paired=True, floor=AB_FLOOR)

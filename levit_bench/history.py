@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import UserError
 from .results import Entry, RunRecord, load
-from .spec import EntryKey, Status
+from .spec import EntryKey
 from .stats import RERUN_RESIDUAL_ADJUSTED, RERUN_RESIDUAL_RAW, rerun_interval
 from .sysinfo import COMPARED_LIBRARIES, machine_differences
 
@@ -223,7 +223,7 @@ def read_history(args: list[str]) -> tuple[list[HistoryFile], list[str]]:
             raise
         if (record.system or {}).get("emulated"):
             skipped.append(f"{p}: measured under emulation ({record.system['emulated']}): not speed")
-        elif not any(e.status is Status.OK and e.samples_s for e in record.results):
+        elif not any(e.ok and e.timing.samples_s for e in record.results):
             skipped.append(f"{p}: no successful timing entry")
         else:
             files.append(HistoryFile(record, _created(record)))
@@ -253,7 +253,7 @@ def by_machine(files: list[HistoryFile]) -> list[tuple[str, list[HistoryFile]]]:
 
 
 def _point_sd(entry: Entry, adjusted: bool) -> float:
-    rounds = entry.adjusted_round_samples() if adjusted else entry.round_samples()
+    rounds = entry.timing.adjusted_round_samples() if adjusted else entry.timing.round_samples()
     lo, hi = rerun_interval(rounds, adjusted)
     return math.log(hi / lo) / 2.0 / (1.96 * math.sqrt(2.0))
 
@@ -262,16 +262,16 @@ def build_series(files: list[HistoryFile]) -> list[Series]:
     """One series per entry key measured successfully in at least one file, in first-seen order."""
     found: dict[EntryKey, list[tuple[HistoryFile, Entry]]] = {}
     for f in files:
-        seen = {e.key: e for e in f.record.results if e.status is Status.OK and e.samples_s and e.ok}
+        seen = {e.key: e for e in f.record.results if e.ok and e.timing.samples_s}
         for key, e in seen.items():
             found.setdefault(key, []).append((f, e))
     out = []
     for key, pairs in found.items():
-        adjusted = all(e.adjusted_images_per_second and (e.canary or {}).get("reference_s")
-                       and e.adjusted_round_samples() is not None for _, e in pairs)
-        ref0 = float(pairs[0][1].canary["reference_s"]) if adjusted else 1.0
-        points = [Point(f, e, (float(e.adjusted_images_per_second) * float(e.canary["reference_s"]) / ref0)
-                        if adjusted else float(e.images_per_second), _point_sd(e, adjusted)) for f, e in pairs]
+        adjusted = all(e.timing.adjusted_images_per_second and (e.timing.canary or {}).get("reference_s")
+                       and e.timing.adjusted_round_samples() is not None for _, e in pairs)
+        ref0 = float(pairs[0][1].timing.canary["reference_s"]) if adjusted else 1.0
+        points = [Point(f, e, (float(e.timing.adjusted_images_per_second) * float(e.timing.canary["reference_s"]) / ref0)
+                        if adjusted else float(e.timing.images_per_second), _point_sd(e, adjusted)) for f, e in pairs]
         out.append(Series(key, adjusted, points))
     return out
 

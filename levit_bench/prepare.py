@@ -23,7 +23,7 @@ from .backends import BACKENDS, ExportCache
 from .backends.base import Runner
 from .errors import UserError, first_line, is_out_of_memory
 from .parity import compare_logits, parity_input
-from .results import ExportFacts
+from .entry_parts import ExportFacts
 from .spec import Identity, ModelId, Settings, Status
 
 

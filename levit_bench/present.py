@@ -21,7 +21,7 @@ def speed_ratio(a: Entry, b: Entry, same_run: bool, interval: bool = True) -> Ra
     Entries of one run timed in the same group are paired round by round (``stats.paired_ratio``:
     the machine's drift cancels); otherwise the ratio of medians with the interval spanned by both
     sides' order-statistic intervals of round medians (``stats.unpaired_ratio``, as ``compare``)."""
-    ra, rb = a.per_image_rounds(), b.per_image_rounds()
+    ra, rb = a.timing.per_image_rounds(), b.timing.per_image_rounds()
     if same_run and a.group == b.group and can_pair(ra, rb):
         return paired_ratio(ra, rb)
     if not interval:
@@ -47,32 +47,36 @@ def fmt_ratio(r: float) -> str:
 
 def fmt_efficiency(e: Entry | None) -> str:
     """Achieved GMAC/s and the fraction of the machine's measured peak: ``41.3 (12%)``."""
-    if e is None or e.gmacs_per_s is None:
+    x = e.explain if e is not None else None
+    if x is None or x.gmacs_per_s is None:
         return "—"
-    text = f"{e.gmacs_per_s:,.1f}" + (f" ({e.efficiency:.0%})" if e.efficiency is not None else "")
-    adjusted = (e.canary or {}).get("adjusted_efficiency")
+    text = f"{x.gmacs_per_s:,.1f}" + (f" ({x.efficiency:.0%})" if x.efficiency is not None else "")
+    adjusted = (e.timing.canary or {}).get("adjusted_efficiency") if e.timing else None
     return text + (f", adj {adjusted:.0%}" if adjusted is not None else "")
 
 
 def fmt_intervals(e: Entry) -> str:
     """The canary-adjusted speed (where there is one) and the two labelled intervals of the entry's
     figure: ``adj 61.2 (95% CI 58.0–64.1; rerun 55.3–67.0)``; empty for files without them."""
-    iv = e.intervals or {}
+    iv = (e.timing.intervals if e.timing else None) or {}
     if not iv:
         return ""
-    head = f"adj {fmt_ips(e.adjusted_images_per_second)} " if e.adjusted_images_per_second else "raw "
+    adjusted = e.timing.adjusted_images_per_second
+    head = f"adj {fmt_ips(adjusted)} " if adjusted else "raw "
     (clo, chi), (rlo, rhi) = iv["confidence"]["images_per_second"], iv["rerun"]["images_per_second"]
     return head + f"(95% CI {fmt_ips(clo)}–{fmt_ips(chi)}; rerun {fmt_ips(rlo)}–{fmt_ips(rhi)})"
 
 
 def most_efficient(entries: Iterable[Entry]) -> Entry | None:
     """The entry that reached the most GMAC/s (the model is the same, so: the fastest per image)."""
-    return max((e for e in entries if e.gmacs_per_s is not None), key=lambda e: e.gmacs_per_s, default=None)
+    return max((e for e in entries if e.explain and e.explain.gmacs_per_s is not None),
+               key=lambda e: e.explain.gmacs_per_s, default=None)
 
 
 def spread_pct(e: Entry) -> float:
     """IQR of images/s as a percentage of the median."""
-    return (e.iqr or 0.0) / e.images_per_second * 100 if e.images_per_second else 0.0
+    t = e.timing
+    return (t.iqr or 0.0) / t.images_per_second * 100 if t and t.images_per_second else 0.0
 
 
 def md_cell(text: object) -> str:
@@ -109,7 +113,7 @@ class Baselines:
         """Speed over the baseline's, with its interval; None without a baseline."""
         if id(e) not in self._cache:
             base = self.baseline(e)
-            self._cache[id(e)] = None if base is None or not e.ok or not e.samples_s or not base.samples_s else \
+            self._cache[id(e)] = None if base is None or not e.ok or not e.timing.samples_s or not base.timing.samples_s else \
                 speed_ratio(e, base, self._run_of(e) == self._run_of(base), interval=False)
         return self._cache[id(e)]
 
@@ -194,7 +198,7 @@ def end_to_end_tables(entries: Sequence[Entry]) -> list[tuple[list[str], list[li
             p = max(pipes, key=lambda r: r["images_per_second"]) if pipes else None
             lat = p["latency_ms"] if p else {}
             head = [e.model, e.variant, str(e.batch_size)]
-            speed.append(head + [fmt_ips(e.images_per_second), s["decoder"],
+            speed.append(head + [fmt_ips(e.timing.images_per_second if e.timing else None), s["decoder"],
                                  f"{fmt_ips(s['images_per_second'])} [{fmt_ips(s['ci95'][0])}–{fmt_ips(s['ci95'][1])}]",
                                  (f"{fmt_ips(p['images_per_second'])} [{fmt_ips(p['ci95'][0])}–{fmt_ips(p['ci95'][1])}] "
                                   f"({p['decode_threads']}+{p['inference_threads']})") if p else "",

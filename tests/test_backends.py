@@ -247,7 +247,7 @@ def test_parity_failure_is_not_timed(monkeypatch, tmp_path):
     plan = Plan(Selection(("levit_128s",), ("wrong",), (2,), ("fp32",), Settings(threads=1), cache_dir=str(tmp_path)), FAST)
     (entry,) = execute(plan)
     assert entry.status == "failed" and entry.reason.startswith("parity failed")
-    assert entry.samples_s == [] and entry.parity["cosine"] < TOLERANCES["fp32"]["min_cosine"]
+    assert entry.timing is None and entry.export.parity["cosine"] < TOLERANCES["fp32"]["min_cosine"]
 
 
 class _ExplodingBackend(Backend):

@@ -15,6 +15,7 @@ from levit_bench import canary as canaries
 from levit_bench import stats
 from levit_bench.cli import render
 from levit_bench.harness import TimingOptions
+from levit_bench.entry_parts import Timing
 from levit_bench.results import Entry, load
 from levit_bench.schedule import Schedule, Timed, run_rounds, warm
 from levit_bench.spec import Identity
@@ -141,22 +142,23 @@ def test_intervals_are_labelled_in_the_entry_and_survive_the_file(tmp_path):
     rounds = [{"round": i, "position": 0, "start_s": float(i), "calls": len(b), "canary_s": c}
               for i, (b, c) in enumerate(zip(blocks, canary_s))]
     e = Entry(Identity("levit_128s", "torch", "cpu", "fp32", 1, 16, 224))
-    e.record(np.concatenate(blocks), rounds, 16, canary=canaries.Reference("gemm", REF, "this run"),
-             canary_cost_s=0.05)
-    e.explain(305_000_000, 7_000_000, 100.0)
-    assert e.adjusted_images_per_second > 1.2 * e.images_per_second  # the slow machine adjusted back
-    assert e.canary["cost_share"] == pytest.approx(0.05 / sum(e.samples_s))
-    assert e.canary["adjusted_efficiency"] > e.efficiency
-    conf, rerun = e.intervals["confidence"], e.intervals["rerun"]
+    e.add_timing(Timing.measure(np.concatenate(blocks), rounds, 16, canary=canaries.Reference("gemm", REF, "this run"),
+                                canary_cost_s=0.05))
+    e.add_explain(305_000_000, 7_000_000, 100.0)
+    t = e.timing
+    assert t.adjusted_images_per_second > 1.2 * t.images_per_second  # the slow machine adjusted back
+    assert t.canary["cost_share"] == pytest.approx(0.05 / sum(t.samples_s))
+    assert t.canary["adjusted_efficiency"] > e.explain.efficiency
+    conf, rerun = t.intervals["confidence"], t.intervals["rerun"]
     assert conf["of"] == rerun["of"] == "adjusted_images_per_second"
     assert "confidence" in conf["label"] and "rerun" in rerun["label"] and "canary-adjusted" in conf["label"]
-    assert rerun["images_per_second"][0] < conf["images_per_second"][0] < e.adjusted_images_per_second \
+    assert rerun["images_per_second"][0] < conf["images_per_second"][0] < t.adjusted_images_per_second \
         < conf["images_per_second"][1] < rerun["images_per_second"][1]
     path = tmp_path / "r.json"
     make_record([e]).save(path)
     again = load(path).results[0]
-    assert again.intervals == e.intervals and again.adjusted_images_per_second == e.adjusted_images_per_second
-    assert again.canary_seconds() == canary_s
+    assert again.timing.intervals == t.intervals and again.timing.adjusted_images_per_second == t.adjusted_images_per_second
+    assert again.timing.canary_seconds() == canary_s
     assert re.search(r"adj \d", _text(render.results_table([again])))
 
 
@@ -172,16 +174,17 @@ def _text(table) -> str:
 def test_files_without_canary_load_and_show_raw_only(name):
     record = load(FIXTURES / name)
     ok = [e for e in record.results if e.ok]
-    assert ok and all(e.adjusted_images_per_second is None and e.canary is None for e in ok)
-    assert all(e.adjusted_round_samples() is None and e.adjusted_round_samples(REF) is None for e in ok)
+    assert ok and all(e.timing.adjusted_images_per_second is None and e.timing.canary is None for e in ok)
+    assert all(e.timing.adjusted_round_samples() is None and e.timing.adjusted_round_samples(REF) is None for e in ok)
     text = _text(render.results_table(record.results))
     assert not re.search(r"adj \d", text)
     # a new run's entry without a canary (a CUDA run) gets the raw, wider intervals, labelled so
     e = Entry(ok[0].identity)
-    e.record(ok[0].samples_s, [{"round": 0, "position": 0, "start_s": 0.0, "calls": len(ok[0].samples_s)}],
-             ok[0].images_per_call or ok[0].batch_size)
-    assert e.adjusted_images_per_second is None and e.intervals["confidence"]["of"] == "images_per_second"
-    assert "raw" in e.intervals["rerun"]["label"]
+    first = ok[0].timing
+    e.add_timing(Timing.measure(first.samples_s, [{"round": 0, "position": 0, "start_s": 0.0,
+                                                   "calls": len(first.samples_s)}], first.images_per_call))
+    assert e.timing.adjusted_images_per_second is None and e.timing.intervals["confidence"]["of"] == "images_per_second"
+    assert "raw" in e.timing.intervals["rerun"]["label"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,9 +40,10 @@ def test_run_prints_table_and_writes_valid_json(tmp_path, capsys, cache_args):
         ("torch", 1), ("torch", 2), ("onnxruntime", 1), ("onnxruntime", 2)]
     for e in data["results"]:
         assert e["status"] == "ok", e["reason"]
-        assert len(e["samples_s"]) >= 3 and e["threads"] == 1
-        assert e["images_per_second"] == pytest.approx(e["batch_size"] / sorted(e["samples_s"])[len(e["samples_s"]) // 2], rel=0.5)
-        assert e["parity"]["cosine"] > 0.999 and set(e["latency_ms"]) == {"p50", "p90", "p99"}
+        t, samples = e["timing"], e["timing"]["samples_s"]
+        assert len(samples) >= 3 and e["threads"] == 1
+        assert t["images_per_second"] == pytest.approx(e["batch_size"] / sorted(samples)[len(samples) // 2], rel=0.5)
+        assert e["export"]["parity"]["cosine"] > 0.999 and set(t["latency_ms"]) == {"p50", "p90", "p99"}
     assert data["system"]["physical_cores"] and data["system"]["versions"]["torch"] == torch.__version__
     assert data["config"]["settings"]["threads"] == 1
 
@@ -139,7 +140,7 @@ def test_sigint_keeps_finished_entries(tmp_path, cache_args):
     data = json.loads(out.read_text())
     assert data["complete"] is False and [e["batch_size"] for e in data["results"]] == [1, 2, 3, 4]
     for e in data["results"]:
-        assert e["status"] == "ok" and 1 <= len(e["rounds"]) < 60
-        assert sum(r["calls"] for r in e["rounds"]) == len(e["samples_s"])
+        assert e["status"] == "ok" and 1 <= len(e["timing"]["rounds"]) < 60
+        assert sum(r["calls"] for r in e["timing"]["rounds"]) == len(e["timing"]["samples_s"])
         assert any("interrupted" in n for n in e["notes"])
     assert "interrupted" in err and "Traceback" not in err

@@ -49,10 +49,10 @@ def test_benchmark_action_export_follows_its_format_with_both_figures():
     by_name = {b["name"]: b for b in data}
     for label, e in entries:
         raw, adj = by_name[label], by_name[label + dashboards.ADJUSTED_SUFFIX]
-        assert raw["value"] == pytest.approx(e.images_per_second)
-        assert adj["value"] == pytest.approx(e.adjusted_images_per_second)
+        assert raw["value"] == pytest.approx(e.timing.images_per_second)
+        assert adj["value"] == pytest.approx(e.timing.adjusted_images_per_second)
         assert raw["unit"] == "images/s" and raw["range"].startswith("± ")
-        lo, hi = e.ci95
+        lo, hi = e.timing.ci95
         assert float(raw["range"][2:]) == pytest.approx((hi - lo) / 2, rel=1e-3)
         assert "raw images/s" in raw["extra"] and "canary-adjusted" in adj["extra"] and "abc1234" in raw["extra"]
 
@@ -67,10 +67,10 @@ def test_bencher_export_follows_the_bencher_metric_format():
         assert set(m) == {"throughput", "throughput-adjusted"}
         t = m["throughput"]
         assert t["lower_value"] <= t["value"] <= t["upper_value"]
-        assert t["value"] == pytest.approx(e.images_per_second)
+        assert t["value"] == pytest.approx(e.timing.images_per_second)
         a = m["throughput-adjusted"]
         assert a["lower_value"] <= a["value"] <= a["upper_value"]
-        assert a["value"] == pytest.approx(e.adjusted_images_per_second)
+        assert a["value"] == pytest.approx(e.timing.adjusted_images_per_second)
 
 
 def test_a_run_without_the_canary_exports_the_raw_figure_only():
@@ -113,7 +113,7 @@ def test_history_exports_the_newest_file_and_appends_the_step_summary(tmp_path, 
     data = json.loads(bmf.read_text())
     jsonschema.validate(data, BMF_SCHEMA)
     assert {k: v["throughput"]["value"] for k, v in data.items()} == \
-        pytest.approx({e.label(): e.images_per_second for e in newest.results if e.ok})
+        pytest.approx({e.label(): e.timing.images_per_second for e in newest.results if e.ok})
 
 
 def test_bad_formats_and_targets_exit_2_with_one_line(tmp_path, capsys):

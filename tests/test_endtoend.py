@@ -282,7 +282,7 @@ def _with_e2e(model: str, compute_s: float, pipeline_s: float, seed: int, batch:
     rng = np.random.default_rng(seed)
     calls = [5] * 8
     e = ok_entry(model, "onnxruntime", batch, compute_s * rng.lognormal(0, 0.03, 40))
-    e.rounds = [{"round": i, "position": 0, "start_s": float(i), "calls": 5} for i in range(8)]
+    e.timing.rounds = [{"round": i, "position": 0, "start_s": float(i), "calls": 5} for i in range(8)]
     e.group = 0
     means = {"read": 0.001, "decode": 0.05, "transform": 0.15, "batch": 0.002, "inference": compute_s, "top5": 0.0005}
     stages = {k: list(m * rng.lognormal(0, 0.03, 40)) for k, m in means.items()}
@@ -332,7 +332,7 @@ def test_a_results_file_with_end_to_end_entries_validates_and_loads(tmp_path):
     path = make_record([_with_e2e("levit_128s", 0.1, 0.4, 1)]).save(tmp_path / "r.json")
     data = json.loads(path.read_text())
     jsonschema.validate(data, results.schema())
-    assert data["schema_version"] == 6 and "end_to_end" in data["results"][0]
+    assert data["schema_version"] == 7 and "end_to_end" in data["results"][0]
     again = results.load(path).results[0]
     assert again.end_to_end["pipeline"][0]["bounding_stage"] == "inference"
     plain = make_record([_with_e2e("levit_128s", 0.1, 0.4, 1)])

@@ -9,6 +9,7 @@ from levit_bench import energy
 from levit_bench.harness import TimingOptions
 from levit_bench.present import fmt_efficiency, most_efficient
 from levit_bench.spec import Identity
+from levit_bench.entry_parts import Timing
 from levit_bench.results import Entry
 from levit_bench.schedule import Schedule, Timed, run_rounds, warm
 from levit_bench.spec import Status
@@ -16,36 +17,37 @@ from levit_bench.spec import Status
 
 def _ok_entry(ips: float, batch: int = 16) -> Entry:
     e = Entry(Identity("levit_256", "onnxruntime", "cpu", "fp32", 1, batch, 224))
-    e.status, e.images_per_second = Status.OK, ips
+    e.status, e.timing = Status.OK, Timing(images_per_second=ips, images_per_call=batch)
     return e
 
 
 def test_efficiency_arithmetic_on_a_synthetic_entry():
     # 1,120 M MACs per image at 50 images/s is 56 GMAC/s; against a 224 GMAC/s peak that is 25%
     e = _ok_entry(50.0)
-    e.explain(1_120_000_000, 18_900_000, 224.0)
-    assert e.gmacs_per_s == pytest.approx(56.0)
-    assert e.efficiency == pytest.approx(0.25)
-    assert (e.macs, e.params, e.peak_gmacs_per_s) == (1_120_000_000, 18_900_000, 224.0)
+    e.add_explain(1_120_000_000, 18_900_000, 224.0)
+    assert e.explain.gmacs_per_s == pytest.approx(56.0)
+    assert e.explain.efficiency == pytest.approx(0.25)
+    assert (e.explain.macs, e.explain.params, e.explain.peak_gmacs_per_s) == (1_120_000_000, 18_900_000, 224.0)
     assert fmt_efficiency(e) == "56.0 (25%)"
 
 
 def test_no_peak_no_efficiency_and_unmeasured_entries_get_no_speed():
     e = _ok_entry(50.0)
-    e.explain(1_000_000_000, 10, None)
-    assert e.gmacs_per_s == pytest.approx(50.0) and e.efficiency is None
+    e.add_explain(1_000_000_000, 10, None)
+    assert e.explain.gmacs_per_s == pytest.approx(50.0) and e.explain.efficiency is None
     assert fmt_efficiency(e) == "50.0"
     failed = Entry(Identity("levit_256", "openvino", "cpu", "fp32", 1, 16, 224))
     failed.status = Status.FAILED
-    failed.explain(1_000_000_000, 10, 224.0)
-    assert failed.macs == 1_000_000_000 and failed.gmacs_per_s is None and failed.efficiency is None
+    failed.add_explain(1_000_000_000, 10, 224.0)
+    x = failed.explain
+    assert x.macs == 1_000_000_000 and x.gmacs_per_s is None and x.efficiency is None
     assert fmt_efficiency(failed) == "—"
 
 
 def test_most_efficient_picks_the_highest_gmacs():
     slow, fast = _ok_entry(10.0, 1), _ok_entry(40.0, 16)
     for e in (slow, fast):
-        e.explain(10**9, 1, 100.0)
+        e.add_explain(10**9, 1, 100.0)
     assert most_efficient([slow, fast]) is fast
     assert most_efficient([Entry(Identity("m", "torch", "cpu", "fp32", 1, 1))]) is None
 
@@ -124,7 +126,7 @@ def test_report_and_terminal_show_counted_macs_and_efficiency():
 
     entries = [ok_entry("levit_192", b, 16, [16 / ips] * 8, threads=1) for b, ips in (("torch", 40.0), ("openvino", 80.0))]
     for e in entries:
-        e.explain(656_600_000, 10_528_280, 105.0)  # openvino: 52.5 GMAC/s, half of the peak
+        e.add_explain(656_600_000, 10_528_280, 105.0)  # openvino: 52.5 GMAC/s, half of the peak
     md = report.build_report([make_record(entries)], plot_name=None).markdown
     assert "GMAC/s (% of peak)" in md and "52.5 (50%) openvino, b16" in md  # the model's most efficient entry
     assert "| levit_192 | cpu |" in md and "657M" in md  # counted MACs beside the published 658M
@@ -146,13 +148,14 @@ def test_run_records_macs_efficiency_and_why_there_is_no_energy(tmp_path, monkey
            "--warmup", "0", "--min-calls", "3", "--rounds", "2", *cache, "--quiet"]
     assert main(run + ["--out", str(tmp_path / "no-peak.json")]) == 0  # a short run measures no peak
     quick = load(tmp_path / "no-peak.json").results[0]
-    assert quick.gmacs_per_s > 0 and quick.efficiency is None and quick.peak_gmacs_per_s is None
+    assert quick.explain.gmacs_per_s > 0 and quick.explain.efficiency is None and quick.explain.peak_gmacs_per_s is None
     assert main(["sysinfo", "--peak", "--threads", "1", "--min-time", "0.05", "--size", "256", *cache]) == 0
     assert main(run + ["--out", str(out)]) == 0  # the same run, now with the peak cached
     e = load(out).results[0]
-    assert e.ok and e.macs == pytest.approx(305e6, rel=0.02) and e.params > 7e6
-    assert e.gmacs_per_s == pytest.approx(e.macs * e.images_per_second / 1e9)
-    assert e.peak_gmacs_per_s > 0 and e.efficiency == pytest.approx(e.gmacs_per_s / e.peak_gmacs_per_s)
+    x = e.explain
+    assert e.ok and x.macs == pytest.approx(305e6, rel=0.02) and x.params > 7e6
+    assert x.gmacs_per_s == pytest.approx(x.macs * e.timing.images_per_second / 1e9)
+    assert x.peak_gmacs_per_s > 0 and x.efficiency == pytest.approx(x.gmacs_per_s / x.peak_gmacs_per_s)
     assert "does not exist" in e.energy["unavailable"]
 
 

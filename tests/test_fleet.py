@@ -121,15 +121,15 @@ def test_resume_after_sigint_measures_only_what_is_missing(tmp_path, cache_args)
     assert not before.complete
     finished = [e for e in before.results if not any(n.startswith("interrupted") for n in e.notes)]
     assert [e.batch_size for e in finished] == [1]  # the first chunk; the second was cut short
-    assert all(e.batch_size == 2 and len(e.rounds) < 8 for e in before.results if e not in finished)
+    assert all(e.batch_size == 2 and len(e.timing.rounds) < 8 for e in before.results if e not in finished)
     resumed = subprocess.run([sys.executable, "-m", "levit_bench.cli", "run", str(plan), "--resume", str(out),
                               "--quiet", *cache_args], capture_output=True, text=True, timeout=GUARD_S)
     assert resumed.returncode == 0, resumed.stderr
     assert "1 entries to measure, 1 kept" in resumed.stderr
     after = results.load(out)
     assert after.complete and [e.batch_size for e in after.results] == [1, 2]
-    assert after.results[0].samples_s == finished[0].samples_s  # kept, not measured again
-    assert len(after.results[1].rounds) == 8 and not any(n.startswith("interrupted") for n in after.results[1].notes)
+    assert after.results[0].timing.samples_s == finished[0].timing.samples_s  # kept, not measured again
+    assert len(after.results[1].timing.rounds) == 8 and not any(n.startswith("interrupted") for n in after.results[1].notes)
     assert after.results[1].group > after.results[0].group  # timed apart: never paired with the kept entry
     assert after.config["plan"]["hash"] == before.config["plan"]["hash"] and len(after.config["resumed"]) == 1
 

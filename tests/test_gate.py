@@ -16,6 +16,7 @@ import pytest
 from levit_bench import gate
 from levit_bench.cli import main
 from levit_bench.errors import UserError
+from levit_bench.entry_parts import ExportFacts, Timing
 from levit_bench.results import Entry, RunRecord
 from levit_bench.spec import Conditions, Identity, RuntimeOptions, variant
 from levit_bench.stats import median_time_interval, summarize_calls
@@ -36,11 +37,12 @@ def ok_entry(model: str, backend: str, batch: int, samples, *, threads: int = 2,
     """A successful entry (one block of calls) whose summary fields come from ``samples`` as a run fills them."""
     s = summarize_calls(samples, batch)
     lo, hi = median_time_interval([np.asarray(samples, dtype=float)])
+    timing = Timing(samples_s=[float(x) for x in samples], images_per_call=batch, warmup_calls=3,
+                    first_call_s=float(samples[0]), images_per_second=s.images_per_second, ci95=[batch / hi, batch / lo],
+                    iqr=s.iqr_ips, noisy=s.noisy, latency_ms=s.latency_ms,
+                    time_s={"median": s.median_s, "iqr": s.iqr_s, "min": s.min_s}, peak_rss_bytes=1)
     return Entry(Identity(model, backend, device, precision, threads, batch, 224), "ok",
-                 images_per_second=s.images_per_second, ci95=[batch / hi, batch / lo], iqr=s.iqr_ips, noisy=s.noisy,
-                 latency_ms=s.latency_ms, time_s={"median": s.median_s, "iqr": s.iqr_s, "min": s.min_s},
-                 samples_s=[float(x) for x in samples], images_per_call=batch, warmup_calls=3,
-                 parity={"ok": True}, export_s=0.0, first_call_s=float(samples[0]), peak_rss_bytes=1)
+                 export=ExportFacts(export_s=0.0, parity={"ok": True}), timing=timing)
 
 
 def not_ok_entry(model: str, backend: str, batch: int, status: str, reason: str, threads: int = 2) -> Entry:
@@ -66,9 +68,24 @@ def rescaled(record: RunRecord, factor: dict[str, float] | float = 1.0, noise: f
     out = []
     for e in record.results:
         f = factor if isinstance(factor, float) else factor.get(e.model, 1.0)
-        samples = np.asarray(e.samples_s) * f * (1.0 + rng.normal(0.0, noise, len(e.samples_s)))
+        samples = np.asarray(e.timing.samples_s) * f * (1.0 + rng.normal(0.0, noise, len(e.timing.samples_s)))
         out.append(ok_entry(e.model, e.backend, e.batch_size, samples, threads=e.threads))
     return make_record(out)
+
+
+def flat_file(data: dict, version: int = 6) -> dict:
+    """A file of this version (``RunRecord.to_dict``) in the layout of an earlier ``version``: every
+    entry's parts flat beside its identity, as files before schema 7 kept them."""
+    out = {**data, "schema_version": version, "results": []}
+    for e in data["results"]:
+        flat = {k: v for k, v in e.items() if k not in ("export", "timing", "explain")}
+        for part in ("export", "timing", "explain"):
+            flat.update(e.get(part) or {})
+        for key in ("images_per_second", "ci95", "iqr", "latency_ms", "first_call_s", "peak_rss_bytes"):
+            flat.setdefault(key, None)  # an untimed entry had them, empty
+        flat.setdefault("samples_s", [])
+        out["results"].append(flat)
+    return out
 
 
 def save(record: RunRecord, path: Path) -> str:
@@ -84,7 +101,7 @@ def timed_entry(model: str, backend: str, batch: int, rounds: list[np.ndarray], 
     if canary is not None:
         for d, c in zip(dicts, canary):
             d["canary_s"] = float(c)
-    e.record(np.concatenate(rounds), dicts, batch)
+    e.add_timing(Timing.measure(np.concatenate(rounds), dicts, batch))
     e.group = group
     return e
 
@@ -369,7 +386,7 @@ def test_parse_reference():
 
 def test_relative_rounds_divide_by_images_per_call():
     e = ok_entry("levit_128s", "openvino", 4, np.array([0.08, 0.08, 0.08]))
-    e.images_per_call = 16  # e.g. OpenVINO async: 4 requests of batch 4 per call
+    e.timing.images_per_call = 16  # e.g. OpenVINO async: 4 requests of batch 4 per call
     assert np.concatenate(gate.relative_rounds(e, None)) == pytest.approx([0.005] * 3)
 
 

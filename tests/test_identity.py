@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +19,12 @@ from levit_bench.accuracy_record import AccuracyRecord
 from levit_bench.cli import main
 from levit_bench.errors import UserError
 from levit_bench.profiling import Profile
+from levit_bench.entry_parts import Timing
 from levit_bench.results import SCHEMA_VERSION, Entry, load
 from levit_bench.spec import Identity, RuntimeOptions
 from levit_bench.sysinfo import machine_differences
 
-from .test_gate import SYSTEM, base_record, make_record, ok_entry, rescaled
+from .test_gate import SYSTEM, base_record, flat_file, make_record, ok_entry, rescaled
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -106,25 +109,74 @@ def test_the_hostname_and_levit_bench_itself_may_differ():
 
 
 @pytest.mark.parametrize("name", ["results-v1-2026-11-27.json", "results-v2-2026-12-01.json",
-                                  "results-v3-2026-12-02.json"])
-def test_files_of_earlier_layouts_load_report_and_compare(tmp_path, capsys, name):
-    path = FIXTURES / name
+                                  "results-v3-2026-12-02.json", "results-v6-2026-12-02.json"])
+def test_files_of_earlier_layouts_load_report_and_compare(tmp_path, capsys, monkeypatch, name):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    path = tmp_path / "old" / "results.json"
+    shutil.copy(FIXTURES / name, path)
     record = load(path)
     assert record.results and all(isinstance(e.identity, Identity) for e in record.results)
-    assert main(["report", str(path), "-o", str(tmp_path / "r.md")]) == 0
-    assert (tmp_path / "r.md").read_text().strip()
-    assert main(["compare", str(path), str(path)]) == 0
-    # and a file this version writes (schema 5) holds the same identities
-    again = tmp_path / "again.json"
+    assert any(e.ok for e in record.results) and all(e.ok == (e.timing is not None) for e in record.results)
+    # saved again, it is a file of this version (entries in parts) with the same identities and figures
+    again = tmp_path / "new" / "results.json"
     record.save(again)
-    assert json.loads(again.read_text())["schema_version"] == SCHEMA_VERSION == 6
-    assert [e.identity for e in load(again).results] == [e.identity for e in record.results]
+    data = json.loads(again.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION == 7
+    assert all({"export", "timing", "explain"} <= set(e) and "samples_s" not in e for e in data["results"])
+    reread = load(again)
+    assert [e.identity for e in reread.results] == [e.identity for e in record.results]
+    assert [e.timing and e.timing.samples_s for e in reread.results] == [e.timing and e.timing.samples_s
+                                                                       for e in record.results]
+    reports = []
+    for folder in ("old", "new"):  # the same report from either layout
+        monkeypatch.chdir(tmp_path / folder)
+        assert main(["report", "results.json", "-o", "report.md"]) == 0
+        reports.append(Path("report.md").read_text())
+    assert reports[0].strip() and reports[0] == reports[1]
+    assert main(["compare", str(path), str(again)]) == 0
+    compared = gate.compare_files(path, again)  # the old file against the new one: every measured entry matched
+    assert sorted(str(r.key) for r in compared.rows) == sorted(str(e.key) for e in record.results if e.ok)
+    assert all(r.verdict.ratio == pytest.approx(1.0) for r in compared.rows)
+
+
+def test_a_file_of_this_version_round_trips(tmp_path):
+    """Saved, loaded and turned back into dicts: the same file (parts, unknown keys and all)."""
+    record = load(FIXTURES / "results-v6-2026-12-02.json")
+    first = tmp_path / "v7.json"
+    record.save(first)
+    data = json.loads(first.read_text())
+    data["results"][0]["future_field"] = 1
+    data["results"][0]["timing"]["future_timing"] = [1, 2]
+    first.write_text(json.dumps(data))
+    loaded = load(first)
+    assert loaded.to_dict() == data
+    second = tmp_path / "again.json"
+    loaded.save(second)
+    assert json.loads(second.read_text()) == data
+    assert [Entry.from_dict(e).to_dict() for e in data["results"]] == [e.to_dict() for e in loaded.results]
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda t: t["samples_s"].__setitem__(1, float("nan")), "timing.samples_s[1] is nan; call times must be finite"),
+    (lambda t: t["samples_s"].__setitem__(1, "x"), "results/0/timing/samples_s/1: 'x' is not of type 'number'"),
+    (lambda t: t.__setitem__("images_per_second", -1.0), "results/0/timing/images_per_second"),
+    (lambda t: t["rounds"][0].update(calls=t["rounds"][0]["calls"] + 1), "its rounds hold"),
+])
+def test_a_file_of_this_version_names_bad_timings_at_their_key(tmp_path, change, says):
+    data = base_record().to_dict()
+    for e in data["results"]:
+        e["timing"]["rounds"] = [{"round": 0, "position": 0, "start_s": 0.0, "calls": len(e["timing"]["samples_s"])}]
+    change(data["results"][0]["timing"])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=re.escape(says)):
+        load(path)
 
 
 def test_cuda_torch_entries_of_earlier_files_are_read_as_sdpa(tmp_path):
     record = make_record([ok_entry("levit_256", "torch", 16, np.full(5, 0.16), device="cuda", precision="fp16")])
-    data = record.to_dict()
-    data["schema_version"] = 2
+    data = flat_file(record.to_dict(), 2)
     del data["results"][0]["options"]["attention"]
     path = tmp_path / "old.json"
     path.write_text(json.dumps(data))
@@ -147,10 +199,13 @@ def test_the_parity_call_is_the_runners_first_call(monkeypatch):
 def test_an_entry_faster_than_the_cached_peak_gets_no_share_of_it():
     """A peak cached while the machine was loaded (seen this round: 5.0 GMAC/s) made a later run show
     '217%' of it: a model cannot outrun the dense GEMM, so such a peak is refused, with the reason."""
-    entry = Entry(Identity("levit_256", "openvino", "cpu", "fp32", 2, 16, 224), "ok", images_per_second=20.0)
-    entry.explain(1_126_000_000, 18_000_000, peak_gmacs_per_s=5.0)
-    assert entry.gmacs_per_s > 5.0 and entry.efficiency is None and entry.peak_gmacs_per_s is None
+    entry = Entry(Identity("levit_256", "openvino", "cpu", "fp32", 2, 16, 224), "ok",
+                  timing=Timing(images_per_second=20.0, images_per_call=16))
+    entry.add_explain(1_126_000_000, 18_000_000, peak_gmacs_per_s=5.0)
+    x = entry.explain
+    assert x.gmacs_per_s > 5.0 and x.efficiency is None and x.peak_gmacs_per_s is None
     assert any("above the cached GEMM peak" in n for n in entry.notes)
-    fine = Entry(Identity("levit_256", "openvino", "cpu", "fp32", 2, 16, 224), "ok", images_per_second=20.0)
-    fine.explain(1_126_000_000, 18_000_000, peak_gmacs_per_s=48.0)
-    assert fine.efficiency == pytest.approx(fine.gmacs_per_s / 48.0)
+    fine = Entry(Identity("levit_256", "openvino", "cpu", "fp32", 2, 16, 224), "ok",
+                 timing=Timing(images_per_second=20.0, images_per_call=16))
+    fine.add_explain(1_126_000_000, 18_000_000, peak_gmacs_per_s=48.0)
+    assert fine.explain.efficiency == pytest.approx(fine.explain.gmacs_per_s / 48.0)

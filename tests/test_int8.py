@@ -155,11 +155,11 @@ def test_int8_has_its_row_in_the_one_tolerance_table_and_the_gate_uses_it():
 def _entry(model: str, backend: str, precision: str, seconds_per_image: float, seed: int) -> Entry:
     samples = 16 * seconds_per_image * np.random.default_rng(seed).lognormal(0, 0.02, 20)
     e = ok_entry(model, backend, 16, samples, threads=1, precision=precision)
-    e.rounds = [{"round": r, "position": 0, "start_s": float(r), "calls": 4} for r in range(5)]  # one timed group
+    e.timing.rounds = [{"round": r, "position": 0, "start_s": float(r), "calls": 4} for r in range(5)]  # one timed group
     e.group = 0
     if precision == "int8":
         e.notes = ["calibration: synthetic, 64 seeded N(0,1) inputs; accuracy unknown"]
-        e.parity = {"cosine": 0.995, "top1_agreement": 0.94, "ok": True}
+        e.export.parity = {"cosine": 0.995, "top1_agreement": 0.94, "ok": True}
     return e
 
 
@@ -213,19 +213,19 @@ def test_int8_runs_are_gated_timed_and_cached_by_their_calibration_data(tmp_path
     for name in ("onnxruntime", "openvino"):
         e = first[name]
         assert e["status"] == "ok", (name, e["reason"])
-        assert e["precision"] == "int8" and e["images_per_second"] > 0 and e["export_reused"] is False
-        assert e["parity"]["ok"] and e["parity"]["cosine"] >= TOLERANCES["int8"]["min_cosine"]
+        assert e["precision"] == "int8" and e["timing"]["images_per_second"] > 0 and e["export"]["export_reused"] is False
+        assert e["export"]["parity"]["ok"] and e["export"]["parity"]["cosine"] >= TOLERANCES["int8"]["min_cosine"]
         assert any(n.startswith(f"calibration: {folder.resolve()}, 4 images") for n in e["notes"])
         assert any(n.startswith("int8: ") for n in e["notes"]), e["notes"]
         assert e["options"]["calibration"] == str(folder)
     again = {e["backend"]: e for e in run_json(capsys, tmp_path / "b.json", export_cache, *backends)}
-    assert again["onnxruntime"]["export_reused"] and again["openvino"]["export_reused"]
-    assert again["onnxruntime"]["artifact"] == first["onnxruntime"]["artifact"]
+    assert again["onnxruntime"]["export"]["export_reused"] and again["openvino"]["export"]["export_reused"]
+    assert again["onnxruntime"]["export"]["artifact"] == first["onnxruntime"]["export"]["artifact"]
     write_images(folder, range(4, 5))  # one image more: other calibration data
     changed = {e["backend"]: e for e in run_json(capsys, tmp_path / "c.json", export_cache, *backends)}
     for name in ("onnxruntime", "openvino"):
-        assert changed[name]["status"] == "ok" and changed[name]["export_reused"] is False
-        assert changed[name]["artifact"] != first[name]["artifact"]
+        assert changed[name]["status"] == "ok" and changed[name]["export"]["export_reused"] is False
+        assert changed[name]["export"]["artifact"] != first[name]["export"]["artifact"]
         assert any("5 images" in n for n in changed[name]["notes"])
 
 
@@ -243,7 +243,7 @@ def test_an_int8_export_that_breaks_parity_fails_with_the_reason_and_is_not_time
     folder = write_images(tmp_path / "calib", range(4))
     [e] = run_json(capsys, tmp_path / "a.json", cache, "--backend", "onnxruntime", "--calibration", str(folder))
     assert e["status"] == "failed" and e["reason"].startswith("parity failed"), e["reason"]
-    assert e["images_per_second"] is None and not e["samples_s"] and e["parity"]["ok"] is False
+    assert e["timing"] is None and e["export"]["parity"]["ok"] is False
     assert Status(e["status"]) is Status.FAILED
 
 
@@ -259,10 +259,10 @@ def test_fp32_and_int8_in_one_run_are_timed_in_the_same_rounds_and_paired(tmp_pa
     assert [e["precision"] for e in entries] == ["int8", "fp32"]  # in the order asked
     record = load(out)
     int8, fp32 = record.results
-    assert int8.ok and fp32.ok and int8.group == fp32.group and len(int8.rounds) == len(fp32.rounds) == 2
+    assert int8.ok and fp32.ok and int8.group == fp32.group and len(int8.timing.rounds) == len(fp32.timing.rounds) == 2
     assert speed_ratio(int8, fp32, same_run=True).paired
     assert record.config["precisions"] == ["int8", "fp32"]
-    assert fp32.gmacs_per_s > 0 and int8.gmacs_per_s > 0 and int8.efficiency is None  # no float peak for int8
+    assert fp32.explain.gmacs_per_s > 0 and int8.explain.gmacs_per_s > 0 and int8.explain.efficiency is None  # no float peak for int8
     assert "(paired)" in int8_section(group_by_machine([record]))
 
 

@@ -240,7 +240,7 @@ def test_server_sweep_and_slo_search_bracket_the_theoretical_peak(tmp_path, caps
     assert "peak rate under the SLO" in printed and "p99 ms" in printed
     data = json.loads(out.read_text())
     jsonschema.validate(data, results.schema())
-    assert data["schema_version"] == results.SCHEMA_VERSION == 6 and data["results"] == []
+    assert data["schema_version"] == results.SCHEMA_VERSION == 7 and data["results"] == []
     (record,) = results.load(out).load
     assert record.ok and record.scenario == "server" and record.sweep == "rate"
     assert len(record.levels) > 6  # the automatic sweep and the bisection's levels

@@ -210,10 +210,10 @@ def test_a_second_run_reuses_every_export(tmp_path, cache_args):
     assert main([*argv, "--out", str(tmp_path / "a.json")]) == 0
     assert main([*argv, "--out", str(tmp_path / "b.json")]) == 0
     second = results.load(tmp_path / "b.json").results
-    assert second and all(e.status == "ok" and e.export_reused for e in second)
+    assert second and all(e.status == "ok" and e.export.export_reused for e in second)
     assert main([*argv[:3], "torch", *argv[4:], "--out", str(tmp_path / "c.json")]) == 0
     (eager,) = results.load(tmp_path / "c.json").results
-    assert eager.export_reused is None  # nothing to export, nothing to reuse
+    assert eager.export.export_reused is None  # nothing to export, nothing to reuse
 
 
 # 4, through the command line: no figure labelled with a precision the runtime did not use
@@ -227,7 +227,7 @@ def test_openvino_bf16_on_a_cpu_without_bf16_is_skipped_not_mislabelled(tmp_path
     assert main(["--model", "levit_128s", "--backend", "openvino", "--precision", "bf16", "--batch-size", "1",
                  "--threads", "1", *FAST, "--out", str(out), *cache_args]) == 0
     (entry,) = results.load(out).results
-    assert entry.status == "skipped" and "bf16" in entry.reason and entry.images_per_second is None
+    assert entry.status == "skipped" and "bf16" in entry.reason and entry.timing is None
 
 
 @pytest.mark.slow
@@ -241,5 +241,5 @@ def test_target_ci_names_the_entries_that_did_not_get_there(tmp_path, capsys, ca
                  "--min-time", "0.05", "--warmup", "0", "--rounds", "2", "--target-ci", "0.001", "--max-time", "6",
                  "--out", str(out), *cache_args]) == 0
     (entry,) = results.load(out).results
-    assert len(entry.rounds) > 2 and any("did not reach --target-ci" in n for n in entry.notes)
+    assert len(entry.timing.rounds) > 2 and any("did not reach --target-ci" in n for n in entry.notes)
     assert "did not reach --target-ci" in capsys.readouterr().out

@@ -97,7 +97,7 @@ def test_d3_sigterm_and_sighup_keep_the_finished_rounds(cache_args, tmp_path, si
     data = json.loads(out.read_text())
     assert data["complete"] is False and len(data["results"]) == 1
     entry = data["results"][0]
-    assert entry["status"] == "ok" and 1 <= len(entry["rounds"]) < 60
+    assert entry["status"] == "ok" and 1 <= len(entry["timing"]["rounds"]) < 60
 
 
 def test_d3_the_signal_handlers_are_restored_after_a_command(capsys):
@@ -294,8 +294,8 @@ def test_d15_unknown_runtime_options_make_another_variant(shared, tmp_path, caps
 @pytest.mark.parametrize("value", [1e-320, 1e308], ids=["D16 denormal", "D16 huge"])
 def test_d16_implausible_call_times_are_refused_on_load(shared, tmp_path, capsys, value):
     def change(d):
-        e = d["results"][0]
-        e["samples_s"] = [value] * len(e["samples_s"])
+        t = d["results"][0]["timing"]
+        t["samples_s"] = [value] * len(t["samples_s"])
 
     new = _variant_of(shared, tmp_path, "new.json", change)
     with pytest.raises(UserError, match="call times must be finite, at least 1e-09 s"):
@@ -335,7 +335,7 @@ def test_d22_a_read_only_cache_that_holds_every_export_is_used(shared, tmp_path,
     assert main([*TINY, "--cache-dir", str(cache), "--out", str(out)]) == 0, capsys.readouterr().err
     assert "read-only" in capsys.readouterr().err
     (entry,) = json.loads(out.read_text())["results"]
-    assert entry["status"] == "ok" and entry["export_reused"] is True
+    assert entry["status"] == "ok" and entry["export"]["export_reused"] is True
 
 
 def test_d23_clear_on_a_read_only_cache_says_so(shared, tmp_path, capsys, immutable):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from levit_bench.entry_parts import Timing
 from levit_bench.results import Entry
 from levit_bench.spec import Identity
 from levit_bench.stats import NOISE_THRESHOLD, median_time_interval, paired_ratio, summarize_calls, unpaired_ratio
@@ -76,12 +77,13 @@ def test_entry_record_takes_plain_data_and_its_speed_interval_inverts_the_time_i
     rng = np.random.default_rng(3)
     rounds = [0.1 * rng.lognormal(0, 0.03, 4) for _ in range(6)]
     e = Entry(Identity("levit_128s", "torch", "cpu", "fp32", 1, 8))
-    e.record(np.concatenate(rounds), [{"round": i, "position": 0, "start_s": i, "calls": 4} for i in range(6)], 8,
-             warmup_calls=3, first_call_s=0.2)
+    e.add_timing(Timing.measure(np.concatenate(rounds), [{"round": i, "position": 0, "start_s": i, "calls": 4}
+                                                         for i in range(6)], 8, warmup_calls=3, first_call_s=0.2))
     lo, hi = median_time_interval(rounds)
-    assert e.ok and e.ci95 == [8 / hi, 8 / lo] and e.ci95[0] < e.images_per_second < e.ci95[1]
-    assert e.images_per_second == summarize_calls(np.concatenate(rounds), 8).images_per_second
-    assert e.warmup_calls == 3 and e.first_call_s == 0.2 and len(e.round_samples()) == 6
+    t = e.timing
+    assert e.ok and t.ci95 == [8 / hi, 8 / lo] and t.ci95[0] < t.images_per_second < t.ci95[1]
+    assert t.images_per_second == summarize_calls(np.concatenate(rounds), 8).images_per_second
+    assert t.warmup_calls == 3 and t.first_call_s == 0.2 and len(t.round_samples()) == 6
     code = "import sys, levit_bench.results; print('levit_bench.schedule' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False", "results imports the schedule"

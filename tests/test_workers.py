@@ -14,6 +14,7 @@ from levit_bench.backends import BACKENDS
 from levit_bench.backends.torch_eager import TorchBackend
 from levit_bench.cli import main
 from levit_bench.cli.ab import FAIL, INCONCLUSIVE, PASS, verdict
+from levit_bench.entry_parts import Timing
 from levit_bench.errors import UserError
 from levit_bench.executions import Side, execute_ab, execute_in_workers
 from levit_bench.harness import TimingOptions, Warmup
@@ -77,8 +78,9 @@ def test_pool_keeps_each_process_block_a_round_of_its_own(fake_clock):
 
 def _entry(round_medians: np.ndarray, side: str) -> Entry:
     e = Entry(Identity("levit_128s", "torch", "cpu", "fp32", 1, 1, 224), side=side)
-    e.record([float(x) for x in round_medians], [{"round": i, "position": 0, "start_s": float(i), "calls": 1}
-                                                for i in range(len(round_medians))], 1)
+    e.add_timing(Timing.measure([float(x) for x in round_medians],
+                                [{"round": i, "position": 0, "start_s": float(i), "calls": 1}
+                                 for i in range(len(round_medians))], 1))
     return e
 
 
@@ -137,7 +139,7 @@ def test_a_crashing_worker_fails_its_entry_and_the_run_goes_on(backend, reason, 
     data = json.loads(out.read_text())
     jsonschema.validate(data, results.schema())
     ok, crashed = data["results"]
-    assert ok["status"] == "ok" and ok["backend"] == "torch" and len(ok["rounds"]) == 6
+    assert ok["status"] == "ok" and ok["backend"] == "torch" and len(ok["timing"]["rounds"]) == 6
     assert crashed["status"] == "failed" and reason in crashed["reason"], crashed["reason"]
     assert "process" in crashed["reason"] and results.load(out).results[1].status is Status.FAILED
 
@@ -159,8 +161,8 @@ def test_processes_2_pools_rounds_of_two_processes(tmp_path, cache_args):
     jsonschema.validate(data, results.schema())
     (e,) = data["results"]
     assert e["status"] == "ok" and data["config"]["processes"] == 2
-    assert sorted((r["round"], r["process"]) for r in e["rounds"]) == [(r, k) for r in range(3) for k in (0, 1)]
-    assert len(results.load(out).results[0].round_samples()) == 6  # each process's block a round of its own
+    assert sorted((r["round"], r["process"]) for r in e["timing"]["rounds"]) == [(r, k) for r in range(3) for k in (0, 1)]
+    assert len(results.load(out).results[0].timing.round_samples()) == 6  # each process's block a round of its own
 
 
 @pytest.mark.slow
@@ -174,13 +176,13 @@ def test_ab_a_a_exits_0_and_writes_both_sides(tmp_path, cache_args):
     data = json.loads(out.read_text())
     jsonschema.validate(data, results.schema())
     assert [e["side"] for e in data["results"]] == ["base", "new"]
-    assert all(e["status"] == "ok" and len(e["rounds"]) == 4 for e in data["results"])
+    assert all(e["status"] == "ok" and len(e["timing"]["rounds"]) == 4 for e in data["results"])
     assert data["ab"]["base"]["python"] and data["ab"]["new"]["versions"]["torch"]
     (v,) = data["ab"]["verdicts"]
     assert v["outcome"] in (PASS, INCONCLUSIVE) and v["rounds"] == 4
     base, new = data["results"]
     for r in range(4):  # adjacent in every round
-        at = [next(x["position"] for x in e["rounds"] if x["round"] == r) for e in (base, new)]
+        at = [next(x["position"] for x in e["timing"]["rounds"] if x["round"] == r) for e in (base, new)]
         assert abs(at[0] - at[1]) == 1
     assert {e.side for e in results.load(out).results} == {"base", "new"}
 

@@ -37,9 +37,9 @@ def cell(e: Entry | None) -> str:
         return ""
     if not e.ok:
         return f"[yellow]{e.status}[/]" if e.status is Status.SKIPPED else f"[red]{e.status}[/]"
-    style = "yellow" if e.noisy else "dim"  # noisy: IQR above 10% of the median
+    style = "yellow" if e.timing.noisy else "dim"  # noisy: IQR above 10% of the median
     extra = fmt_intervals(e)
-    return f"{e.images_per_second:,.1f} [{style}]±{spread_pct(e):.0f}%[/]" + (f"\n[dim]{extra}[/]" if extra else "")
+    return f"{e.timing.images_per_second:,.1f} [{style}]±{spread_pct(e):.0f}%[/]" + (f"\n[dim]{extra}[/]" if extra else "")
 
 
 def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR; below: canary-adjusted, "
@@ -77,7 +77,7 @@ def _emulated_table(entries: Sequence[Entry], emulated: str) -> Table:
     for col in ("model", "backend", "batch", "parity", "max rel diff"):
         table.add_column(col)
     for e in entries:
-        par = e.parity or {}
+        par = e.export.parity or {}
         verdict = "[green]ok[/]" if e.status is Status.OK else f"[red]{e.status}[/]"
         table.add_row(e.model, e.variant, str(e.batch_size), verdict,
                       f"{par['max_rel_diff']:.2g}" if "max_rel_diff" in par else "")

@@ -31,4 +31,4 @@ def choose_setting(coverage: dict[Conditions, int]) -> Conditions | None:
 
 def best_entry(entries: Iterable[Sourced]) -> Sourced | None:
     ok = [s for s in entries if s.entry.ok]
-    return max(ok, key=lambda s: s.entry.images_per_second) if ok else None
+    return max(ok, key=lambda s: s.entry.timing.images_per_second) if ok else None

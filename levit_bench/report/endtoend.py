@@ -39,7 +39,7 @@ def _pair_rows(found: Sequence[Sourced]) -> tuple[list[list[str]], list[str]]:
                 compute = speed_ratio(a.entry, b.entry, same_run=same)
                 e2e = e2e_ratio(pa, pb, paired=same)
                 rows.append([f"{a.entry.model} vs {effnet}", a.entry.variant, str(a.entry.batch_size),
-                             f"{fmt_ips(a.entry.images_per_second)} / {fmt_ips(b.entry.images_per_second)}",
+                             f"{fmt_ips(a.entry.timing.images_per_second)} / {fmt_ips(b.entry.timing.images_per_second)}",
                              _ratio(compute), f"{fmt_ips(pa['images_per_second'])} / {fmt_ips(pb['images_per_second'])}",
                              _ratio(e2e)])
                 words.append(lead_words(a.entry.model, effnet, a.entry.variant, compute, e2e))
@@ -67,7 +67,7 @@ def stages_png(found: Sequence[Sourced], title: str) -> bytes | None:
     """Horizontal stacked bars, one per entry and decoder: each serial stage's mean ms per image;
     a tick marks the compute-only (median) time per image."""
     bars = [(f"{s.entry.model} · {s.entry.variant} · b{s.entry.batch_size} · {r['decoder']}", r["stages"],
-             1000.0 / s.entry.images_per_second) for s in found for r in s.entry.end_to_end["serial"]]
+             1000.0 / s.entry.timing.images_per_second) for s in found for r in s.entry.end_to_end["serial"]]
     if not bars:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg

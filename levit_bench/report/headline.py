@@ -86,8 +86,8 @@ def headline_section(machines: Sequence[Machine]) -> str:
     for h in found:
         a, b = h.levit.entry, h.efficientnet.entry
         rows.append([f"{base_model(a.model)} vs {b.model}", h.machine, setting_words(h.setting),
-                     f"{a.model} ({a.variant}): {fmt_ips(a.images_per_second)}",
-                     f"{b.model} ({b.variant}): {fmt_ips(b.images_per_second)}",
+                     f"{a.model} ({a.variant}): {fmt_ips(a.timing.images_per_second)}",
+                     f"{b.model} ({b.variant}): {fmt_ips(b.timing.images_per_second)}",
                      f"{h.ratio:.2f}× [{h.ratio_ci95[0]:.2f}, {h.ratio_ci95[1]:.2f}]",
                      f"{h.paper_ratio:.2f}× ({h.paper_hardware})" if h.paper_ratio else "—"])
     table = md_table(["pair", "machine", "setting", "LeViT img/s", "EfficientNet img/s",

@@ -68,7 +68,7 @@ def note_of(e: Entry, prefix: str) -> str:
 
 
 def _parity(e: Entry) -> str:
-    p = e.parity or {}
+    p = e.export.parity or {}
     if "cosine" not in p:
         return "—"
     return f"cos {p['cosine']:.4f}, top-1 {p['top1_agreement']:.2f}"
@@ -78,9 +78,9 @@ def speedup_table(rows: Sequence[Int8Row]) -> str:
     out = []
     for r in rows:
         e = r.int8.entry
-        speed = fmt_ips(e.images_per_second) if e.ok else f"{e.status}: {e.reason}"
+        speed = fmt_ips(e.timing.images_per_second) if e.ok else f"{e.status}: {e.reason}"
         out.append([e.model, e.variant, f"{e.device}, {e.threads} thr, batch {e.batch_size}",
-                    fmt_ips(r.fp32.entry.images_per_second) if r.fp32 else "not measured", speed, fmt_ci(r.ratio),
+                    fmt_ips(r.fp32.entry.timing.images_per_second) if r.fp32 else "not measured", speed, fmt_ci(r.ratio),
                     _parity(e), note_of(e, "calibration: ")])
     return md_table(["model", "runtime", "setting", "fp32 img/s", "int8 img/s", "int8 / fp32 [95% CI]",
                      "parity vs eager fp32", "calibration"], out, "lllrrrll")

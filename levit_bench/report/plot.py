@@ -50,7 +50,7 @@ def panel_for(machine: Machine, device: str, measured: Sequence[AccuracyRecord] 
     points = []
     for model in sorted({base_model(s.entry.model) for s in at if s.entry.variant == chosen}):
         best = best_entry(s for s in at if base_model(s.entry.model) == model and s.entry.variant == chosen)
-        points.append(Point(best.entry.model, family_of(model), _published_top1(model), best.entry.images_per_second,
+        points.append(Point(best.entry.model, family_of(model), _published_top1(model), best.entry.timing.images_per_second,
                             best, measured_for(measured, model, chosen, setting.precision)))
     shown = {base_model(p.model) for p in points}
     left_out = sorted({base_model(s.entry.model) for s in ok} - shown)

@@ -63,7 +63,7 @@ def cell(e: Entry | None, baselines: Baselines) -> str:
         return ""
     if not e.ok:
         return str(e.status)
-    text = f"{fmt_ips(e.images_per_second)} ±{spread_pct(e):.0f}%" + (f" {NOISE_MARK}" if e.noisy else "")
+    text = f"{fmt_ips(e.timing.images_per_second)} ±{spread_pct(e):.0f}%" + (f" {NOISE_MARK}" if e.timing.noisy else "")
     up = baselines.speedup(e)
     if up is not None and baselines.baseline(e) is not e:
         text += f" ({fmt_ratio(up)})"
@@ -140,9 +140,9 @@ def paper_rows(machine: Machine) -> list[list[str]]:
             rows.append([
                 model, device, _top1(pub), f"{pub.params / 1e6:.1f}M" if pub.params else "—",
                 f"{pub.flops_m:g}M" if pub.flops_m else "—", _counted(mine), fmt_ips(published), hardware,
-                f"{fmt_ips(same.entry.images_per_second)} ({same.entry.variant}, batch {same.entry.batch_size})"
+                f"{fmt_ips(same.entry.timing.images_per_second)} ({same.entry.variant}, batch {same.entry.batch_size})"
                 if same else "—", fmt_efficiency(same.entry) if same else "—",
-                fmt_ips(e.images_per_second) if e else "not measured",
+                fmt_ips(e.timing.images_per_second) if e else "not measured",
                 e.variant if e else "—",
                 f"{e.precision}, batch {e.batch_size}, {threads_text(e.threads)}" if e else "—",
             ])
@@ -150,7 +150,7 @@ def paper_rows(machine: Machine) -> list[list[str]]:
 
 
 def _counted(entries: Sequence[Sourced]) -> str:
-    macs = next((s.entry.macs for s in entries if s.entry.macs), None)
+    macs = next((s.entry.explain.macs for s in entries if s.entry.explain and s.entry.explain.macs), None)
     return f"{macs / 1e6:,.0f}M" if macs else "—"
 
 
@@ -198,7 +198,7 @@ def emulated_section(machine: Machine) -> str:
     checked = EMULATED_WORDS.format(arch=arch)
     rows = []
     for s in machine.entries:
-        e, par = s.entry, s.entry.parity or {}
+        e, par = s.entry, s.entry.export.parity or {}
         spec = spec_of(e.model)
         published, hardware = paper.paper_throughput(spec.published, e.device, arch) if spec and spec.published \
             else (None, "—")
