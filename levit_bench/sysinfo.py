@@ -79,12 +79,43 @@ def _gpu() -> dict[str, Any] | None:
 
 @functools.lru_cache(maxsize=1)
 def _cpu_info() -> dict[str, Any]:
+    """The CPU's brand (``brand_raw``) and ``flags``, as py-cpuinfo names them.  Where Linux's
+    /proc/cpuinfo names both (x86), from there, as py-cpuinfo also reads them: its own probe runs in a
+    child interpreter whose CPUID path sleeps a second to measure the clock, 1.25 s of every command
+    and every worker process on the 2-core VM.  Elsewhere (ARM, macOS, Windows), py-cpuinfo."""
+    found = _proc_cpuinfo()
+    if found is not None:
+        return found
     try:
         import cpuinfo
 
         return cpuinfo.get_cpu_info()
     except Exception:  # noqa: BLE001 - py-cpuinfo probes many sources; any failure means "unknown"
         return {}
+
+
+def _proc_cpuinfo(path: str = "/proc/cpuinfo") -> dict[str, Any] | None:
+    """The first processor's ``model name`` and ``flags`` in ``path``; None where either is missing."""
+    facts: dict[str, str] = {}
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if not sep:
+                    if facts:  # the blank line after the first processor
+                        break
+                    continue
+                facts.setdefault(key.strip(), value.strip())
+    except OSError:
+        return None
+    if not facts.get("model name") or "flags" not in facts:
+        return None
+    return {"brand_raw": facts["model name"], "flags": sorted(facts["flags"].split())}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (py-cpuinfo's names; empty where unknown)."""
+    return set(_cpu_info().get("flags", []))
 
 
 def is_arm(arch: str | None) -> bool:
@@ -102,7 +133,7 @@ def collect() -> dict[str, Any]:
     """Everything a reader needs to know where a number came from."""
     info = _cpu_info()
     freq = psutil.cpu_freq()
-    flags = set(info.get("flags", []))
+    flags = cpu_flags()
     return {
         "cpu": info.get("brand_raw") or platform.processor() or "unknown",
         "arch": platform.machine(),

@@ -24,6 +24,17 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with the most ``slow`` tests first, each module's tests kept together and in order:
+    pytest-xdist hands tests out in this order, so the long ones start early and the last seconds
+    of the run are short tests that fill both workers, not one long test that leaves one idle."""
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[item.module.__name__] = slow.get(item.module.__name__, 0) + bool(item.get_closest_marker("slow"))
+    first_seen = {name: i for i, name in enumerate(dict.fromkeys(item.module.__name__ for item in items))}
+    items.sort(key=lambda item: (-slow[item.module.__name__], first_seen[item.module.__name__]))
+
+
 def pytest_collection_finish(session) -> None:
     """Move what collection imported and built (torch, timm, the runtimes: millions of objects) out
     of the garbage collector's sight once, so the collections made while tests run (each run's

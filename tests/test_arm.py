@@ -146,3 +146,26 @@ def test_the_terminal_table_shows_parity_not_speed_under_emulation():
     assert "not speed" in text and "× torch" not in text
     for e in record.results:
         assert f"{e.timing.images_per_second:.3g}" not in text and f"{e.timing.images_per_second:.2f}" not in text
+
+
+def test_cpu_brand_and_flags_come_from_proc_cpuinfo_where_it_names_them(tmp_path):
+    """x86 Linux: /proc/cpuinfo's first processor (no py-cpuinfo probe, which sleeps a second);
+    an ARM or s390 cpuinfo names no brand or no flags, so py-cpuinfo answers there."""
+    two = X86_CPUINFO + X86_CPUINFO.replace("processor\t: 0", "processor\t: 1").replace("avx2", "avx512f")
+    (tmp_path / "x86").write_text(two)
+    assert sysinfo._proc_cpuinfo(str(tmp_path / "x86")) == {"brand_raw": "Intel(R) Xeon(R)",
+                                                             "flags": ["avx2", "fpu", "sse"]}
+    for name, text in (("arm", ARM_CPUINFO), ("s390", S390_CPUINFO)):
+        (tmp_path / name).write_text(text)
+        assert sysinfo._proc_cpuinfo(str(tmp_path / name)) is None
+    assert sysinfo._proc_cpuinfo(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or platform.machine() not in ("x86_64", "AMD64"),
+                    reason="x86 Linux only")
+def test_the_brand_and_flags_are_py_cpuinfos_own():
+    cpuinfo = pytest.importorskip("cpuinfo")
+    theirs, ours = cpuinfo.get_cpu_info(), sysinfo._cpu_info()
+    assert ours["brand_raw"] == theirs["brand_raw"]
+    # py-cpuinfo adds CPUID's names to the kernel's; the kernel's are what this process can use
+    assert ours["flags"] and set(ours["flags"]) <= set(theirs["flags"])

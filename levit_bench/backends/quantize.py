@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import data
+from .. import data, sysinfo
 from ..errors import UserError
 from ..spec import ModelId
 from .cache import ExportCache, file_sha256
@@ -156,13 +156,8 @@ def has_vnni() -> bool:
     False on other architectures, whose int8 dot products have no such overflow (never asked there)."""
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return False
-    try:
-        import cpuinfo
-
-        flags = set(cpuinfo.get_cpu_info().get("flags", []))
-    except Exception:  # noqa: BLE001 - unknown flags: assume the older units (7-bit weights are safe)
-        return False
-    return bool(flags & {"avx512_vnni", "avx512vnni", "avx_vnni", "avxvnni", "amx_int8"})
+    # unknown flags (an empty set): the older units are assumed (7-bit weights are safe)
+    return bool(sysinfo.cpu_flags() & {"avx512_vnni", "avx512vnni", "avx_vnni", "avxvnni", "amx_int8"})
 
 
 def weights_7bit() -> bool:
