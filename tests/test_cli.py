@@ -128,11 +128,12 @@ def test_sigint_keeps_finished_entries(tmp_path, cache_args):
 
     The run's progress display is forced on (``FORCE_COLOR``, as on a terminal) and the signal goes
     when it shows a completed round, so every entry has timed at least one block: an event, not a
-    guess at how long rounds take on this machine.  60 rounds of about 0.8 s each (0.2 s per entry,
-    at 64 px) leave most of a minute for the signal to arrive, so the run cannot end first either."""
+    guess at how long rounds take on this machine.  60 rounds of 0.03 s per entry (at 64 px; 1.8 s in
+    all, below the 2 s at which a run measures the machine's GEMM peak, which this test does not need)
+    leave 59 rounds for the signal to arrive in, so the run cannot end first either."""
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "levit_bench.cli", "--model", "levit_128s", "--backend", "torch",
-           "--batch-size", "1,2,3,4", "--img-size", "64", "--rounds", "60", "--min-time", "12", "--warmup", "0",
+           "--batch-size", "1,2,3,4", "--img-size", "64", "--rounds", "60", "--min-time", "1.8", "--warmup", "0",
            "--threads", "1",
            "--out", str(out), *cache_args]
     code, err = signal_after_a_round(cmd, signal.SIGINT)
