@@ -5,8 +5,9 @@ A model's achieved GMAC/s (its counted MACs times images/s, ``opcount.py``) mean
 beside what this machine reaches on the friendliest workload there is, one square ``n×n·n×n``
 matrix product per call, it says how much of the hardware a runtime uses.  Each runtime's GEMM
 (``backends/gemm.py``: the same n, threads and fp32) is an item of one group timed like any entries
-(``schedule.py``: warm-up, then seeded interleaved rounds of the harness's timed calls), its interval
-from ``stats.median_time_interval``, and the peak is the fastest of them: torch's alone let OpenVINO
+(``schedule.py``: warm-up, then seeded interleaved rounds of the harness's timed calls), its figure
+and interval from the round medians (``stats.round_median_time``, ``stats.median_time_interval``:
+the figure always inside its interval, which a cached peak is checked for), and the peak is the fastest of them: torch's alone let OpenVINO
 entries reach 98–120% of it.  The record names the runtime that gave it and keeps every runtime's
 figure (or why it was not measured).  Peaks are cached per machine (CPU model, flags and cores,
 torch, ONNX Runtime and OpenVINO versions, GPU name), device, precision and thread count, one JSON
@@ -240,13 +241,12 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
     ``precision`` with ``threads`` threads (torch's restored after), as a run times its entries: each
     warmed up, then one group of seeded interleaved rounds of ``min_time`` timed seconds per runtime.
     The peak is the fastest runtime's median; every runtime's figure is kept."""
-    import numpy as np
     import torch
 
     from .backends.gemm import GEMM_RUNTIMES
     from .harness import TimingOptions
     from .schedule import Schedule, run_rounds, warm
-    from .stats import median_time_interval
+    from .stats import median_time_interval, round_median_time
 
     _check(device, precision, threads)
     if size is not None and size < MIN_EXPLICIT_SIZE:
@@ -274,8 +274,9 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
                 raise UserError(f"the peak GEMM failed on {device} {precision}: {item.error or 'no timed calls'}")
             figures[item.label] = {"skipped": f"its GEMM failed: {item.error or 'no timed calls'}"}
             continue
-        lo, hi = median_time_interval(item.round_samples())
-        figures[item.label] = {"gmacs_per_s": macs / float(np.median(item.samples)) / 1e9, "low": macs / hi / 1e9,
+        rounds = item.round_samples()  # the estimate its interval holds (a cached peak is checked for it)
+        lo, hi = median_time_interval(rounds)
+        figures[item.label] = {"gmacs_per_s": macs / round_median_time(rounds) / 1e9, "low": macs / hi / 1e9,
                               "high": macs / lo / 1e9}
     best = max((r for r in figures if "gmacs_per_s" in figures[r]), key=lambda r: figures[r]["gmacs_per_s"])
     return Peak(**figures[best], device=device, precision=precision, threads=threads, size=n,

@@ -123,14 +123,26 @@ def _median_interval_of(values: np.ndarray, confidence: float) -> tuple[float, f
     return float(x[max(lo, 0)]), float(x[min(hi, x.size - 1)])
 
 
+def _unit_values(rounds: Rounds) -> np.ndarray:
+    """The values an interval over rounds is of: the round medians (the calls, with one round)."""
+    rounds = [np.asarray(r, dtype=float) for r in rounds if len(r)]
+    if not rounds:
+        raise ValueError("no samples")
+    return round_medians(rounds) if len(rounds) >= 2 else rounds[0]
+
+
+def round_median_time(rounds: Rounds) -> float:
+    """The median of the round medians (of the calls, with one round): the estimate that
+    :func:`median_time_interval` always holds.  The median of all calls pooled, which an entry's
+    images/s are, can fall just outside it (with ten rounds, beyond the 2nd or 9th round median)."""
+    return float(np.median(_unit_values(rounds)))
+
+
 def median_time_interval(rounds: Rounds, confidence: float = 0.95) -> tuple[float, float]:
     """Interval of an entry's median call time, the round as the unit: the order-statistic interval
     of the round medians (of the calls, with one round).  With five rounds it is [min, max] of the
     round medians (coverage 94%); with ten, the 2nd and 9th.  Speed bounds are images over these."""
-    rounds = [np.asarray(r, dtype=float) for r in rounds if len(r)]
-    if not rounds:
-        raise ValueError("no samples")
-    return _median_interval_of(round_medians(rounds) if len(rounds) >= 2 else rounds[0], confidence)
+    return _median_interval_of(_unit_values(rounds), confidence)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,6 +49,28 @@ def test_measuring_uses_the_threads_asked_and_restores_them():
     assert p.machine == peak.machine_fingerprint("cpu")
 
 
+def test_a_peak_whose_pooled_median_lies_outside_its_round_interval_is_still_cached(tmp_path, monkeypatch):
+    """CI, 2026-12-02: a peak of ten rounds was measured, then not read back (its figure, the median
+    of all calls pooled, lay outside the interval of its round medians, which a cached peak is checked
+    for).  Here one long fast round and nine slow one-call rounds: pooled, the fast calls' median;
+    over rounds, the slow one, the figure a peak now takes."""
+    from levit_bench import schedule
+    from levit_bench.schedule import RoundRecord
+
+    def rounds(items, timing, sched, **_):
+        for item in items:
+            blocks = [[0.5e-6] * 100] + [[1e-6]] * 9
+            item.samples = [s for b in blocks for s in b]
+            item.rounds = [RoundRecord(i, 0, float(i), len(b)) for i, b in enumerate(blocks)]
+        return len(blocks)
+
+    monkeypatch.setattr(schedule, "run_rounds", rounds)
+    first = get_peak("cpu", "fp32", 1, tmp_path, **FAST)
+    assert first.low <= first.gmacs_per_s <= first.high
+    assert first.gmacs_per_s == pytest.approx(SIZE ** 3 / 1e-6 / 1e9)
+    assert cached_peak("cpu", "fp32", 1, tmp_path, SIZE) == first
+
+
 @pytest.mark.slow  # three measurements
 def test_the_cache_round_trip_and_a_corrupt_file_is_measured_again(tmp_path, monkeypatch):
     calls = []  # (a GEMM side asked for has its own cache file, issue 25 D5: SIZE throughout)
