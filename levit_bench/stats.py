@@ -10,9 +10,7 @@ Every figure answers one of these questions, and each question has one function:
   the level whose variation dominates), so the interval is the distribution-free binomial
   order-statistic interval of the round medians (of the calls, with one round).  It is as wide as
   the differences between rounds make it, not only as wide as the jitter between consecutive calls.
-  (A two-level percentile bootstrap was tried first; with five to ten rounds of one or two calls, as
-  slow entries get, it contained another run's estimate in 44% of the rerun study's cases:
-  docs/measurement.md.)
+  (A two-level percentile bootstrap, tried first, held another run's estimate in 44%: docs/measurement.md.)
 * *How much faster is A than B, both timed in the same rounds?*  :func:`paired_ratio`: round by
   round (both were timed seconds apart, under the same machine state), so a drift cancels.
 * *... timed in different runs?*  :func:`unpaired_ratio`: the ratio of medians, with the interval
@@ -41,7 +39,6 @@ Rounds = Sequence[np.ndarray]  # per-call seconds, one array per round
 
 # ---------------------------------------------------------------------------------------------
 # calls
-
 
 @dataclass(frozen=True)
 class CallSummary:
@@ -77,7 +74,6 @@ def summarize_calls(samples_s: Sequence[float] | np.ndarray, images_per_call: in
 # ---------------------------------------------------------------------------------------------
 # rounds
 
-
 def split_rounds(samples: Sequence[float], calls_per_round: Sequence[int] | None) -> list[np.ndarray]:
     """Per-call seconds grouped by round (``calls_per_round`` from the results file; None: one round)."""
     x = np.asarray(samples, dtype=float)
@@ -105,9 +101,8 @@ def between_round_spread(rounds: Rounds) -> float:
 
 @functools.lru_cache(maxsize=1024)
 def _order_statistic_ranks(n: int, confidence: float) -> tuple[int, int]:
-    """0-based ranks bounding the ``confidence`` interval of the median of ``n`` values (-1 or n:
-    beyond the sample), as ``scipy.stats.quantile_test(...).confidence_interval`` takes them from
-    Binomial(n, 1/2); only n matters, so they are computed once per size."""
+    """0-based ranks bounding the ``confidence`` interval of the median of ``n`` values (-1 or n: beyond
+    the sample), from Binomial(n, 1/2) as ``scipy.stats.quantile_test`` takes them; once per size."""
     tail = (1 - confidence) / 2
     bd = sps.binom(n, 0.5)
     return int(bd.ppf(tail)) - 1, int(bd.isf(tail))
@@ -125,16 +120,14 @@ def _median_interval_of(values: np.ndarray, confidence: float) -> tuple[float, f
 
 def _unit_values(rounds: Rounds) -> np.ndarray:
     """The values an interval over rounds is of: the round medians (the calls, with one round)."""
-    rounds = [np.asarray(r, dtype=float) for r in rounds if len(r)]
-    if not rounds:
+    if not (rounds := [np.asarray(r, dtype=float) for r in rounds if len(r)]):
         raise ValueError("no samples")
     return round_medians(rounds) if len(rounds) >= 2 else rounds[0]
 
 
 def round_median_time(rounds: Rounds) -> float:
-    """The median of the round medians (of the calls, with one round): the estimate that
-    :func:`median_time_interval` always holds.  The median of all calls pooled, which an entry's
-    images/s are, can fall just outside it (with ten rounds, beyond the 2nd or 9th round median)."""
+    """The median of the round medians: the estimate :func:`median_time_interval` always holds (the
+    median of all calls pooled, an entry's images/s, can fall just beyond the 2nd or 9th of ten)."""
     return float(np.median(_unit_values(rounds)))
 
 
@@ -147,7 +140,6 @@ def median_time_interval(rounds: Rounds, confidence: float = 0.95) -> tuple[floa
 
 # ---------------------------------------------------------------------------------------------
 # ratios of two entries' speeds
-
 
 @dataclass(frozen=True)
 class Ratio:
@@ -174,9 +166,8 @@ def paired_ratio(a_rounds: Rounds, b_rounds: Rounds, confidence: float = 0.95) -
         raise ValueError(f"paired rounds differ in number: {a.size} and {b.size}")
     logs = np.log(b / a)
     mean = float(logs.mean())
-    if logs.size < 2:
-        return Ratio(math.exp(mean), (math.exp(mean), math.exp(mean)), True, int(logs.size))
-    half = float(sps.t.ppf((1 + confidence) / 2, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size))
+    half = 0.0 if logs.size < 2 else float(sps.t.ppf((1 + confidence) / 2, logs.size - 1) * logs.std(ddof=1)
+                                            / np.sqrt(logs.size))
     return Ratio(math.exp(mean), (math.exp(mean - half), math.exp(mean + half)), True, int(logs.size))
 
 
@@ -210,7 +201,6 @@ PROCESS_FLOOR = 0.02
 #: machine-wide factor stays: 1.96 × 8.3% (the same study's residual with no reference).
 RERUN_RESIDUAL_ADJUSTED = 0.037
 RERUN_RESIDUAL_RAW = 0.16
-
 
 
 def adjusted_rounds(rounds: Rounds, canary_s: Sequence[float | None], reference_s: float = 1.0,
@@ -362,9 +352,9 @@ class EarlyStop:
                 f"(early stopping: order statistic {self.rank} of {self.n})")
 
     def to_dict(self) -> dict:
-        return {"pct": self.pct, "n": self.n, "enough": self.enough, "bound_ms": None if self.bound_s is None
-                else self.bound_s * 1000.0, "rank": self.rank, "min_requests": self.min_requests,
-                "confidence": self.confidence}
+        ms = None if self.bound_s is None else self.bound_s * 1000.0
+        return {"pct": self.pct, "n": self.n, "enough": self.enough, "bound_ms": ms, "rank": self.rank,
+                "min_requests": self.min_requests, "confidence": self.confidence}
 
 
 def early_stopping(samples: Sequence[float] | np.ndarray, pct: float,
@@ -406,5 +396,4 @@ def rate_interval(completions_s: Sequence[float] | np.ndarray, images: Sequence[
     edges = np.linspace(t[0], t[-1], slices + 1)
     counts = np.histogram(t, bins=edges, weights=k)[0]
     rates = counts / np.diff(edges)
-    lo, hi = _median_interval_of(rates, confidence)
-    return float(lo), float(hi)
+    return _median_interval_of(rates, confidence)
