@@ -23,7 +23,10 @@ Call = Callable[[], Any]
 
 @dataclass(frozen=True)
 class TimingOptions:
-    warmup_s: float = 1.0
+    #: 0.5 s: the untimed warm-up round (``schedule``) re-warms every entry just before its first timed
+    #: block, so this only has to get past the first calls and size the blocks (1 s cost the main
+    #: command 4 s more; docs/performance.md)
+    warmup_s: float = 0.5
     warmup_calls: int = 3
     min_time_s: float = 2.0  # timed seconds per entry, over all rounds
     min_calls: int = 5  # timed calls per entry, over all rounds

@@ -294,7 +294,9 @@ def add_timing(p: argparse.ArgumentParser, processes: bool = False) -> None:
     from ..schedule import AUTO_BUDGET, AUTO_ROUNDS
 
     t = p.add_argument_group("timing")
-    t.add_argument("--warmup", type=seconds("--warmup", True), default=1.0, help="warm-up seconds (default 1)")
+    t.add_argument("--warmup", type=seconds("--warmup", True), default=TimingOptions.warmup_s,
+                   help=f"warm-up seconds per entry when it is prepared (default {TimingOptions.warmup_s:g}; every "
+                        "entry also gets an untimed round just before the timed ones)")
     t.add_argument("--min-time", type=seconds("--min-time", False), default=2.0,
                    help="timed seconds per entry, at least (default 2)")
     t.add_argument("--min-calls", type=positive_int("--min-calls", TimingOptions.max_calls), default=5,
