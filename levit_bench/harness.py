@@ -21,6 +21,10 @@ import torch
 Call = Callable[[], Any]
 
 
+#: the re-warm before each timed block at the default budget (``--min-time 2``)
+REWARM_S = 0.1
+
+
 @dataclass(frozen=True)
 class TimingOptions:
     #: 0.5 s: the untimed warm-up round (``schedule``) re-warms every entry just before its first timed
@@ -31,7 +35,13 @@ class TimingOptions:
     min_time_s: float = 2.0  # timed seconds per entry, over all rounds
     min_calls: int = 5  # timed calls per entry, over all rounds
     max_calls: int = 100_000
-    rewarm_s: float = 0.1  # per round, before its timed calls
+    #: untimed seconds before each timed block; None: :data:`REWARM_S`, or a twentieth of ``min_time_s``
+    #: where that is less (with ``--min-time 0.05``, ten 0.1 s re-warms would be 20× the timed seconds)
+    rewarm_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rewarm_s is None:
+            object.__setattr__(self, "rewarm_s", min(REWARM_S, self.min_time_s / 20))
 
 
 @dataclass

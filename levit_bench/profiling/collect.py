@@ -123,9 +123,8 @@ def _interleaved(unprofiled: Callable[[], object], probe: Probe,
     (``schedule.run_rounds``): per round one unprofiled block and one profiled block, each sized
     from its own warm-up to reach ``calls`` and ``min_time_s`` over the rounds.  Returns the
     per-call seconds of each, by round (a call or the profiler failing is a ProfileFailed)."""
-    rewarm_s = TimingOptions().rewarm_s if probe.rewarms else 0.0  # a probe that cannot: neither is
     timing = TimingOptions(warmup_s=options.warmup_s, min_time_s=options.min_time_s, min_calls=options.calls,
-                           rewarm_s=rewarm_s)
+                           rewarm_s=None if probe.rewarms else 0.0)  # a probe that cannot re-warm: neither is
     plain = Timed("unprofiled", unprofiled, _nothing, False)
     profiled = Timed("profiled", probe.call, _nothing, False, block=probe.profiled_block, rewarm=probe.rewarm)
     warm(plain, timing)
