@@ -4,6 +4,8 @@
 import math
 import time
 
+import pytest
+
 from levit_bench.harness import TimingOptions
 from levit_bench.schedule import Schedule, Timed, run_rounds, warm
 
@@ -60,3 +62,10 @@ def test_synchronize_is_called_outside_timed_calls():
     timed = log[-4:]  # the timed block: its calls, then one synchronize after the last clock read
     assert timed == ["call", "call", "call", "sync"]
     assert log.count("sync") == 4  # after the first call, the warm-up, the warm-up round's block, the block
+
+
+def test_the_rewarm_is_at_most_a_twentieth_of_the_timed_seconds_unless_given():
+    assert TimingOptions().rewarm_s == 0.1  # the default budget (2 s): the full re-warm
+    assert TimingOptions(min_time_s=0.05).rewarm_s == pytest.approx(0.0025)  # not 20x the timed seconds
+    assert TimingOptions(min_time_s=60.0).rewarm_s == 0.1
+    assert TimingOptions(min_time_s=0.05, rewarm_s=0.3).rewarm_s == 0.3  # asked for: kept
