@@ -7,8 +7,8 @@ matrix product per call, it says how much of the hardware a runtime uses.  Each 
 (``backends/gemm.py``: the same n, threads and fp32) is an item of one group timed like any entries
 (``schedule.py``: warm-up, then seeded interleaved rounds of the harness's timed calls), its figure
 and interval from the round medians (``stats.round_median_time``, ``stats.median_time_interval``:
-the figure always inside its interval, which a cached peak is checked for), and the peak is the fastest of them: torch's alone let OpenVINO
-entries reach 98–120% of it.  The record names the runtime that gave it and keeps every runtime's
+the figure always inside its interval, which a cached peak is checked for), and the peak is the
+fastest of them: torch's alone let OpenVINO entries reach 98–120% of it.  The record names the runtime that gave it and keeps every runtime's
 figure (or why it was not measured).  Peaks are cached per machine (CPU model, flags and cores,
 torch, ONNX Runtime and OpenVINO versions, GPU name), device, precision and thread count, one JSON
 file each under ``<cache root>/peak/``: a damaged, foreign or earlier-format file is measured
@@ -240,7 +240,7 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
     a slow precision) of every installed runtime (``backends/gemm.py``) on ``device`` in
     ``precision`` with ``threads`` threads (torch's restored after), as a run times its entries: each
     warmed up, then one group of seeded interleaved rounds of ``min_time`` timed seconds per runtime.
-    The peak is the fastest runtime's median; every runtime's figure is kept."""
+    The peak is the fastest runtime's median of round medians; every runtime's figure is kept."""
     import torch
 
     from .backends.gemm import GEMM_RUNTIMES
