@@ -13,7 +13,10 @@ Candidates (``CANARIES``), each a name and a builder, all torch on the CPU at th
 * ``gemm``: a 128×128 fp32 matrix product (compute bound, in cache);
 * ``dwconv``: a 3×3 depthwise convolution over 64×56×56 (memory bound, as EfficientNet's blocks);
 * ``model``: a small fixed network (pointwise conv, depthwise conv, attention-like matmuls, MLP);
-* ``blend``: one call of each of the above per call.
+* ``blend``: one call of ``gemm`` and one of ``model`` per call.  ``dwconv`` is left out of it:
+  its speed is bimodal, window by window and process by process (0.36 or 2.1 ms a call on the
+  same buffers' sizes; SD of log window time 0.6-0.7, of process means 0.3), so it made the blend
+  the noisiest candidate but one (``benchmarks/canary_processes.py``).
 
 The default is chosen by measurement (``benchmarks/canary_choice.py``, figures in
 docs/measurement.md).  A measurement runs as many calls as fill ``TARGET_S`` (sized once, after a
@@ -39,31 +42,53 @@ from .atomic import atomic_write_text
 #: seconds (levit_128s/torch, batch 1): 6 ms keeps the cost near 6.5%, under the 10% aim
 TARGET_S = 0.006
 #: the canary a run uses: the blend tracked the entries best (correlation 0.51 of log block medians,
-#: gemm 0.03) on the shared 2-core VM (benchmarks/canary_choice.py; docs/measurement.md)
+#: gemm 0.03) on the shared 2-core VM (benchmarks/canary_choice.py), and, renewed and without the
+#: depthwise convolution, agreed best with itself across processes (benchmarks/canary_processes.py;
+#: docs/measurement.md)
 DEFAULT_CANARY = "blend"
 #: bump when a canary's workload changes: cached references of other formats are measured again
-CACHE_FORMAT = 1
+#: (2: buffers renewed before every measurement)
+CACHE_FORMAT = 2
 
 
-def _gemm() -> Callable[[], object]:
+class Workload:
+    """A canary's timed call and the tensors it reads and writes (inputs, weights, outputs):
+    :meth:`renew` moves every one of them to fresh memory."""
+
+    def __init__(self, fn: Callable[[], object], tensors: list) -> None:
+        self.fn, self.tensors = fn, tensors
+
+    def __call__(self) -> object:
+        return self.fn()
+
+    def renew(self) -> None:
+        """Each tensor's data copied to a new allocation (the old ones still held while copying, so
+        that none lands where it was), then one untimed call to warm the new buffers."""
+        fresh = [t.data.clone() for t in self.tensors]
+        for t, data in zip(self.tensors, fresh):
+            t.data = data
+        self.fn()
+
+
+def _gemm() -> Workload:
     import torch
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(128, 128, generator=g), torch.randn(128, 128, generator=g)
     out = torch.empty(128, 128)
-    return lambda: torch.mm(a, b, out=out)
+    return Workload(lambda: torch.mm(a, b, out=out), [a, b, out])
 
 
-def _dwconv() -> Callable[[], object]:
+def _dwconv() -> Workload:
     import torch
 
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(1, 64, 56, 56, generator=g), torch.randn(64, 1, 3, 3, generator=g)
     conv = torch.nn.functional.conv2d
-    return lambda: conv(x, w, padding=1, groups=64)
+    return Workload(lambda: conv(x, w, padding=1, groups=64), [x, w])
 
 
-def _model() -> Callable[[], object]:
+def _model() -> Workload:
     import torch
     from torch import nn
 
@@ -86,7 +111,7 @@ def _model() -> Callable[[], object]:
 
     state = torch.random.get_rng_state()
     try:
-        net = Tiny().eval()
+        net = Tiny().eval().requires_grad_(False)
     finally:
         torch.random.set_rng_state(state)
     x = torch.randn(1, 32, 14, 14, generator=torch.Generator().manual_seed(0))
@@ -95,21 +120,21 @@ def _model() -> Callable[[], object]:
         with torch.inference_mode():
             return net(x)
 
-    return call
+    return Workload(call, [*net.parameters(), x])
 
 
-def _blend() -> Callable[[], object]:
-    parts = [_gemm(), _dwconv(), _model()]
+def _blend() -> Workload:
+    parts = [_gemm(), _model()]
 
     def call() -> None:
         for part in parts:
             part()
 
-    return call
+    return Workload(call, [t for part in parts for t in part.tensors])
 
 
-#: name -> builder of the zero-argument call timed (built once per run, under the run's threads)
-CANARIES: dict[str, Callable[[], Callable[[], object]]] = {
+#: name -> builder of the workload timed (built once per run, under the run's threads)
+CANARIES: dict[str, Callable[[], Workload]] = {
     "gemm": _gemm, "dwconv": _dwconv, "model": _model, "blend": _blend,
 }
 
@@ -117,27 +142,40 @@ CANARIES: dict[str, Callable[[], Callable[[], object]]] = {
 @dataclass
 class Canary:
     """A built canary: its call and how many calls one measurement makes; ``cost_s`` adds up the
-    wall seconds its measurements took (what the canary costs the run)."""
+    wall seconds its measurements took, renewals included (what the canary costs the run).
+
+    With ``renew`` (and a :class:`Workload`), every measurement first moves the workload's tensors
+    to fresh memory.  A canary's speed depends on where its buffers landed: six processes measured
+    in interleaved turns on the 2-core VM held their 128×128 GEMM at offsets up to 2.1× apart for
+    the whole of their life (SD of the processes' mean log time 0.28), with fresh buffers 0.03, the
+    window noise alone (``benchmarks/canary_processes.py``; docs/measurement.md).  Kept buffers put
+    that offset into every adjusted figure of a run; renewed ones turn it into window noise, which a
+    run's hundreds of windows average away."""
 
     name: str
     call: Callable[[], object]
     calls: int = 1
     cost_s: float = 0.0
+    renew: bool = False
 
     def measure(self) -> float:
         """Seconds per call over one measurement (``calls`` calls back to back): the machine's speed now."""
         clock = time.perf_counter
+        start = clock()
+        if self.renew and isinstance(self.call, Workload):
+            self.call.renew()
         t0 = clock()
         for _ in range(self.calls):
             self.call()
-        seconds = clock() - t0
-        self.cost_s += seconds
-        return max(seconds, 1e-12) / self.calls
+        end = clock()
+        self.cost_s += end - start
+        return max(end - t0, 1e-12) / self.calls
 
 
-def build(name: str = DEFAULT_CANARY, target_s: float = TARGET_S) -> Canary:
-    """The canary ``name``, warmed up and sized so that one measurement lasts about ``target_s``
-    (a KeyError names the candidates)."""
+def build(name: str = DEFAULT_CANARY, target_s: float = TARGET_S, renew: bool = True) -> Canary:
+    """The canary ``name``, warmed up and sized so that one measurement lasts about ``target_s``,
+    its buffers renewed before every measurement unless ``renew`` is False (a KeyError names the
+    candidates)."""
     if name not in CANARIES:
         raise KeyError(f"unknown canary {name!r} (choose from {', '.join(CANARIES)})")
     call = CANARIES[name]()
@@ -151,7 +189,7 @@ def build(name: str = DEFAULT_CANARY, target_s: float = TARGET_S) -> Canary:
         if elapsed >= target_s or n >= 10_000:
             break
     per_call = max(elapsed, 1e-9) / n
-    return Canary(name, call, max(1, round(target_s / per_call)))
+    return Canary(name, call, max(1, round(target_s / per_call)), renew=renew)
 
 
 def block_index(before_s: float, after_s: float) -> float:

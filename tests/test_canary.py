@@ -230,6 +230,22 @@ def test_warmup_round_is_untimed_and_the_canary_brackets_every_block(fake_clock)
     assert max(cold[0].round_samples()[0]) == 2.0**-6  # without it, round 0 times the cold calls
 
 
+def test_a_renewed_canary_moves_its_buffers_before_every_window_and_computes_the_same():
+    import torch
+
+    for name in canaries.CANARIES:
+        kept, renewed = canaries.build(name, target_s=0.001, renew=False), canaries.build(name, target_s=0.001)
+        assert isinstance(renewed.call, canaries.Workload) and renewed.call.tensors
+        before = [t.data_ptr() for t in renewed.call.tensors]
+        values = [t.clone() for t in renewed.call.tensors]
+        kept_before = [t.data_ptr() for t in kept.call.tensors]
+        renewed.measure()
+        kept.measure()
+        assert all(a != b for a, b in zip(before, (t.data_ptr() for t in renewed.call.tensors)))
+        assert [t.data_ptr() for t in kept.call.tensors] == kept_before
+        assert all(torch.equal(v, t) for v, t in zip(values, renewed.call.tensors))  # same inputs, weights, output
+
+
 def test_every_candidate_builds_and_measures(tmp_path):
     for name in canaries.CANARIES:
         c = canaries.build(name, target_s=0.001)
