@@ -139,10 +139,18 @@ def _in_chunks(plan: Plan, notify: Callable[[Event], None], show_warning: Callab
     return sorted(out, key=lambda e: order.get((e.model, e.precision, e.backend, e.batch_size), len(order)))
 
 
+def _machine_reference(settings: Settings, cache_root: Path, run_s: float) -> Reference:
+    """The default canary's reference on this machine (cached per device and threads under
+    ``cache_root``; a run's median canary ``run_s`` when there is none yet)."""
+    return canary_reference(DEFAULT_CANARY, settings.device, settings.threads, machine_fingerprint(settings.device),
+                            cache_root, run_s)
+
+
 def _in_workers(plan: Plan, notify: Callable[[Event], None]) -> list[Entry]:
     """``--processes K``: the same plan, each step prepared in K worker processes (``executions.py``),
-    every (step, process) an item of the same rounds; each entry pools its processes' rounds.  (No
-    energy meter and no MAC count there: the counters and the models live in the workers.)"""
+    every (step, process) an item of the same rounds; each entry pools its processes' rounds and, on
+    the CPU, carries canary-adjusted figures (the canary timed here, next to each worker's block).
+    (No energy meter and no MAC count there: the counters and the models live in the workers.)"""
     from .executions import WorkerDied, execute_in_workers
 
     count = [0]
@@ -154,9 +162,17 @@ def _in_workers(plan: Plan, notify: Callable[[Event], None]) -> list[Entry]:
         count[0] += 1
         notify(Event(EventKind.STEP, identity.model, identity.backend, identity.batch_size))
 
+    s = plan.settings
+    cache = ExportCache(plan.selection.cache_dir)
+
+    def reference(run_s: float) -> Reference:
+        return _machine_reference(s, cache.root, run_s)
+
     try:
-        entries, interrupted = execute_in_workers(plan.selection, plan.timing, plan.schedule, plan.processes,
-                                                  on_step, on_round)
+        with run_state(s.threads, cache.runtime_dir("inductor")):  # the canary runs here, at the run's threads
+            canary = build_canary(DEFAULT_CANARY) if torch.device(s.device).type == "cpu" else None
+            entries, interrupted = execute_in_workers(plan.selection, plan.timing, plan.schedule, plan.processes,
+                                                      on_step, on_round, canary=canary, reference=reference)
     except WorkerDied as exc:  # this interpreter could not start a worker of itself
         raise UserError(f"--processes {plan.processes}: {exc}") from None
     for e in entries:
@@ -334,9 +350,7 @@ class _Run:
         canary (then cached).  A CPU canary says nothing of a GPU's speed: CUDA runs have none."""
         if self.canary is None or self.reference is not None or group_median_s is None:
             return
-        s = self.plan.settings
-        self.reference = canary_reference(self.canary.name, s.device, s.threads, machine_fingerprint(s.device),
-                                          self.cache.root, group_median_s)
+        self.reference = _machine_reference(self.plan.settings, self.cache.root, group_median_s)
 
     def _release_pending(self) -> None:
         for p in self.pending:

@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .canary import Canary, Reference
 from .harness import TimingOptions
 from .entry_parts import ExportFacts, Timing
 from .results import Entry
 from .schedule import Schedule, Timed, pool, rounds_for, run_rounds
 from .selection import Selection
 from .spec import Identity, Status
+from .stats import group_canary
 from .workers import Timeouts, Worker, WorkerDied, remote_item, warm_remote
 
 
@@ -113,21 +115,40 @@ def warm_all(slots: Sequence[Slot], timing: TimingOptions) -> None:
 
 
 def time_items(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule,
-               on_round: Callable[[int, int], None] | None = None) -> tuple[int, bool]:
-    """The warmed-up items timed in interleaved rounds: (rounds done, interrupted)."""
+               on_round: Callable[[int, int], None] | None = None,
+               canary: Canary | None = None) -> tuple[int, bool]:
+    """The warmed-up items timed in interleaved rounds (with ``canary``: timed in this process next
+    to every block, as in a one-process run): (rounds done, interrupted)."""
     live = [it for it in items if it.error is None and it.warm is not None]
     if on_round is not None:
         on_round(0, rounds_for(live, timing, schedule) if live else 0)
     try:
-        return run_rounds(live, timing, schedule, on_round), False
+        return run_rounds(live, timing, schedule, on_round, canary=canary), False
     except KeyboardInterrupt:
         return max((len(it.rounds) for it in live), default=0), True
 
 
-def entry_of(slots: Sequence[Slot], side: str | None = None) -> Entry:
+@dataclass(frozen=True)
+class CanaryAdjustment:
+    """What adjusting the entries of a run needs from the whole run (``Timing.adjust``)."""
+
+    reference: Reference
+    beta: float
+    run_s: float
+
+
+def canary_adjustment(items: Sequence[Timed], reference: Callable[[float], Reference]) -> CanaryAdjustment | None:
+    """The run's adjustment from every item's rounds (each process its own item): the canary's
+    tracking slope, the median canary of every block and the reference it maps to; None without one."""
+    beta, run_s = group_canary([(it.round_samples(), [r.canary_s for r in it.rounds]) for it in items if it.rounds])
+    return None if run_s is None else CanaryAdjustment(reference(run_s), beta, run_s)
+
+
+def entry_of(slots: Sequence[Slot], side: str | None = None, canary: CanaryAdjustment | None = None) -> Entry:
     """One plan step's entry from its executions: not ready in one, it ends as that one did; else its
-    processes' rounds pooled.  A worker lost during the rounds fails the entry with the reason and
-    the process, and the rounds timed before stay in the entry (its ``timing``)."""
+    processes' rounds pooled (canary-adjusted with ``canary``).  A worker lost during the rounds
+    fails the entry with the reason and the process, and the rounds timed before stay in the entry
+    (its ``timing``)."""
     first = slots[0]
     not_ready = next((s for s in slots if s.item is None), None)
     if not_ready is not None:
@@ -142,9 +163,12 @@ def entry_of(slots: Sequence[Slot], side: str | None = None) -> Entry:
     if samples:
         warm = items[0].warm
         rss = max(it.warm.rss_bytes for it in items if it.warm)  # the workers', not this one's
+        adjust = {} if canary is None else {
+            "canary": canary.reference, "canary_cost_s": sum(it.canary_cost_s for it in items),
+            "canary_beta": canary.beta, "canary_run_s": canary.run_s}
         entry.add_timing(Timing.measure(samples, [r.to_dict() for r in rounds], first.images_per_call,
                                         warmup_calls=warm.calls if warm else None,
-                                        first_call_s=warm.first_call_s if warm else None, rss_bytes=rss))
+                                        first_call_s=warm.first_call_s if warm else None, rss_bytes=rss, **adjust))
     else:
         entry.reason = "interrupted before its first timed round"
     failed = [(k, it) for k, it in enumerate(items) if it.error is not None]
@@ -169,9 +193,12 @@ def stop_all(workers: Sequence[Worker]) -> None:
 def execute_in_workers(selection: Selection, timing: TimingOptions, schedule: Schedule, processes: int,
                        on_step: Callable[[Identity], None] | None = None,
                        on_round: Callable[[int, int], None] | None = None,
-                       timeouts: Timeouts = Timeouts()) -> tuple[list[Entry], bool]:
+                       timeouts: Timeouts = Timeouts(), canary: Canary | None = None,
+                       reference: Callable[[float], Reference] | None = None) -> tuple[list[Entry], bool]:
     """``run --processes K``: every step prepared in K worker processes of this interpreter, all
-    (step, process) items timed in the same rounds, each entry pooling its K processes.  Returns the
+    (step, process) items timed in the same rounds, each entry pooling its K processes; with
+    ``canary`` and ``reference`` (the run's median canary -> what adjusted figures scale to), the
+    canary is timed here next to every block and the entries carry adjusted figures.  Returns the
     entries in plan order and whether the rounds were interrupted."""
     workers: list[Worker] = []
     try:
@@ -181,8 +208,9 @@ def execute_in_workers(selection: Selection, timing: TimingOptions, schedule: Sc
         steps = sorted(executions[0])
         warm_all([ex[i] for ex in executions for i in steps], timing)
         items = [ex[i].item for i in steps if all(ex[i].item for ex in executions) for ex in executions]
-        _done, interrupted = time_items(items, timing, schedule, on_round)
-        entries = [entry_of([ex[i] for ex in executions]) for i in steps]
+        _done, interrupted = time_items(items, timing, schedule, on_round, canary)
+        adjustment = canary_adjustment(items, reference) if canary is not None and reference is not None else None
+        entries = [entry_of([ex[i] for ex in executions], canary=adjustment) for i in steps]
         for e in entries:
             e.group = 0
         return entries, interrupted
@@ -299,5 +327,5 @@ def simultaneous(a: Timed, b: Timed) -> None:
         me.rewarm, me.block = hook(me, other, "rewarm"), hook(me, other, "block")
 
 
-__all__ = ["AbRun", "Side", "Slot", "WorkerDied", "entry_of", "execute_ab", "execute_in_workers",
+__all__ = ["AbRun", "CanaryAdjustment", "Side", "Slot", "canary_adjustment", "WorkerDied", "entry_of", "execute_ab", "execute_in_workers",
            "prepare_execution", "simultaneous", "spawn_workers", "time_items", "warm_all"]

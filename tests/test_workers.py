@@ -19,7 +19,7 @@ from levit_bench.errors import UserError
 from levit_bench.executions import Side, execute_ab, execute_in_workers
 from levit_bench.harness import TimingOptions, Warmup
 from levit_bench.results import Entry
-from levit_bench.schedule import Schedule, Timed, pool, run_rounds
+from levit_bench.schedule import RoundRecord, Schedule, Timed, pool, run_rounds
 from levit_bench.selection import Selection
 from levit_bench.spec import Identity, ModelId, Settings, Status
 from levit_bench.worker import PLUGIN_ENV, PROTOCOL
@@ -108,6 +108,26 @@ def test_the_ab_verdict_is_inconclusive_when_the_noise_hides_the_threshold():
 
 
 @pytest.mark.slow
+def test_a_runs_canary_adjustment_comes_from_every_process_block():
+    from levit_bench.canary import Reference
+    from levit_bench.executions import canary_adjustment
+
+    items = []
+    for k, canary_s in enumerate(([1.0, 2.0, 1.0], [2.0, 4.0, 2.0])):  # two processes, the canary drifting
+        it = _fake("e", process=k)
+        it.rounds = [RoundRecord(r, 0, 0.0, 1, canary_s=c, process=k) for r, c in enumerate(canary_s)]
+        it.samples = [0.01 * c for c in canary_s]  # each block slowed exactly as its canary
+        items.append(it)
+    asked = []
+    adjustment = canary_adjustment(items, lambda run_s: asked.append(run_s) or Reference("blend", 1.5, "test"))
+    assert asked == [2.0] and adjustment.run_s == 2.0  # the median canary of all six blocks
+    assert adjustment.beta == pytest.approx(1.0)  # every block tracks its canary
+    assert adjustment.reference.reference_s == 1.5
+    no_canary = _fake("e")
+    no_canary.rounds, no_canary.samples = [RoundRecord(0, 0, 0.0, 1)], [0.01]
+    assert canary_adjustment([no_canary], lambda run_s: pytest.fail("no canary: no reference")) is None
+
+
 def test_worker_protocol_round_trip(export_cache):
     w = Worker.start()
     try:
@@ -164,6 +184,11 @@ def test_processes_2_pools_rounds_of_two_processes(tmp_path, cache_args):
     assert e["status"] == "ok" and data["config"]["processes"] == 2
     assert sorted((r["round"], r["process"]) for r in e["timing"]["rounds"]) == [(r, k) for r in range(3) for k in (0, 1)]
     assert len(results.load(out).results[0].timing.round_samples()) == 6  # each process's block a round of its own
+    # the canary, timed in the parent next to every worker's block: adjusted figures as in one process
+    t = e["timing"]
+    assert all(r["canary_s"] > 0 for r in t["rounds"])
+    assert t["adjusted_images_per_second"] > 0 and t["canary"]["run_s"] > 0 and t["canary"]["cost_s"] > 0
+    assert t["intervals"]["confidence"]["of"] == "adjusted_images_per_second"
 
 
 @pytest.mark.slow
