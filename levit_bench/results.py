@@ -280,7 +280,10 @@ UNKNOWN_FIELDS = "_unknown_fields"
 
 
 def _keep_unknown(obj: Any, data: dict[str, Any]) -> Any:
-    known = set(obj.to_dict()) if hasattr(obj, "identity") else set(obj.__dataclass_fields__)
+    # an entry and its parts: what to_dict writes (a part's field it leaves out, as the export's notes
+    # that are the entry's own, is unknown to the file); a record: its fields
+    writes = isinstance(obj, Entry) or type(obj) in PARTS.values()
+    known = set(obj.to_dict()) if writes else set(obj.__dataclass_fields__)
     object.__setattr__(obj, UNKNOWN_FIELDS, {k: v for k, v in data.items() if k not in known})
     for name in PARTS if isinstance(obj, Entry) else ():  # and those of its parts
         if getattr(obj, name) is not None and isinstance(data.get(name), dict):

@@ -19,6 +19,7 @@ from levit_bench.accuracy_record import AccuracyRecord
 from levit_bench.cli import main
 from levit_bench.errors import UserError
 from levit_bench.profiling import Profile
+from levit_bench.report.document import build_report
 from levit_bench.entry_parts import Timing
 from levit_bench.results import SCHEMA_VERSION, Entry, load
 from levit_bench.spec import Identity, RuntimeOptions
@@ -148,6 +149,7 @@ def test_a_file_of_this_version_round_trips(tmp_path):
     data = json.loads(first.read_text())
     data["results"][0]["future_field"] = 1
     data["results"][0]["timing"]["future_timing"] = [1, 2]
+    data["results"][0]["export"]["notes"] = ["a key the export part does not write"]  # a field it leaves out
     first.write_text(json.dumps(data))
     loaded = load(first)
     assert loaded.to_dict() == data
@@ -162,6 +164,8 @@ def test_a_file_of_this_version_round_trips(tmp_path):
     (lambda t: t["samples_s"].__setitem__(1, "x"), "results/0/timing/samples_s/1: 'x' is not of type 'number'"),
     (lambda t: t.__setitem__("images_per_second", -1.0), "results/0/timing/images_per_second"),
     (lambda t: t["rounds"][0].update(calls=t["rounds"][0]["calls"] + 1), "its rounds hold"),
+    (lambda t: t.__setitem__("images_per_call", None), "results/0/timing/images_per_call: None is not of type 'integer'"),
+    (lambda t: t.__setitem__("images_per_call", 0), "results/0/timing/images_per_call: 0 is less than the minimum of 1"),
 ])
 def test_a_file_of_this_version_names_bad_timings_at_their_key(tmp_path, change, says):
     data = base_record().to_dict()
@@ -172,6 +176,27 @@ def test_a_file_of_this_version_names_bad_timings_at_their_key(tmp_path, change,
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match=re.escape(says)):
         load(path)
+
+
+def test_every_committed_results_file_loads_reports_and_round_trips(tmp_path):
+    """Every levit-bench results file the repository holds (results/, the fixtures, docs/perf) passes
+    this version's schema and loader, and what it loads saves and loads again unchanged."""
+    root = Path(__file__).parent.parent
+    found = 0
+    for path in sorted([*root.glob("results/**/*.json"), *FIXTURES.glob("**/*.json"), *root.glob("docs/**/*.json")]):
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if not (isinstance(data, dict) and data.get("tool") == "levit-bench" and "results" in data):
+            continue
+        found += 1
+        record = load(path)
+        again = tmp_path / f"{found}.json"
+        record.save(again)
+        assert load(again).to_dict() == record.to_dict(), path
+        assert build_report([record], plot_name=None).markdown.strip(), path
+    assert found >= 10  # results/, fixtures of every readable schema, the rerun studies
 
 
 def test_cuda_torch_entries_of_earlier_files_are_read_as_sdpa(tmp_path):
