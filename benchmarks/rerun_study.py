@@ -230,9 +230,9 @@ def _slowed(record, key, fraction: float):
     return data
 
 
-def _gate_outcomes(base: Path, new: Path, inject: tuple | None = None) -> dict:
-    """``compare --fail-above 5`` of two files in-process: exit code, outcome counts, and (with an
-    injection ``(key, fraction)``) that entry's outcome."""
+def _gate_outcomes(base: Path, new: Path, inject: tuple | None = None, normalize_by: str | None = None) -> dict:
+    """``compare --fail-above 5 [--normalize-by ...]`` of two files in-process: exit code, outcome
+    counts, and (with an injection ``(key, fraction)``) that entry's outcome."""
     import tempfile
 
     from levit_bench import gate
@@ -244,7 +244,7 @@ def _gate_outcomes(base: Path, new: Path, inject: tuple | None = None) -> dict:
         new_record = load(tmp)
     for record in (base_record, new_record):
         _readjust([e for e in record.results if e.ok])
-    result = gate.compare_runs(base_record, new_record, fail_above_pct=5.0)
+    result = gate.compare_runs(base_record, new_record, normalize_by, fail_above_pct=5.0)
     rows = [r for r in result.rows if r.gated]
     out = {"base": base.name, "new": new.name, "exit": 1 if result.failed() else 0,
            "outcomes": {o: sum(r.outcome == o for r in rows) for o in ("pass", "fail", "inconclusive")},
@@ -285,15 +285,20 @@ def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dic
              if e.timing.canary and e.timing.canary.get("cost_share")]
     report["canary_cost_share"] = {"median": float(np.median(costs)), "max": max(costs)} if costs else None
     pairs = list(itertools.permutations(clean, 2))
-    report["gate_clean"] = [_gate_outcomes(a, b) for a, b in pairs]
-    rng = np.random.default_rng(0)
-    for fraction in (0.20, 0.10):
-        report[f"gate_synthetic_{int(fraction * 100)}"] = [
-            _gate_outcomes(a, b, (keys[int(rng.integers(len(keys)))], fraction)) for a, b in pairs]
-    if injected is not None and injected.exists():
-        report["gate_injected"] = [_gate_outcomes(a, injected) for a in clean]
-        report["injected"] = inject
+    for suffix, normalize_by in GATE_MODES.items():
+        report["gate_clean" + suffix] = [_gate_outcomes(a, b, None, normalize_by) for a, b in pairs]
+        rng = np.random.default_rng(0)  # the same injected entries in both modes
+        for fraction in (0.20, 0.10):
+            report[f"gate_synthetic_{int(fraction * 100)}{suffix}"] = [
+                _gate_outcomes(a, b, (keys[int(rng.integers(len(keys)))], fraction), normalize_by) for a, b in pairs]
+        if injected is not None and injected.exists():
+            report["gate_injected" + suffix] = [_gate_outcomes(a, injected, None, normalize_by) for a in clean]
+            report["injected"] = inject
     return report
+
+
+#: the gate is analysed as ``compare --fail-above 5`` and as ``compare --fail-above 5 --normalize-by plan``
+GATE_MODES = {"": None, "_plan": "plan"}
 
 
 def _fmt(d: dict) -> str:
@@ -322,22 +327,26 @@ def print_report(r: dict) -> None:
     if r.get("canary_cost_share"):
         print(f"canary cost: median {r['canary_cost_share']['median']:.1%} of an entry's timed seconds "
               f"(max {r['canary_cost_share']['max']:.1%})")
-    clean = r["gate_clean"]
-    flags = sum(g["outcomes"]["fail"] for g in clean)
-    entries = sum(g["entries"] for g in clean)
-    print(f"gate, clean ordered pairs (--fail-above 5): exits {[g['exit'] for g in clean]}; false flags "
-          f"{flags} of {entries} entries ({flags / max(entries, 1):.1%}); inconclusive "
-          f"{sum(g['outcomes']['inconclusive'] for g in clean)}; adjusted {sum(g['adjusted'] for g in clean)}")
-    for g in clean:
-        if g["failed"]:
-            print(f"  {g['base']}→{g['new']}: {', '.join(g['failed'])}")
-    for pct in (20, 10):
-        got = [g["injected"]["outcome"] for g in r.get(f"gate_synthetic_{pct}", [])]
-        print(f"gate, {pct}% slowdown injected into one entry of the new file, each ordered pair: "
-              f"{', '.join(got)}")
-    for g in r.get("gate_injected", []):
-        print(f"gate, {g['base']} → injected run ({r['injected']}): exit {g['exit']}; outcomes {g['outcomes']}; "
-              f"flagged {g['failed']}")
+    for suffix, normalize_by in GATE_MODES.items():
+        if "gate_clean" + suffix not in r:  # an analysis saved before this mode
+            continue
+        flags_text = "--fail-above 5" + (f" --normalize-by {normalize_by}" if normalize_by else "")
+        clean = r["gate_clean" + suffix]
+        flags = sum(g["outcomes"]["fail"] for g in clean)
+        entries = sum(g["entries"] for g in clean)
+        print(f"gate, clean ordered pairs ({flags_text}): exits {[g['exit'] for g in clean]}; false flags "
+              f"{flags} of {entries} entries ({flags / max(entries, 1):.1%}); inconclusive "
+              f"{sum(g['outcomes']['inconclusive'] for g in clean)}; adjusted {sum(g['adjusted'] for g in clean)}")
+        for g in clean:
+            if g["failed"]:
+                print(f"  {g['base']}→{g['new']}: {', '.join(g['failed'])}")
+        for pct in (20, 10):
+            got = [g["injected"]["outcome"] for g in r.get(f"gate_synthetic_{pct}{suffix}", [])]
+            print(f"gate ({flags_text}), {pct}% slowdown injected into one entry of the new file, each ordered "
+                  f"pair: {', '.join(got)}")
+        for g in r.get("gate_injected" + suffix, []):
+            print(f"gate ({flags_text}), {g['base']} → injected run ({r['injected']}): exit {g['exit']}; "
+                  f"outcomes {g['outcomes']}; flagged {g['failed']}")
 
 
 def main() -> int:

@@ -8,7 +8,11 @@ ruled out) or **inconclusive** (the noise cannot tell; about how many more round
 every round of both entries carries the machine-speed canary (``canary_s``), the figures tested are
 the canary-adjusted ones, so each run's own machine-wide speed factor cancels; otherwise the raw
 ones, and the row says which.  ``normalize_by`` divides every figure by a reference entry's measured
-in the same run (round by round), so a baseline recorded on another machine still gates.
+in the same run (round by round), so a baseline recorded on another machine still gates; ``plan``
+divides each entry by the median of the other entries in common (``pair_noise``).  The unpaired
+test's floor is what the matched entries show of the spread between the two runs beyond their
+rounds (``pair_noise.pair_noise``, never below ``verdict.GATE_FLOOR``) with ``plan``; otherwise the
+constant ``verdict.GATE_FLOOR``, and the summary says what the entries showed.
 
 Everything here is a plain function returning dataclasses; ``cli/compare.py`` parses and prints.
 """
@@ -22,10 +26,11 @@ import numpy as np
 
 from .errors import UserError
 from .load_compare import LoadComparison, compare_load, unmatched_load
+from .pair_noise import MIN_ENTRIES as MIN_PLAN_ENTRIES, PLAN, PairNoise, common_without, pair_noise
 from .results import Entry, RunRecord, load
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
 from .stats import PROCESS_FLOOR, adjusted_rounds, can_pair
-from .verdict import FAIL, INCONCLUSIVE, PASS, Verdict, slowdown_verdict
+from .verdict import FAIL, GATE_FLOOR, INCONCLUSIVE, PASS, Verdict, log_ratio, slowdown_verdict
 from .sysinfo import machine_differences
 
 REFERENCE = "reference (not gated)"
@@ -90,6 +95,10 @@ class CompareResult:
     warnings: list[str] = field(default_factory=list)  # e.g. a file of an interrupted run (complete: false)
     #: issue 22: p99 and peak rate of the load records in both files (``load_compare.LoadComparison``)
     load_rows: list[LoadComparison] = field(default_factory=list)
+    #: what the matched entries say of the noise between the two runs (their common ratio, the spread
+    #: beyond their rounds: the test's floor); ``plan``: each entry was tested against the others
+    noise: PairNoise | None = None
+    plan: bool = False
 
     def with_outcome(self, outcome: str) -> list[EntryComparison]:
         return [r for r in self.rows if r.gated and r.outcome == outcome]
@@ -197,15 +206,22 @@ def _all_entries(record: RunRecord) -> dict[EntryKey, Entry]:
 
 def compare_entries(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_THRESHOLD_PCT,
                     alpha: float = DEFAULT_ALPHA, base_reference: Entry | None = None,
-                    new_reference: Entry | None = None) -> EntryComparison:
+                    new_reference: Entry | None = None, floor: float | None = None,
+                    common: float = 0.0) -> EntryComparison:
     """The verdict on ``new`` against ``base`` (each relative to its run's reference entry, when
-    given), on canary-adjusted figures when all four entries carry the canary, else on raw ones."""
-    entries = [e for e in (base, new, base_reference, new_reference) if e is not None]
-    adjusted = all(canary_of(e) is not None for e in entries)
+    given), on canary-adjusted figures when all four entries carry the canary, else on raw ones;
+    ``floor``: the unpaired test's (default ``verdict.GATE_FLOOR``); ``common``: a log speed ratio
+    divided out of ``new`` first (``--normalize-by plan``: the other entries' median)."""
+    adjusted = _adjusted(base, new, base_reference, new_reference)
     b = relative_rounds(base, base_reference, adjusted)
-    n = relative_rounds(new, new_reference, adjusted)
-    verdict = slowdown_verdict(b, n, threshold=threshold_pct / 100.0, alpha=alpha)
+    n = [r * math.exp(common) for r in relative_rounds(new, new_reference, adjusted)]
+    verdict = slowdown_verdict(b, n, threshold=threshold_pct / 100.0, alpha=alpha, floor=floor)
     return EntryComparison(base=base, new=new, verdict=verdict, adjusted=adjusted)
+
+
+def _adjusted(*entries: Entry | None) -> bool:
+    """Canary-adjusted figures when every entry given carries the canary."""
+    return all(canary_of(e) is not None for e in entries if e is not None)
 
 
 #: the paired test's floor for ``ab``: each side runs in a process of its own, so the per-process
@@ -282,12 +298,24 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
             f"no entry was measured successfully in both {_source(base)} and {_source(new)}; "
             f"base: {_describe(base)}; new: {_describe(new)}"
         )
-    reference = parse_reference(normalize_by) if normalize_by else None
-    rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha) for k in keys]
+    plan = normalize_by is not None and normalize_by.strip() == PLAN
+    reference = parse_reference(normalize_by) if normalize_by and not plan else None
+    ratios = [log_ratio(figures(b_ok[k], _adjusted(b_ok[k], n_ok[k])), figures(n_ok[k], _adjusted(b_ok[k], n_ok[k])))
+              for k in keys]
+    noise = pair_noise([d for d, _ in ratios], [v for _, v in ratios])
+    if plan:
+        if noise.excess_sd is None:
+            raise UserError(f"--normalize-by {PLAN}: {len(keys)} entries in common; at least "
+                            f"{MIN_PLAN_ENTRIES} are needed to take the others' median as each one's reference")
+        floor = math.hypot(noise.floor(GATE_FLOOR), noise.common_se())
+        rows = [compare_entries(b_ok[k], n_ok[k], threshold_pct=threshold, alpha=alpha, floor=floor,
+                                common=common_without([d for d, _ in ratios], i)) for i, k in enumerate(keys)]
+    else:
+        rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha) for k in keys]
     warnings = [incomplete_warning(side, r) for side, r in (("base", base), ("new", new)) if not r.complete]
     return CompareResult(_source(base), _source(new), rows, threshold, fail_above_pct is not None,
                          _unmatched(base, new) + unmatched_load(base, new), reference, alpha, differences, warnings,
-                         load_rows)
+                         load_rows, noise if keys else None, plan)
 
 
 def incomplete_warning(side: str, record: RunRecord) -> str:

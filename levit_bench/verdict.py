@@ -60,6 +60,15 @@ def _log_round_medians(rounds: Rounds, name: str) -> np.ndarray:
     return np.log(np.asarray(meds))
 
 
+def log_ratio(base_rounds: Rounds, new_rounds: Rounds) -> tuple[float, float]:
+    """log(new speed / base speed) from the mean log round medians of two runs' rounds (seconds per
+    image), and the variance of that difference the rounds explain (0 with one round on a side):
+    what the unpaired test estimates, for ``pair_noise`` to measure the spread between runs."""
+    lb, ln = _log_round_medians(base_rounds, "base"), _log_round_medians(new_rounds, "new")
+    var = sum(float(x.var(ddof=1)) / x.size for x in (lb, ln)) if min(lb.size, ln.size) >= 2 else 0.0
+    return float(lb.mean() - ln.mean()), var
+
+
 def _t_figures(parts: Sequence[tuple[float, int]], floor: float) -> tuple[float, float]:
     """Standard error of the difference from (variance of the mean, rounds) per side plus ``floor``²,
     and the Welch-Satterthwaite degrees of freedom of the measured part alone (so that the floor

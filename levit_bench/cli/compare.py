@@ -81,9 +81,32 @@ def summary_line(result: gate.CompareResult) -> str:
             f"per entry)")
     if result.normalize_by:
         text += f"; speeds relative to {'/'.join(result.normalize_by)} in the same run"
+    text += noise_words(result)
     if result.differences:
         text += f"; the machines differ ({'; '.join(result.differences)})"
     return f"{text}; {figures_line(result)}"
+
+
+def noise_words(result: gate.CompareResult) -> str:
+    """What the entries in common said of the noise between the two runs, and what the test made of it."""
+    n = result.noise
+    if n is None:
+        return ""
+    together = f"; the entries moved together by {math.exp(n.common) - 1:+.1%} (median)"
+    if result.plan:
+        together += ", divided out: each entry is tested against the median of the others"
+    elif abs(n.common) > -math.log(1 - result.threshold_pct / 100) / 2:
+        together += (" (each run's machine speed, or a change common to all: two runs cannot tell which; "
+                     "--normalize-by plan tests each entry against the others, levit-bench ab times both in one job)")
+    if n.excess_sd is None:
+        return together + f"; {n.entries} entries are too few to measure the spread between the runs"
+    moved = f"; an entry moved {n.excess_sd:.1%} (SD) beyond its rounds' error between these runs"
+    if result.plan:
+        return together + moved + f", the test's floor (at least {gate.GATE_FLOOR:.1%})"
+    if n.excess_sd > gate.GATE_FLOOR:
+        return together + moved + (f", more than the test's {gate.GATE_FLOOR:.1%} floor: expect false flags "
+                                   "(--normalize-by plan takes the measured spread as its floor)")
+    return together + moved
 
 
 def reasons(result: gate.CompareResult) -> list[str]:
@@ -162,9 +185,11 @@ def compare_parser() -> Parser:
                    f"slower (without it the outcomes are shown at {gate.DEFAULT_THRESHOLD_PCT:g}%% and the exit is 0)")
     p.add_argument("--inconclusive", choices=gate.INCONCLUSIVE_POLICIES, default=PASS,
                    help="what an inconclusive entry does to the gate (default pass: exit 0, said in the summary)")
-    p.add_argument("--normalize-by", default=None, metavar="MODEL[/BACKEND]",
+    p.add_argument("--normalize-by", default=None, metavar="MODEL[/BACKEND]|plan",
                    help="compare speeds relative to this entry measured in the same run "
-                   "(same device, precision, batch, threads; backend default torch), e.g. levit_128s/torch")
+                   "(same device, precision, batch, threads; backend default torch), e.g. levit_128s/torch; "
+                   "'plan': each entry relative to the median of the other entries in common (each run's "
+                   "machine speed cancels, and so would a change that slows every entry alike)")
     p.add_argument("--alpha", type=probability("--alpha"), default=gate.DEFAULT_ALPHA,
                    help=f"one-sided significance level of the test, per entry (default {gate.DEFAULT_ALPHA:g})")
     ci_outputs.add_ci_outputs(p)

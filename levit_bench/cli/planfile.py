@@ -44,9 +44,10 @@ def add_plan_flags(p: argparse.ArgumentParser, resume: bool, file_required: bool
                    help=f"take shard I of N (zero-based) of the plan, balanced by estimated cost, never splitting "
                    f"entries a paired ratio needs; 'auto': from ${shards.SHARD_ENV}, a Slurm array job or a "
                    f"Kubernetes indexed Job (default: ${shards.SHARD_ENV} where set, else the whole plan)")
-    g.add_argument("--normalize-by", default=None, metavar="MODEL[/BACKEND]",
+    g.add_argument("--normalize-by", default=None, metavar="MODEL[/BACKEND]|plan",
                    help="the reference `compare --normalize-by` will use: every shard keeps it with the entries "
-                   "it normalizes (same precision and batch)")
+                   "it normalizes (same precision and batch); 'plan': each entry against the others (nothing to "
+                   "keep together)")
     g.add_argument("--chunk", type=positive_int("--chunk"), default=None, metavar="N",
                    help="time the plan in chunks of at least N entries (whole groups), one after another: an "
                    "interrupted run keeps every chunk it finished, and --resume measures the rest "
@@ -198,11 +199,13 @@ def resolve_fleet(args: argparse.Namespace, selection: Selection, env: dict[str,
     import os
 
     from ..gate import parse_reference
+    from ..pair_noise import PLAN
 
     entries = planfile.expand(selection.steps(), getattr(args, "plan_excludes", []))
     if not entries:
         raise UserError("the plan is empty: its exclude rules leave nothing to measure")
-    reference = parse_reference(args.normalize_by) if args.normalize_by else None
+    plan_wide = (args.normalize_by or "").strip() == PLAN  # every entry against the others: nothing to keep together
+    reference = parse_reference(args.normalize_by) if args.normalize_by and not plan_wide else None
     if reference is not None:
         shards.check_reference(entries, reference)
     group_list = shards.groups(entries, reference)
@@ -212,7 +215,7 @@ def resolve_fleet(args: argparse.Namespace, selection: Selection, env: dict[str,
     canonical = {
         "format": 1, "entries": planfile.entry_dicts(entries), "device": selection.settings.device,
         "threads": args.threads, "options": selection.settings.options.to_dict(), "weights": selection.weights,
-        "img_size": selection.img_size, "paper": selection.paper, "normalize_by": "/".join(reference) if reference else None,
+        "img_size": selection.img_size, "paper": selection.paper, "normalize_by": PLAN if plan_wide else "/".join(reference) if reference else None,
         "timing": {k: getattr(args, k, None) for k in ("warmup", "min_time", "min_calls", "rounds", "seed", "target_ci",
                                                        "max_time", "processes", "chunk")},
     }

@@ -1,0 +1,77 @@
+"""What the matched entries of two runs say about the noise between those two runs (issue 21).
+
+A constant floor for "what separates two processes and no round shows" was calibrated on one VM
+(1.9%, ``verdict.GATE_FLOOR``); on the VMs of 2026-12-03 an entry's estimate moved between runs by
+5-11% (SD) beyond its own rounds' error, so a constant floor made clean reruns fail.  Two runs of a
+plan hold many entries, each a sample of that between-run noise: the spread of their log speed
+ratios around the common one, beyond what their rounds explain, measures it for this pair of runs
+(robustly: a median and a MAD, so that the few entries a change really slowed do not inflate it).
+
+The common part (the median ratio) is each run's machine-wide speed factor, or a change that slowed
+every entry alike; the two cannot be told apart from two runs.  ``compare --normalize-by plan``
+divides it out (each entry against the median of the *others*, so an entry never normalizes itself
+away) and tests what is left with the measured spread as its floor.  That assumes most entries did
+not change: a change that moves half the plan moves the median and widens the spread (its entries
+come out inconclusive, not passed); a change to every entry (a runtime upgrade) is what
+``levit-bench ab`` is for.  Without ``plan`` the common part stays in every entry's ratio, the floor
+stays the constant one, and the summary says what the entries showed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: ``compare --normalize-by plan``: every entry against the median of the others
+PLAN = "plan"
+#: fewer matched entries than this measure no spread: the constant floor stays
+MIN_ENTRIES = 6
+#: MAD -> standard deviation of a normal; the standard error of a median over a mean's
+MAD_TO_SD = 1.4826
+MEDIAN_SE = math.sqrt(math.pi / 2)
+
+
+@dataclass(frozen=True)
+class PairNoise:
+    """``common``: median log(new speed / base speed) over the matched entries; ``total_sd``: the
+    robust SD of the entries' log ratios around it; ``excess_sd``: what of it their rounds' error
+    does not explain (None with fewer than :data:`MIN_ENTRIES` entries); ``entries``: how many."""
+
+    entries: int
+    common: float
+    excess_sd: float | None = None
+    total_sd: float = 0.0
+
+    def floor(self, minimum: float) -> float:
+        """The unpaired test's floor: the measured excess, never below ``minimum``."""
+        return max(minimum, self.excess_sd or 0.0)
+
+    def common_se(self) -> float:
+        """Standard error of a common log ratio taken over the other entries (a median of their spread)."""
+        if self.excess_sd is None:
+            return 0.0
+        return MEDIAN_SE * self.total_sd / math.sqrt(self.entries - 1)
+
+
+def common_without(diffs: Sequence[float], i: int) -> float:
+    """The median log ratio of every entry but ``i``: what entry ``i`` is normalized by."""
+    others = [d for j, d in enumerate(diffs) if j != i]
+    return float(np.median(others)) if others else 0.0
+
+
+def pair_noise(diffs: Sequence[float], round_vars: Sequence[float]) -> PairNoise:
+    """From each matched entry's log ratio (``diffs``) and the variance of that ratio its rounds
+    explain (``round_vars``: both sides' variance of the mean log round median, added).  The spread
+    is a MAD around the median: a minority of entries a change really moved does not widen it."""
+    d = np.asarray(diffs, dtype=float)
+    v = np.asarray(round_vars, dtype=float)
+    if d.size == 0:
+        return PairNoise(0, 0.0)
+    common = float(np.median(d))
+    if d.size < MIN_ENTRIES:
+        return PairNoise(int(d.size), common)
+    total = MAD_TO_SD * float(np.median(np.abs(d - common)))
+    excess = math.sqrt(max(0.0, total**2 - float(np.median(v))))
+    return PairNoise(int(d.size), common, excess, total)
