@@ -244,6 +244,10 @@ def test_a_renewed_canary_moves_its_buffers_before_every_window_and_computes_the
         assert all(a != b for a, b in zip(before, (t.data_ptr() for t in renewed.call.tensors)))
         assert [t.data_ptr() for t in kept.call.tensors] == kept_before
         assert all(torch.equal(v, t) for v, t in zip(values, renewed.call.tensors))  # same inputs, weights, output
+        with torch.inference_mode():  # as a run measures it (bench times its rounds in inference mode)
+            before = [t.data_ptr() for t in renewed.call.tensors]
+            renewed.measure()
+        assert all(a != b for a, b in zip(before, (t.data_ptr() for t in renewed.call.tensors)))
 
 
 def test_every_candidate_builds_and_measures(tmp_path):
