@@ -131,6 +131,12 @@ def test_a_missing_plan_file_and_a_normalize_by_reference_the_plan_lacks_exit_2(
     assert "normalize_by levit_256/torch" in line
 
 
+def test_normalize_by_plan_needs_no_reference_entry_and_changes_the_plan_hash(tmp_path, capsys):
+    path = str(write(tmp_path, PLAN))
+    plain, plan_wide = plan_json(capsys, path), plan_json(capsys, path, "--normalize-by", "plan")
+    assert plan_wide["count"] == plain["count"] and plan_wide["hash"] != plain["hash"]
+
+
 # ---------------------------------------------------------------------------------------------
 # expansion and hash
 
