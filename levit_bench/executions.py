@@ -327,5 +327,5 @@ def simultaneous(a: Timed, b: Timed) -> None:
         me.rewarm, me.block = hook(me, other, "rewarm"), hook(me, other, "block")
 
 
-__all__ = ["AbRun", "CanaryAdjustment", "Side", "Slot", "canary_adjustment", "WorkerDied", "entry_of", "execute_ab", "execute_in_workers",
-           "prepare_execution", "simultaneous", "spawn_workers", "time_items", "warm_all"]
+__all__ = ["AbRun", "CanaryAdjustment", "Side", "Slot", "WorkerDied", "canary_adjustment", "entry_of", "execute_ab",
+           "execute_in_workers", "prepare_execution", "simultaneous", "spawn_workers", "time_items", "warm_all"]
