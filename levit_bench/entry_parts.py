@@ -189,7 +189,13 @@ class Explain:
         if timing.canary is not None and timing.adjusted_images_per_second:
             adjusted = macs * timing.adjusted_images_per_second / 1e9
             timing.canary["adjusted_gmacs_per_s"] = adjusted
-            timing.canary["adjusted_efficiency"] = adjusted / part.peak_gmacs_per_s if part.peak_gmacs_per_s else None
+            # the peak in the same units: adjusted speeds are this run's scaled by run_s / reference_s
+            # (to the fastest canary the machine was seen to run), so the peak, measured on this machine
+            # as it ran, is scaled alike; against the raw peak a run at 97% read "adj 103%"
+            c = timing.canary
+            scale = c["run_s"] / c["reference_s"] if c.get("run_s") and c.get("reference_s") else 1.0
+            timing.canary["adjusted_efficiency"] = (adjusted / (part.peak_gmacs_per_s * scale)
+                                                    if part.peak_gmacs_per_s else None)
         return part
 
     def above_peak(self, peak_gmacs_per_s: float | None) -> str | None:

@@ -31,6 +31,24 @@ def test_efficiency_arithmetic_on_a_synthetic_entry():
     assert fmt_efficiency(e) == "56.0 (25%)"
 
 
+def test_the_adjusted_efficiency_compares_the_adjusted_speed_with_the_peak_scaled_alike():
+    """A run whose median canary was 1.2 ms against a 1.0 ms machine reference: its adjusted speed is
+    its raw one x1.2 (the within-run deviation aside), so the peak it is a share of is scaled x1.2 too
+    (against the raw peak, 90% raw would read 108% adjusted)."""
+    e = _ok_entry(50.0)
+    e.timing.adjusted_images_per_second = 60.0
+    e.timing.canary = {"name": "blend", "reference_s": 0.0010, "run_s": 0.0012}
+    e.add_explain(1_120_000_000, 18_900_000, 62.0)  # raw: 56 of 62 GMAC/s
+    assert e.explain.efficiency == pytest.approx(56.0 / 62.0)
+    assert e.timing.canary["adjusted_gmacs_per_s"] == pytest.approx(67.2)
+    assert e.timing.canary["adjusted_efficiency"] == pytest.approx(67.2 / (62.0 * 1.2))
+    assert e.timing.canary["adjusted_efficiency"] < 1.0
+    older = _ok_entry(50.0)  # a canary record without the run's factor: the raw peak, as before
+    older.timing.adjusted_images_per_second, older.timing.canary = 60.0, {"name": "blend", "reference_s": 0.001}
+    older.add_explain(1_120_000_000, 18_900_000, 224.0)
+    assert older.timing.canary["adjusted_efficiency"] == pytest.approx(67.2 / 224.0)
+
+
 def test_no_peak_no_efficiency_and_unmeasured_entries_get_no_speed():
     e = _ok_entry(50.0)
     e.add_explain(1_000_000_000, 10, None)
