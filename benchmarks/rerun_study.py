@@ -51,6 +51,8 @@ from noisy_neighbour import LEVELS, derive_seed  # noqa: E402
 MODELS = "levit_128s,levit_192,levit_256,efficientnet_b0,efficientnet_b2,efficientnet_b3"
 BACKENDS = "torch,onnxruntime,openvino"  # issue 21's plan
 INJECT_ENV = "LEVIT_BENCH_STUDY_SLOWDOWN"  # MODEL/BACKEND:FRACTION, read by the child process only
+#: the gate is analysed as ``compare --fail-above 5`` and as ``compare --fail-above 5 --normalize-by plan``
+GATE_MODES = {"": None, "_plan": "plan"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,9 +298,6 @@ def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dic
             report["injected"] = inject
     return report
 
-
-#: the gate is analysed as ``compare --fail-above 5`` and as ``compare --fail-above 5 --normalize-by plan``
-GATE_MODES = {"": None, "_plan": "plan"}
 
 
 def _fmt(d: dict) -> str:

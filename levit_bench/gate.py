@@ -219,6 +219,12 @@ def compare_entries(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_T
     return EntryComparison(base=base, new=new, verdict=verdict, adjusted=adjusted)
 
 
+def _log_ratio(base: Entry, new: Entry) -> tuple[float, float]:
+    """``verdict.log_ratio`` of two entries on the figures their comparison tests."""
+    adjusted = _adjusted(base, new)
+    return log_ratio(figures(base, adjusted), figures(new, adjusted))
+
+
 def _adjusted(*entries: Entry | None) -> bool:
     """Canary-adjusted figures when every entry given carries the canary."""
     return all(canary_of(e) is not None for e in entries if e is not None)
@@ -300,8 +306,7 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
         )
     plan = normalize_by is not None and normalize_by.strip() == PLAN
     reference = parse_reference(normalize_by) if normalize_by and not plan else None
-    ratios = [log_ratio(figures(b_ok[k], _adjusted(b_ok[k], n_ok[k])), figures(n_ok[k], _adjusted(b_ok[k], n_ok[k])))
-              for k in keys]
+    ratios = [_log_ratio(b_ok[k], n_ok[k]) for k in keys]
     noise = pair_noise([d for d, _ in ratios], [v for _, v in ratios])
     if plan:
         if noise.excess_sd is None:
