@@ -238,40 +238,59 @@ def differences(base: Identity, new: Identity) -> list[str]:
 
 
 def execute_ab(selection: Selection, timing: TimingOptions, schedule: Schedule, base: Side, new: Side, *,
-               duet: bool = False, on_step: Callable[[Identity], None] | None = None,
+               processes: int = 1, duet: bool = False, on_step: Callable[[Identity], None] | None = None,
                on_round: Callable[[int, int], None] | None = None, timeouts: Timeouts = Timeouts()) -> AbRun:
-    """Both sides prepared (each in workers of its interpreter), their identities checked equal (else a
-    UserError naming the first difference), then every ready pair timed in the same rounds, its two
-    blocks adjacent in a random order (``duet``: simultaneously, each side on its own cores)."""
+    """Both sides prepared, each in ``processes`` executions (workers of its interpreter), their
+    identities checked equal (else a UserError naming the first difference), then every ready pair
+    timed in the same rounds: process k of the base and process k of the new side adjacent in a
+    random order (``duet``: simultaneously, each side on its own cores).  Each side's entry pools its
+    processes' rounds (``schedule.pool``), so its rounds are paired with the other side's by
+    (round, process)."""
     from .errors import UserError
+
+    import numpy as np
 
     workers: list[Worker] = []
     try:
-        sides, first, spawned = {}, {}, {}
-        for side in (base, new):
-            first[side.name] = len(workers)
-            spawned[side.name] = spawn_workers(selection, side, None, timeouts, workers)
-        for side in (base, new):
-            sides[side.name] = prepare_execution(selection, spawned[side.name], side,
-                                                 on_step if side is base else None)
-        b_slots, n_slots = sides[base.name], sides[new.name]
-        for i in sorted(b_slots):
-            a, b = b_slots[i], n_slots[i]
-            if a.status is Status.OK and b.status is Status.OK and (found := differences(a.identity, b.identity)):
-                raise UserError(f"the two sides prepared different identities for {a.identity.label()}: "
-                                f"{'; '.join(found)} (an A/B compares the same plan)")
+        # process k of both sides are spawned and prepared one after the other, which side first drawn
+        # from the seed: whatever depends on that order (what was running, what memory was free) is
+        # shared by the pair their blocks are paired in, and favours neither side
+        rng = np.random.default_rng([schedule.seed, 0xAB])
+        orders = [(base, new) if rng.random() < 0.5 else (new, base) for _ in range(processes)]
+        spawned: dict[str | None, list[list[Worker]]] = {base.name: [], new.name: []}
+        first: dict[str | None, int] = {}
+        for k, order in enumerate(orders):
+            for side in order:
+                first.setdefault(side.name, len(workers))
+                spawned[side.name].append(spawn_workers(selection, side, k if processes > 1 else None, timeouts,
+                                                        workers))
+        sides: dict[str | None, list[dict[int, Slot]]] = {base.name: [], new.name: []}
+        for k, order in enumerate(orders):
+            for side in order:
+                sides[side.name].append(prepare_execution(selection, spawned[side.name][k], side,
+                                                          on_step if side is base and k == 0 else None,
+                                                          k if processes > 1 else None))
+        b_ex, n_ex = sides[base.name], sides[new.name]
+        steps = sorted(b_ex[0])
+        for i in steps:
+            for a, b in zip((ex[i] for ex in b_ex), (ex[i] for ex in n_ex)):
+                if a.status is Status.OK and b.status is Status.OK and (found := differences(a.identity, b.identity)):
+                    raise UserError(f"the two sides prepared different identities for {a.identity.label()}: "
+                                    f"{'; '.join(found)} (an A/B compares the same plan)")
         environments = {side.name: _environment(workers[first[side.name]], side) for side in (base, new)}
-        paired = [i for i in sorted(b_slots) if b_slots[i].item and n_slots[i].item]
+        paired = [i for i in steps if all(ex[i].item for ex in b_ex + n_ex)]
         for i in paired:
-            b_slots[i].item.together = n_slots[i].item.together = i
-        warm_all([sl[i] for i in paired for sl in (b_slots, n_slots)], timing)
-        items = [sl[i].item for i in paired for sl in (b_slots, n_slots)]
+            for k, (a, b) in enumerate(zip(b_ex, n_ex)):
+                a[i].item.together = b[i].item.together = (i, k)
+        warm_all([ex[i] for i in paired for ex in b_ex + n_ex], timing)
+        items = [ex[i].item for i in paired for pair in zip(b_ex, n_ex) for ex in pair]
         if duet:
             for i in paired:
-                simultaneous(b_slots[i].item, n_slots[i].item)
+                for a, b in zip(b_ex, n_ex):
+                    simultaneous(a[i].item, b[i].item)
         _done, interrupted = time_items(items, timing, schedule, on_round)
-        pairs = [(_side_entry(b_slots[i], n_slots[i], "base"), _side_entry(n_slots[i], b_slots[i], "new"))
-                 for i in sorted(b_slots)]
+        pairs = [(_side_entry([ex[i] for ex in b_ex], [ex[i] for ex in n_ex], "base"),
+                  _side_entry([ex[i] for ex in n_ex], [ex[i] for ex in b_ex], "new")) for i in steps]
         return AbRun(pairs, environments, interrupted)
     finally:
         stop_all(workers)
@@ -281,16 +300,19 @@ def _environment(worker: Worker, side: Side) -> dict[str, Any]:
     h = worker.hello
     return {"python": h.get("python"), "path": side.path, "levit_bench": h.get("levit_bench"),
             "versions": h.get("versions"), "git_commit": (h.get("system") or {}).get("git_commit"),
+            "allocator": (h.get("system") or {}).get("allocator"),
             "cpus": sorted(side.cpus) if side.cpus else None}
 
 
-def _side_entry(mine: Slot, other: Slot, side: str) -> Entry:
-    if mine.item is not None and other.item is None:
-        entry = Entry.of(mine.identity, Status.SKIPPED, f"not timed: the other side ended {other.status}: "
-                         f"{other.reason}", mine.facts)
+def _side_entry(mine: Sequence[Slot], other: Sequence[Slot], side: str) -> Entry:
+    """One side's entry of a step from its executions; skipped when the other side is not ready."""
+    lost = next((s for s in other if s.item is None), None)
+    if all(s.item is not None for s in mine) and lost is not None:
+        entry = Entry.of(mine[0].identity, Status.SKIPPED, f"not timed: the other side ended {lost.status}: "
+                         f"{lost.reason}", mine[0].facts)
         entry.side = side
         return entry
-    entry = entry_of([mine], side)
+    entry = entry_of(mine, side)
     entry.group = 0
     return entry
 

@@ -30,7 +30,7 @@ from .pair_noise import MIN_ENTRIES as MIN_PLAN_ENTRIES, PLAN, PairNoise, common
 from .results import Entry, RunRecord, load
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
 from .stats import PROCESS_FLOOR, adjusted_rounds, can_pair
-from .verdict import FAIL, GATE_FLOOR, INCONCLUSIVE, PASS, Verdict, log_ratio, slowdown_verdict
+from .verdict import FAIL, GATE_FLOOR, INCONCLUSIVE, PASS, Verdict, log_ratio, process_verdict, slowdown_verdict
 from .sysinfo import machine_differences
 
 REFERENCE = "reference (not gated)"
@@ -240,11 +240,25 @@ def paired_verdict(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_TH
                    alpha: float = DEFAULT_ALPHA) -> Verdict | None:
     """``ab``'s verdict on one entry: both sides timed in the same rounds, blocks adjacent, so the
     per-round log ratios are paired (a machine-wide drift cancels without a canary); None when the
-    two have fewer than two rounds in common."""
+    two have fewer than two rounds in common.  Sides timed in two or more processes each (``ab
+    --processes K``) are judged with the process as the unit (``verdict.process_verdict``): the
+    spread between a side's own processes replaces the assumed :data:`AB_FLOOR`."""
     rb, rn = (base.timing.per_image_rounds(), new.timing.per_image_rounds()) if base.ok and new.ok else ([], [])
     if not can_pair(rb, rn):
         return None
+    pb, pn = by_process(base, rb), by_process(new, rn)
+    if min(len(pb), len(pn)) >= 2:
+        return process_verdict(pb, pn, threshold=threshold_pct / 100.0, alpha=alpha)
     return slowdown_verdict(rb, rn, threshold=threshold_pct / 100.0, alpha=alpha, paired=True, floor=AB_FLOOR)
+
+
+def by_process(entry: Entry, rounds: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """An entry's rounds grouped by the worker process that timed them (in process order); one group
+    when its rounds name no process."""
+    groups: dict[int, list[np.ndarray]] = {}
+    for record, r in zip(entry.timing.rounds or [], rounds):
+        groups.setdefault(record.get("process") if record.get("process") is not None else -1, []).append(r)
+    return [groups[k] for k in sorted(groups)]
 
 
 def _unmatched(base: RunRecord, new: RunRecord) -> list[str]:

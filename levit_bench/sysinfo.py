@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 
+from . import allocator
 from .emulation import detect_emulation
 
 LIBRARIES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "numpy", "levit-bench")
@@ -150,6 +151,7 @@ def collect() -> dict[str, Any]:
         "versions": {lib: _version(lib) for lib in LIBRARIES},
         "git_commit": _git_commit(),
         "gpu": _gpu(),
+        "allocator": allocator.state(),  # None: glibc's defaults (allocator.steady() was not called)
     }
 
 
@@ -169,6 +171,8 @@ def machine_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     ga, gb = (a.get("gpu") or {}).get("name"), (b.get("gpu") or {}).get("name")
     if ga != gb and (a.get("gpu") is not None or b.get("gpu") is not None):
         out.append(f"gpu {ga or 'none'} vs {gb or 'none'}")
+    if (alloc := allocator.difference(a.get("allocator"), b.get("allocator"))) is not None:
+        out.append(alloc)
     va, vb = a.get("versions") or {}, b.get("versions") or {}
     for lib in COMPARED_LIBRARIES:
         if va.get(lib) != vb.get(lib) and lib in va and lib in vb:

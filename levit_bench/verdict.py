@@ -45,6 +45,8 @@ class Verdict:
     paired: bool
     rounds: tuple[int, int]
     reason: str
+    processes: tuple[int, int] | None = None  # the process test's units per side (``process_verdict``)
+    more_processes: int | None = None  # its ``more_rounds``: about how many more processes per side would decide
 
 
 def _log_round_medians(rounds: Rounds, name: str) -> np.ndarray:
@@ -132,9 +134,46 @@ def slowdown_verdict(base_rounds: Rounds, new_rounds: Rounds, *, threshold: floa
     else:
         d = float(lb.mean() - ln.mean())
         sides = [(float(x.var(ddof=1)), int(x.size)) for x in (lb, ln)] if min(lb.size, ln.size) >= 2 else []
-    counts = (int(lb.size), int(ln.size))
+    return _decide(d, sides, (int(lb.size), int(ln.size)), threshold=threshold, alpha=alpha, paired=paired,
+                   floor=floor)
+
+
+def process_verdict(base_processes: Sequence[Rounds], new_processes: Sequence[Rounds], *, threshold: float,
+                    alpha: float = 0.05, paired: bool = True) -> Verdict:
+    """:func:`slowdown_verdict` with the *process* as the unit (``ab --processes K``: each side timed
+    in K worker processes, Kalibera & Jones's executions): each process's mean log round median is
+    one value.  What separates two processes (where their memory and code landed, what ran while
+    they started: 10-17% between sides of an A/A on the 2026-12-03 VM, far more than their rounds
+    show) is then measured rather than assumed as a floor; rounds only make each value precise.
+    ``paired`` (process k of both sides started one after the other and timed in adjacent blocks):
+    a one-sample t on the K per-pair log ratios, so what a pair shares cancels; else Welch's t on
+    the two sides' values.  ``more_processes`` says about how many more processes per side would
+    decide.  At least two processes on each side, as many on both when paired (else a
+    ValueError); the rounds as for :func:`slowdown_verdict`."""
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if min(len(base_processes), len(new_processes)) < 2:
+        raise ValueError("the process test needs at least two processes on each side")
+    if paired and len(base_processes) != len(new_processes):
+        raise ValueError(f"paired processes differ in number: {len(base_processes)} and {len(new_processes)}")
+    mb = np.array([_log_round_medians(r, "base").mean() for r in base_processes])
+    mn = np.array([_log_round_medians(r, "new").mean() for r in new_processes])
+    values = [mb - mn] if paired else [mb, mn]
+    sides = [(float(x.var(ddof=1)), int(x.size)) for x in values]
+    counts = (sum(len(r) for r in base_processes), sum(len(r) for r in new_processes))
+    return _decide(float(mb.mean() - mn.mean()), sides, counts, threshold=threshold, alpha=alpha, paired=paired,
+                   floor=0.0, unit="process", processes=(int(mb.size), int(mn.size)))
+
+
+def _decide(d: float, sides: Sequence[tuple[float, int]], counts: tuple[int, int], *, threshold: float,
+            alpha: float, paired: bool, floor: float, unit: str = "round",
+            processes: tuple[int, int] | None = None) -> Verdict:
+    """The three outcomes from the estimate ``d`` (log new speed / base speed), the per-``unit``
+    variance and count of each side (one, paired), and the floor."""
     label = f"{threshold * 100:g}%"
     common = {"ratio": math.exp(d), "threshold": threshold, "alpha": alpha, "paired": paired, "rounds": counts}
+    if processes is not None:
+        common["processes"] = processes
     if not sides:
         return Verdict(INCONCLUSIVE, interval=(0.0, math.inf), p=1.0, more_rounds=None, **common,
                        reason=f"a {label} change cannot be told from one round on a side (no spread between "
@@ -156,14 +195,16 @@ def slowdown_verdict(base_rounds: Rounds, new_rounds: Rounds, *, threshold: floa
                        reason=f"a slowdown beyond {label} is ruled out (bound {math.exp(lo) - 1:+.1%})")
     margin = d - limit if d >= limit else -d
     more = _more_rounds(margin, sides, floor, alpha)
+    units = "processes" if unit == "process" else "rounds"
     if more is not None:
-        why = f"about {more} more round{'s' if more > 1 else ''} per side would"
+        why = f"about {more} more {unit if more == 1 else units} per side would"
     elif _floor_blocks(margin, floor, alpha):
         why = (f"more rounds would not: the {floor:.0%} between processes alone is too much at this estimate "
                "(time both sides in one job: levit-bench ab)")
     else:
-        why = f"more than {MAX_MORE_ROUNDS} more rounds per side would be needed"
-    return Verdict(INCONCLUSIVE, interval=interval, p=p, more_rounds=more, **common,
+        why = f"more than {MAX_MORE_ROUNDS} more {units} per side would be needed"
+    extra = {"more_rounds": more} if unit == "round" else {"more_rounds": None, "more_processes": more}
+    return Verdict(INCONCLUSIVE, interval=interval, p=p, **extra, **common,
                    reason=f"a {label} change cannot be told at this noise ({math.exp(d) - 1:+.1%} seen); {why}")
 
 

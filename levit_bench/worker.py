@@ -185,6 +185,9 @@ def hello() -> dict[str, Any]:
 def main() -> None:
     """Serve on stdin/stdout; the protocol stream is a private copy of stdout, and fd 1 becomes
     stderr, so whatever a library prints cannot corrupt a reply."""
+    from . import allocator
+
+    allocator.steady()  # as the parent's command does: this worker's heap reused like every other's
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr

@@ -168,3 +168,82 @@ def test_verdict_is_deterministic_and_exact_on_identical_rounds():
     same = slowdown_verdict(base, base, threshold=0.05, paired=True)
     assert same.outcome == PASS and same.ratio == 1.0 and same.interval == (1.0, 1.0)
     assert verdict.MAX_MORE_ROUNDS >= 100
+
+
+# ---------------------------------------------------------------------------------------------
+# ab --processes K: the process as the unit
+
+
+def simulated_ab(rng: np.random.Generator, processes: int, rounds: int, slowdown: float = 0.0, *,
+                 pair_effect_sd: float = 0.08, process_sd: float = 0.04, drift_sd: float = 0.10,
+                 pair_sd: float = 0.05, round_sd: float = 0.04):
+    """Both sides of an A/B, each in ``processes`` processes: an effect process k of both sides share
+    (they started together: SD ``pair_effect_sd``) and one of each process's own (``process_sd``),
+    as seen for levit_128s on the 2026-12-03 VM; a drift each round shares with all its blocks, one
+    the adjacent blocks of a process pair share, and per-block noise: per-process lists of per-image
+    rounds."""
+    sides = ([], [])
+    offsets = rng.normal(0, process_sd, (2, processes)) + rng.normal(0, pair_effect_sd, processes)
+    shared = rng.normal(0, drift_sd, rounds)
+    for k in range(processes):
+        drift = shared + rng.normal(0, pair_sd, rounds)
+        for s, side in enumerate(sides):
+            slow = math.log1p(slowdown) if s else 0.0
+            side.append([0.01 * math.exp(offsets[s, k] + slow + d + rng.normal(0, round_sd)) * np.array([0.99, 1.01])
+                         for d in drift])
+    return sides
+
+
+def ab_outcomes(slowdown: float, processes: int, trials: int, seed: int, alpha: float = 0.02) -> dict[str, dict]:
+    """Outcome rates on the same simulated A/Bs of the paired process test, of Welch's on the
+    process means, and of the one-pair paired test with the assumed floor (first pair only)."""
+    from levit_bench.gate import AB_FLOOR
+
+    rng = np.random.default_rng(seed)
+    got = {k: {PASS: 0, FAIL: 0, INCONCLUSIVE: 0} for k in ("process", "welch", "one pair")}
+    for _ in range(trials):
+        base, new = simulated_ab(rng, processes, 8, slowdown)
+        got["process"][verdict.process_verdict(base, new, threshold=0.05, alpha=alpha).outcome] += 1
+        got["welch"][verdict.process_verdict(base, new, threshold=0.05, alpha=alpha, paired=False).outcome] += 1
+        got["one pair"][slowdown_verdict(base[0], new[0], threshold=0.05, alpha=alpha, paired=True,
+                                         floor=AB_FLOOR).outcome] += 1
+    return {k: {o: n / trials for o, n in v.items()} for k, v in got.items()}
+
+
+def test_process_offsets_flag_a_a_pairs_under_the_floor_but_not_in_the_process_tests():
+    """A/A with per-process offsets: one pair of processes and the assumed 1.4% floor flags far more
+    than alpha (the offset is whole in every round's ratio); both process tests stay near alpha."""
+    rates = ab_outcomes(0.0, processes=4, trials=300, seed=3)
+    for test in ("process", "welch"):
+        assert rates[test][FAIL] <= 0.02 * 1.5 + 0.01, rates
+    assert rates["one pair"][FAIL] >= 4 * 0.02, rates
+
+
+def test_the_paired_process_test_flags_a_slowdown_where_welch_cannot_and_never_passes_10():
+    twenty, ten = ab_outcomes(0.20, 4, 200, seed=4), ab_outcomes(0.10, 4, 200, seed=5)
+    assert twenty["process"][FAIL] >= 0.9 and twenty["process"][FAIL] > twenty["welch"][FAIL] + 0.2, twenty
+    assert ten["process"][PASS] <= 0.01 and ten["process"][FAIL] >= 0.3, ten  # K = 4: 3 degrees of freedom
+
+
+def _process_means(processes):
+    return [np.log([np.median(r) for r in p]).mean() for p in processes]
+
+
+def test_process_verdict_is_a_t_test_on_process_means_and_says_how_many_more_processes():
+    rng = np.random.default_rng(6)
+    base, new = simulated_ab(rng, 3, 6)
+    mb, mn = _process_means(base), _process_means(new)
+    paired = verdict.process_verdict(base, new, threshold=0.05, alpha=0.05)
+    # scipy's tests of "new slower" on log seconds: one-sample on the per-pair differences, or Welch
+    assert paired.p == pytest.approx(sps.ttest_1samp(np.subtract(mb, mn), 0.0, alternative="less").pvalue, rel=1e-9)
+    welch = verdict.process_verdict(base, new, threshold=0.05, alpha=0.05, paired=False)
+    assert welch.p == pytest.approx(sps.ttest_ind(mn, mb, equal_var=False, alternative="greater").pvalue, rel=1e-9)
+    assert paired.processes == (3, 3) and paired.rounds == (18, 18) and paired.more_rounds is None
+    near = verdict.process_verdict([spread_rounds(6, 0.02)] * 2 + [spread_rounds(6, 0.02, 0.06)],
+                                   [spread_rounds(6, 0.02, 0.03)] * 3, threshold=0.05)
+    assert near.outcome == INCONCLUSIVE and near.more_processes
+    assert f"about {near.more_processes} more process" in near.reason
+    with pytest.raises(ValueError, match="two processes"):
+        verdict.process_verdict(base[:1], new, threshold=0.05)
+    with pytest.raises(ValueError, match="differ in number"):
+        verdict.process_verdict(base[:2], new, threshold=0.05)

@@ -198,19 +198,44 @@ def test_ab_a_a_exits_0_and_writes_both_sides(tmp_path, cache_args):
     out = tmp_path / "ab.json"
     code = main(["ab", "--base", sys.executable, "--new", sys.executable, "--model", "levit_128s", "--backend",
                  "torch", "--batch-size", "1", "--rounds", "4", "--out", str(out), *FAST, *cache_args])
-    assert code == 0
     data = json.loads(out.read_text())
     jsonschema.validate(data, results.schema())
     assert [e["side"] for e in data["results"]] == ["base", "new"]
     assert all(e["status"] == "ok" and len(e["timing"]["rounds"]) == 4 for e in data["results"])
     assert data["ab"]["base"]["python"] and data["ab"]["new"]["versions"]["torch"]
     (v,) = data["ab"]["verdicts"]
-    assert v["outcome"] in (PASS, INCONCLUSIVE) and v["rounds"] == 4
+    # one process a side: its per-process offset can flag an A/A pair (docs/measurement.md), so the
+    # outcome is not asserted, only that the exit code follows it
+    assert v["rounds"] == 4 and code == (1 if v["outcome"] == FAIL else 0)
     base, new = data["results"]
     for r in range(4):  # adjacent in every round
         at = [next(x["position"] for x in e["timing"]["rounds"] if x["round"] == r) for e in (base, new)]
         assert abs(at[0] - at[1]) == 1
     assert {e.side for e in results.load(out).results} == {"base", "new"}
+
+
+@pytest.mark.slow
+def test_ab_processes_2_pairs_process_k_of_both_sides_and_judges_by_process(tmp_path, cache_args):
+    import sys
+
+    out = tmp_path / "ab.json"
+    code = main(["ab", "--base", sys.executable, "--new", sys.executable, "--model", "levit_128s", "--backend",
+                 "torch", "--batch-size", "1", "--rounds", "3", "--processes", "2", "--out", str(out), *FAST,
+                 *cache_args])
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, results.schema())
+    assert data["config"]["processes"] == 2
+    base, new = data["results"]
+    for e in (base, new):
+        assert e["status"] == "ok" and sorted({r["process"] for r in e["timing"]["rounds"]}) == [0, 1]
+        assert len(e["timing"]["rounds"]) == 6
+    for r in range(3):  # process k of the base next to process k of the new side in every round
+        for k in range(2):
+            at = [next(x["position"] for x in e["timing"]["rounds"] if (x["round"], x["process"]) == (r, k))
+                  for e in (base, new)]
+            assert abs(at[0] - at[1]) == 1
+    (v,) = data["ab"]["verdicts"]
+    assert v["processes"] == 2 and v["rounds"] == 6 and code == (1 if v["outcome"] == FAIL else 0)
 
 
 @pytest.mark.slow

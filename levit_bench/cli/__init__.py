@@ -11,6 +11,7 @@ from .guard import reserve_standard_fds
 
 reserve_standard_fds()  # before any library opens a file that could land on a closed descriptor 2
 
+from .. import allocator  # noqa: E402
 from ..errors import UserError, first_line, is_out_of_memory, working_directory_problem  # noqa: E402
 from ..runstate import preserved_environment  # noqa: E402
 from .guard import Terminated, guarded_streams, output_exit_code, stop_signals_as_interrupts  # noqa: E402
@@ -63,6 +64,7 @@ def _dispatch(argv: list[str]) -> int:
     if problem:
         sys.stderr.write(f"levit-bench: error: {problem}\n")
         return EXIT_BAD_INPUT
+    allocator.steady()  # before any model allocates: every process of a run reuses its heap alike
     try:
         with preserved_environment():
             return _run(argv)

@@ -26,6 +26,8 @@ from .front import add_output, add_selection, add_timing, output_path, resolve, 
 from . import render
 
 DEFAULT_FAIL_ABOVE_PCT = 5.0
+#: worker processes per side unless --processes says otherwise
+AB_PROCESSES = 1
 NOT_MEASURED = "not measured"
 
 
@@ -48,7 +50,7 @@ def ab_parser() -> Parser:
                    help=f"flag an entry when the new side is significantly slower by more than PCT%% "
                    f"(default {DEFAULT_FAIL_ABOVE_PCT:g}); one that cannot be told apart at this noise is inconclusive")
     add_selection(p)
-    add_timing(p)
+    add_timing(p, processes=AB_PROCESSES)
     add_output(p, "results", "results file (*.json) or folder (default: results/)", "no table")
     return p
 
@@ -63,7 +65,8 @@ def verdict(base: Entry, new: Entry, threshold_pct: float) -> dict[str, Any]:
         return {**out, "outcome": NOT_MEASURED, "reason": new.reason or base.reason or "fewer than 2 paired rounds"}
     return {**out, "outcome": v.outcome, "ratio": v.ratio, "bounds": list(v.interval), "p": v.p,
             "alpha": v.alpha, "rounds": v.rounds[0], "threshold": v.threshold, "more_rounds": v.more_rounds,
-            "reason": v.reason}
+            "reason": v.reason, **({} if v.processes is None else
+                                   {"processes": v.processes[0], "more_processes": v.more_processes})}
 
 
 def _interpreter(flag: str, python: str) -> str:
@@ -104,10 +107,10 @@ def cmd_ab(argv: Sequence[str]) -> int:
     out = render.console(stderr=args.json, quiet=args.quiet)
     err = render.console(stderr=True)
     config = {"argv": sys.argv[1:], **selection_config(selection), "timing": asdict(timing),
-              "schedule": asdict(schedule), "duet": args.duet, "fail_above_pct": args.fail_above}
+              "schedule": asdict(schedule), "processes": args.processes, "duet": args.duet, "fail_above_pct": args.fail_above}
     try:
         try:
-            run = execute_ab(selection, timing, schedule, base, new, duet=args.duet,
+            run = execute_ab(selection, timing, schedule, base, new, processes=args.processes, duet=args.duet,
                              on_round=lambda done, planned: err.print(f"[dim]round {done} of {planned}[/]")
                              if not args.quiet and done else None)
         except WorkerDied as exc:
@@ -135,6 +138,12 @@ def cmd_ab(argv: Sequence[str]) -> int:
     return EXIT_REGRESSION if any(v["outcome"] == FAIL for v in verdicts) else EXIT_OK
 
 
+def _units(v: dict[str, Any]) -> str:
+    if v.get("processes"):
+        return f"{v['processes']} processes a side, {v['rounds']} blocks"
+    return f"{v['rounds']} paired rounds"
+
+
 def summary(verdicts: list[dict[str, Any]], fail_above_pct: float) -> list[str]:
     """One line per entry (new against base, the paired interval, the verdict) and the decision."""
     lines = []
@@ -144,7 +153,7 @@ def summary(verdicts: list[dict[str, Any]], fail_above_pct: float) -> list[str]:
             continue
         lo, hi = v["bounds"]
         lines.append(f"{v['label']}: new {(v['ratio'] - 1) * 100:+.1f}% (one-sided {1 - v['alpha']:.0%} bounds "
-                     f"{(lo - 1) * 100:+.1f}% … {(hi - 1) * 100:+.1f}%, {v['rounds']} paired rounds, p = {v['p']:.2g}): "
+                     f"{(lo - 1) * 100:+.1f}% … {(hi - 1) * 100:+.1f}%, {_units(v)}, p = {v['p']:.2g}): "
                      f"{v['outcome'].upper()}" + ("" if v["outcome"] == PASS else f" — {v['reason']}"))
     counts = {k: sum(v["outcome"] == k for v in verdicts) for k in (FAIL, INCONCLUSIVE, PASS)}
     lines.append(f"ab --fail-above {fail_above_pct:g}%: {counts[FAIL]} slower, {counts[PASS]} pass, "

@@ -287,9 +287,9 @@ MAX_SEED = 2**31 - 1
 MAX_PROCESSES = 64
 
 
-def add_timing(p: argparse.ArgumentParser, processes: bool = False) -> None:
+def add_timing(p: argparse.ArgumentParser, processes: int | None = None) -> None:
     """The timing flags: warm-up, timed seconds and calls, rounds, seed, --target-ci, --max-time;
-    ``processes``: --processes too (``run``)."""
+    with ``processes``, --processes too, defaulting to it (``run``: 1, ``ab``: K per side)."""
     from ..harness import TimingOptions
     from ..schedule import AUTO_BUDGET, AUTO_ROUNDS
 
@@ -312,11 +312,11 @@ def add_timing(p: argparse.ArgumentParser, processes: bool = False) -> None:
     t.add_argument("--max-time", type=seconds("--max-time", False, maximum=7 * 24 * 3600), default=None,
                    help=f"with --target-ci: stop adding rounds after this many seconds of timing "
                    f"(default {DEFAULT_MAX_TIME_S:g})")
-    if processes:
-        t.add_argument("--processes", type=positive_int("--processes", MAX_PROCESSES), default=1, metavar="K",
-                       help="prepare each entry in K worker processes whose rounds interleave, so effects of one "
-                       "process enter the interval; a runtime that crashes or hangs fails its own entries only "
-                       "(default 1: everything in this process)")
+    if processes is not None:
+        t.add_argument("--processes", type=positive_int("--processes", MAX_PROCESSES), default=processes, metavar="K",
+                       help="prepare each entry in K worker processes (ab: K per side) whose rounds interleave, so "
+                       "effects of one process enter the interval; a runtime that crashes or hangs fails its own "
+                       f"entries only (default {processes}" + (": everything in this process)" if processes == 1 else ")"))
 
 
 def resolve_timing(args: argparse.Namespace):

@@ -19,7 +19,7 @@ def plan_parser() -> Parser:
                "hash. Takes the flags of `levit-bench run`, which override the file.")
     add_selection(p)
     add_paper(p)
-    add_timing(p, processes=True)
+    add_timing(p, processes=1)
     add_input(p)
     planfile.add_plan_flags(p, resume=False, file_required=True)
     p.add_argument("--shards", type=int, default=None, metavar="N",

@@ -29,7 +29,7 @@ def run_parser() -> Parser:
     p.add_argument("--version", action="version", version=f"levit-bench {__version__}")
     add_selection(p)
     add_paper(p)
-    add_timing(p, processes=True)
+    add_timing(p, processes=1)
     planfile.add_plan_flags(p, resume=True)
     add_input(p)
     add_output(p, "results", "results file (*.json) or folder (default: results/)", "no table, no progress")
