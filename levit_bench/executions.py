@@ -1,11 +1,12 @@
 """Entries timed in worker processes: ``run --processes K`` and ``levit-bench ab``.
 
 Each plan step is prepared in each of its *executions* (Kalibera & Jones: a process, with its own
-allocation and code layout) — K worker processes of this interpreter, or one per side of an A/B —
+allocation and code layout) — K worker processes of this interpreter, or K per side of an A/B —
 and every (step, execution) is one ``schedule.Timed`` item of the same interleaved rounds.  A run's
 entry pools its K processes' rounds (``schedule.pool``: each block a round of its own, so the
-differences between processes enter the interval); an A/B keeps one entry per side, its two blocks
-adjacent in every round (``Timed.together``), so they are paired round by round.
+differences between processes enter the interval); an A/B keeps one entry per side (its K
+processes pooled), process k's two blocks adjacent in every round (``Timed.together``), so they are
+paired by round and process.
 
 Workers are started per backend (one runtime that crashes or hangs takes only its own entries
 with it), prepared one after another (the export cache makes the later ones cheap), and stopped at
@@ -17,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from .canary import Canary, Reference
 from .harness import TimingOptions
@@ -247,8 +250,6 @@ def execute_ab(selection: Selection, timing: TimingOptions, schedule: Schedule, 
     processes' rounds (``schedule.pool``), so its rounds are paired with the other side's by
     (round, process)."""
     from .errors import UserError
-
-    import numpy as np
 
     workers: list[Worker] = []
     try:
