@@ -249,3 +249,13 @@ def test_ab_refuses_sides_that_prepared_different_identities(monkeypatch, export
 def test_ab_bad_interpreter_exits_2(tmp_path, capsys):
     assert main(["ab", "--base", "/nonexistent/python", "--new", "python", "--out", str(tmp_path)]) == 2
     assert "no such interpreter" in capsys.readouterr().err and not list(tmp_path.glob("*.json"))
+
+
+def test_ab_times_32_paired_rounds_unless_told_and_run_chooses_its_own():
+    from levit_bench.cli.ab import AB_ROUNDS, ab_parser
+    from levit_bench.cli.run import run_parser
+
+    assert AB_ROUNDS == 32 and ab_parser().parse_args(["--base", "p", "--new", "p"]).rounds == AB_ROUNDS
+    assert ab_parser().parse_args(["--base", "p", "--new", "p", "--rounds", "6"]).rounds == 6
+    assert run_parser().parse_args([]).rounds is None  # chosen per group (schedule.choose_rounds)
+    assert "default: 32" in " ".join(ab_parser().format_help().split())

@@ -26,8 +26,13 @@ from .front import add_output, add_selection, add_timing, output_path, resolve, 
 from . import render
 
 DEFAULT_FAIL_ABOVE_PCT = 5.0
-#: worker processes per side unless --processes says otherwise
+#: worker processes per side unless --processes says otherwise: with the steady heap one a side kept
+#: A/A false flags at 0 of 10 under the ci-like neighbour (docs/measurement.md)
 AB_PROCESSES = 1
+#: paired rounds unless --rounds says otherwise: at 8, a 10% slowdown was flagged in 4 of 10 ci-like
+#: trials (the rest inconclusive); at 32, in 10 of 10, with 0 of 10 A/A flagged, 59 s a trial for one
+#: entry (docs/measurement.md)
+AB_ROUNDS = 32
 NOT_MEASURED = "not measured"
 
 
@@ -50,7 +55,7 @@ def ab_parser() -> Parser:
                    help=f"flag an entry when the new side is significantly slower by more than PCT%% "
                    f"(default {DEFAULT_FAIL_ABOVE_PCT:g}); one that cannot be told apart at this noise is inconclusive")
     add_selection(p)
-    add_timing(p, processes=AB_PROCESSES)
+    add_timing(p, processes=AB_PROCESSES, rounds=AB_ROUNDS)
     add_output(p, "results", "results file (*.json) or folder (default: results/)", "no table")
     return p
 

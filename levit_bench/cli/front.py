@@ -287,9 +287,10 @@ MAX_SEED = 2**31 - 1
 MAX_PROCESSES = 64
 
 
-def add_timing(p: argparse.ArgumentParser, processes: int | None = None) -> None:
-    """The timing flags: warm-up, timed seconds and calls, rounds, seed, --target-ci, --max-time;
-    with ``processes``, --processes too, defaulting to it (``run``: 1, ``ab``: K per side)."""
+def add_timing(p: argparse.ArgumentParser, processes: int | None = None, rounds: int | None = None) -> None:
+    """The timing flags: warm-up, timed seconds and calls, rounds (``rounds``: their default, else
+    chosen per group), seed, --target-ci, --max-time; with ``processes``, --processes too,
+    defaulting to it (``run``: 1, ``ab``: K per side)."""
     from ..harness import TimingOptions
     from ..schedule import AUTO_BUDGET, AUTO_ROUNDS
 
@@ -301,10 +302,11 @@ def add_timing(p: argparse.ArgumentParser, processes: int | None = None) -> None
                    help="timed seconds per entry, at least (default 2)")
     t.add_argument("--min-calls", type=positive_int("--min-calls", TimingOptions.max_calls), default=5,
                    help=f"timed calls, at least (default 5, at most {TimingOptions.max_calls:,})")
-    t.add_argument("--rounds", type=positive_int("--rounds", MAX_ROUNDS), default=None,
+    chosen = (f"{AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, as many as cost at most {AUTO_BUDGET:g}x the timed time of "
+              "one block per entry") if rounds is None else str(rounds)
+    t.add_argument("--rounds", type=positive_int("--rounds", MAX_ROUNDS), default=rounds,
                    help="timing rounds: each visits every entry once in a random order, and --min-time is "
-                   f"shared between them (default: {AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, as many as cost at most "
-                   f"{AUTO_BUDGET:g}x the timed time of one block per entry; at most {MAX_ROUNDS})")
+                   f"shared between them (default: {chosen}; at most {MAX_ROUNDS})")
     t.add_argument("--seed", type=positive_int("--seed", MAX_SEED, minimum=0), default=None,
                    help="seed of the round orders, 0 or more (default: drawn, and recorded in the results)")
     t.add_argument("--target-ci", type=percent("--target-ci", allow_zero=False), default=None, metavar="PCT",
