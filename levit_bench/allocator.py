@@ -9,7 +9,9 @@ its rounds (a 1.48x spread, bimodal), and the same six with the threshold fixed 
 never trimmed at 212-223 ms (docs/measurement.md, "Where the per-process offset came from").
 
 :func:`steady` fixes both thresholds once per process (``mallopt``: setting them also turns the
-dynamic adjustment off), so every process of a run reuses its heap the same way.  A user who sets
+dynamic adjustment off), so every process of a run reuses its heap the same way; the workers a
+steady process starts get glibc's own variables for the same values (:func:`worker_environment`),
+so an ``ab`` side running an older levit-bench is steady too.  A user who sets
 glibc's own knobs (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, or those tunables in
 ``GLIBC_TUNABLES``) keeps them; ``LEVIT_BENCH_ALLOCATOR=as-found`` leaves glibc's defaults (to time
 a process as an application would run it, or to measure what this changes:
@@ -27,7 +29,10 @@ from typing import Any
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 #: requests below this come from the heap: every activation of the zoo's models at the batch sizes run
 MMAP_THRESHOLD = 1 << 30
-#: free memory at the top of the heap is kept up to this (the largest int mallopt takes): never trimmed
+#: what glibc before 2.35 accepts at most on 64-bit (HEAP_MAX_SIZE / 2): tried when 1 GiB is refused
+FALLBACK_MMAP_THRESHOLD = 32 << 20
+#: free memory at the top of the heap is kept up to this (the largest int mallopt takes): trimmed
+#: only when more than 2 GiB lies free there
 TRIM_THRESHOLD = 2**31 - 1
 #: glibc's own knobs: when the user set one, the allocator is theirs
 ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
@@ -41,6 +46,18 @@ _state: dict[str, Any] | None = None
 def _users_own() -> list[str]:
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     return [k for k in ENVIRONMENT if k in os.environ] + [t for t in TUNABLES if t in tunables]
+
+
+def _from_parent() -> int | None:
+    """The mmap threshold when the environment holds exactly what :func:`worker_environment` gives
+    (glibc applied it at start-up: a worker of a steady parent), else None."""
+    try:
+        mmap = int(os.environ.get("MALLOC_MMAP_THRESHOLD_", ""))
+        trim = int(os.environ.get("MALLOC_TRIM_THRESHOLD_", ""))
+    except ValueError:
+        return None
+    ok = mmap in (MMAP_THRESHOLD, FALLBACK_MMAP_THRESHOLD) and trim == TRIM_THRESHOLD
+    return mmap if ok and "GLIBC_TUNABLES" not in os.environ else None
 
 
 def steady() -> dict[str, Any]:
@@ -57,17 +74,33 @@ def steady() -> dict[str, Any]:
         record["reason"] = f"{OPT_OUT_ENV}=as-found: glibc's defaults"
     elif name != "glibc":
         record["reason"] = "not glibc: the allocator is left as it is"
+    elif (inherited := _from_parent()) is not None:
+        record.update(steady=True, mmap_threshold=inherited, trim_threshold=TRIM_THRESHOLD)
     elif own:
         record["reason"] = f"set by the environment ({', '.join(own)}): left as the user set it"
     else:
         libc = ctypes.CDLL(None)
-        if libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(MMAP_THRESHOLD)) and \
-                libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(TRIM_THRESHOLD)):
-            record.update(steady=True, mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD)
-        else:
-            record["reason"] = "mallopt refused the thresholds"
+        mmap = next((v for v in (MMAP_THRESHOLD, FALLBACK_MMAP_THRESHOLD)
+                     if libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(v))), None)
+        trim = libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(TRIM_THRESHOLD))
+        if mmap is not None and trim:
+            record.update(steady=True, mmap_threshold=mmap, trim_threshold=TRIM_THRESHOLD)
+        else:  # what did take effect is recorded: a half-set heap is not steady
+            record.update(reason="mallopt refused " + " and ".join(
+                w for w, bad in (("the mmap threshold", mmap is None), ("the trim threshold", not trim)) if bad),
+                mmap_threshold=mmap, trim_threshold=TRIM_THRESHOLD if trim else None)
     _state = record
     return record
+
+
+def worker_environment() -> dict[str, str]:
+    """glibc's own variables for a worker this process starts, so that its heap is steady from its
+    first allocation, whichever levit-bench it runs (the other side of an ``ab`` may be an older
+    checkout); empty unless this process is steady."""
+    record = _state or {}
+    if not record.get("steady"):
+        return {}
+    return {"MALLOC_MMAP_THRESHOLD_": str(record["mmap_threshold"]), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 
 
 def state() -> dict[str, Any] | None:

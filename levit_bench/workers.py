@@ -77,7 +77,10 @@ class Worker:
               cpus: set[int] | None = None) -> Worker:
         """Start the process without waiting for its hello (:meth:`greet`): workers spawned together
         import torch and the runtimes at the same time, not one after another."""
-        environ = {**os.environ, **(env or {})}
+        from . import allocator
+
+        heap = {} if (env or {}).get(allocator.OPT_OUT_ENV) == "as-found" else allocator.worker_environment()
+        environ = {**os.environ, **heap, **(env or {})}
         roots = [p for p in (path, environ.get("PYTHONPATH"), _package_root()) if p]
         environ["PYTHONPATH"] = os.pathsep.join(roots)
         stderr = tempfile.TemporaryFile()

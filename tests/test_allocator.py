@@ -49,7 +49,10 @@ def test_a_large_block_is_its_own_mapping_by_default_and_on_the_heap_when_steady
     got = probe("steady")
     assert got["mapped"] is False
     assert got["record"] == {"library": got["record"]["library"], "steady": True,
-                             "mmap_threshold": allocator.MMAP_THRESHOLD, "trim_threshold": allocator.TRIM_THRESHOLD}
+                             "mmap_threshold": got["record"]["mmap_threshold"],
+                             "trim_threshold": allocator.TRIM_THRESHOLD}
+    # 1 GiB where glibc takes it (2.35 on), else glibc's 64-bit maximum; the probe's 16 MiB is below both
+    assert got["record"]["mmap_threshold"] in (allocator.MMAP_THRESHOLD, allocator.FALLBACK_MMAP_THRESHOLD)
 
 
 def test_the_users_own_glibc_settings_are_kept():
@@ -70,3 +73,24 @@ def test_the_setting_is_recorded_and_runs_under_different_settings_are_told_apar
     assert sysinfo.machine_differences(facts, {**facts, "allocator": {"steady": False, "reason": "r"}}) == \
         ["allocator steady heap vs allocator as found"]
     assert sysinfo.machine_differences(facts, {"cpu": "x"}) == []  # an older file: not counted
+
+
+def test_a_worker_of_a_steady_parent_is_steady_from_glibcs_own_variables():
+    record = allocator.steady()
+    env = allocator.worker_environment()
+    if not record["steady"]:
+        assert env == {}
+        return
+    assert env == {"MALLOC_MMAP_THRESHOLD_": str(record["mmap_threshold"]),
+                   "MALLOC_TRIM_THRESHOLD_": str(allocator.TRIM_THRESHOLD)}
+    got = probe("steady", **env)  # glibc applies them at start-up; the record says steady
+    assert got["mapped"] is False and got["record"]["steady"] is True
+
+
+def test_ab_warns_when_the_sides_heaps_differ():
+    from levit_bench.cli.ab import allocator_warning
+
+    steady = {"allocator": {"steady": True}}
+    assert allocator_warning({"base": steady, "new": steady}) is None
+    old = allocator_warning({"base": {"allocator": None}, "new": steady})
+    assert old and "base: no allocator record" in old and "new: the steady heap" in old

@@ -192,7 +192,7 @@ def test_processes_2_pools_rounds_of_two_processes(tmp_path, cache_args):
 
 
 @pytest.mark.slow
-def test_ab_a_a_exits_0_and_writes_both_sides(tmp_path, cache_args):
+def test_ab_a_a_writes_both_sides_and_exits_by_its_verdict(tmp_path, cache_args):
     import sys
 
     out = tmp_path / "ab.json"

@@ -318,7 +318,7 @@ def add_timing(p: argparse.ArgumentParser, processes: int | None = None, rounds:
         t.add_argument("--processes", type=positive_int("--processes", MAX_PROCESSES), default=processes, metavar="K",
                        help="prepare each entry in K worker processes (ab: K per side) whose rounds interleave, so "
                        "effects of one process enter the interval; a runtime that crashes or hangs fails its own "
-                       f"entries only (default {processes}" + (": everything in this process)" if processes == 1 else ")"))
+                       f"entries only (default {processes}; in run, 1 times everything in this process)")
 
 
 def resolve_timing(args: argparse.Namespace):
