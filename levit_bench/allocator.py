@@ -118,3 +118,16 @@ def difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str | None
         return None
     words = {True: "steady heap", False: "allocator as found"}
     return f"allocator {words[sa]} vs {words[sb]}"
+
+
+def heaps_differ(records: dict[str, dict[str, Any] | None]) -> str | None:
+    """A warning when named runs or sides (``{"base": record, "new": record}``) did not all run on the
+    same kind of heap: one steady, one as found, or one with no record (a file or a levit-bench from
+    before this module); None when they agree."""
+    said = {name: (record or {}).get("steady") for name, record in records.items()}
+    if len(set(said.values())) <= 1:
+        return None
+    words = {True: "the steady heap", False: "glibc's allocator as found", None: "no allocator record"}
+    return ("the heaps differ (" + "; ".join(f"{name}: {words[v]}" for name, v in said.items()) +
+            "): a steady heap alone made torch workers up to 1.5x faster (docs/measurement.md), so a change "
+            "of that size may be the heap's")

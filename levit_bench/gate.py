@@ -31,6 +31,7 @@ from .results import Entry, RunRecord, load
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
 from .stats import PROCESS_FLOOR, adjusted_rounds, can_pair
 from .verdict import FAIL, GATE_FLOOR, INCONCLUSIVE, PASS, Verdict, log_ratio, process_verdict, slowdown_verdict
+from .allocator import heaps_differ
 from .sysinfo import machine_differences
 
 REFERENCE = "reference (not gated)"
@@ -332,6 +333,8 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
     else:
         rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha) for k in keys]
     warnings = [incomplete_warning(side, r) for side, r in (("base", base), ("new", new)) if not r.complete]
+    heap = heaps_differ({"base": (base.system or {}).get("allocator"), "new": (new.system or {}).get("allocator")})
+    warnings += [heap] if heap else []
     return CompareResult(_source(base), _source(new), rows, threshold, fail_above_pct is not None,
                          _unmatched(base, new) + unmatched_load(base, new), reference, alpha, differences, warnings,
                          load_rows, noise if keys else None, plan)

@@ -7,10 +7,13 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from levit_bench import allocator, sysinfo
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results-v6-2026-12-02.json"
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
@@ -87,10 +90,20 @@ def test_a_worker_of_a_steady_parent_is_steady_from_glibcs_own_variables():
     assert got["mapped"] is False and got["record"]["steady"] is True
 
 
-def test_ab_warns_when_the_sides_heaps_differ():
-    from levit_bench.cli.ab import allocator_warning
-
-    steady = {"allocator": {"steady": True}}
-    assert allocator_warning({"base": steady, "new": steady}) is None
-    old = allocator_warning({"base": {"allocator": None}, "new": steady})
+def test_ab_and_compare_warn_when_the_heaps_differ():
+    steady = {"steady": True}
+    assert allocator.heaps_differ({"base": steady, "new": steady}) is None
+    old = allocator.heaps_differ({"base": None, "new": steady})
     assert old and "base: no allocator record" in old and "new: the steady heap" in old
+
+
+def test_compare_of_a_file_from_before_the_steady_heap_warns(tmp_path):
+    from levit_bench import results
+    from levit_bench.gate import compare_runs
+
+    base = results.load(FIXTURE)
+    new = results.load(FIXTURE)
+    new.system = {**(new.system or {}), "allocator": {"steady": True}}
+    (base.system or {}).pop("allocator", None)
+    assert any("no allocator record" in w for w in compare_runs(base, new).warnings)
+    assert not any("heap" in w for w in compare_runs(new, new).warnings)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sysinfo
+from ..allocator import heaps_differ
 from ..errors import UserError
 from ..gate import paired_verdict
 from ..results import Entry, RunRecord
@@ -136,25 +137,13 @@ def cmd_ab(argv: Sequence[str]) -> int:
         sys.stdout.write(json.dumps(record.to_dict(), indent=1) + "\n")
     for line in summary(verdicts, args.fail_above):
         out.print(line)
-    if (heap := allocator_warning(run.environments)) is not None:
+    if (heap := heaps_differ({name: env.get("allocator") for name, env in run.environments.items()})) is not None:
         err.print(f"[bold yellow]warning[/]: {heap}")
     out.print(f"results: {writer.path}")
     if run.interrupted:
         err.print("[yellow]interrupted[/]: the rounds done are kept (complete: false)")
         return EXIT_INTERRUPTED
     return EXIT_REGRESSION if any(v["outcome"] == FAIL for v in verdicts) else EXIT_OK
-
-
-def allocator_warning(environments: dict[str, dict[str, Any]]) -> str | None:
-    """A warning when the two sides' workers did not run on the same kind of heap (one steady, one
-    as found, or one that does not say: an older levit-bench): the verdict then measures that too."""
-    said = {name: (env.get("allocator") or {}).get("steady") for name, env in environments.items()}
-    if len(set(said.values())) <= 1:
-        return None
-    words = {True: "the steady heap", False: "glibc's allocator as found", None: "no allocator record"}
-    return ("the sides' heaps differ (" + "; ".join(f"{name}: {words[v]}" for name, v in said.items()) +
-            "): a steady heap alone made workers up to 1.5x faster (docs/measurement.md), so the verdict "
-            "measures that too")
 
 
 def _units(v: dict[str, Any]) -> str:
