@@ -108,23 +108,25 @@ def state() -> dict[str, Any] | None:
     return _state
 
 
+def _kind(record: dict[str, Any] | None) -> bool | None:
+    """Steady, as found, or None: no record (a file or a levit-bench from before this module)."""
+    return None if record is None else bool(record.get("steady"))
+
+
 def difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str | None:
     """How two runs' allocator records differ in what matters to timing (None: alike, or a record
-    missing: an older file)."""
-    if a is None or b is None:
-        return None
-    sa, sb = bool(a.get("steady")), bool(b.get("steady"))
-    if sa == sb:
+    missing: an older file, which :func:`heaps_differ` warns of instead)."""
+    ka, kb = _kind(a), _kind(b)
+    if ka is None or kb is None or ka == kb:
         return None
     words = {True: "steady heap", False: "allocator as found"}
-    return f"allocator {words[sa]} vs {words[sb]}"
+    return f"allocator {words[ka]} vs {words[kb]}"
 
 
 def heaps_differ(records: dict[str, dict[str, Any] | None]) -> str | None:
     """A warning when named runs or sides (``{"base": record, "new": record}``) did not all run on the
-    same kind of heap: one steady, one as found, or one with no record (a file or a levit-bench from
-    before this module); None when they agree."""
-    said = {name: (record or {}).get("steady") for name, record in records.items()}
+    same kind of heap: one steady, one as found, or one with no record; None when they agree."""
+    said = {name: _kind(record) for name, record in records.items()}
     if len(set(said.values())) <= 1:
         return None
     words = {True: "the steady heap", False: "glibc's allocator as found", None: "no allocator record"}

@@ -121,8 +121,6 @@ def slowdown_verdict(base_rounds: Rounds, new_rounds: Rounds, *, threshold: floa
       carry the bound past the threshold (or the test past alpha) if the estimate held.
 
     Non-finite or non-positive times are a ValueError."""
-    if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     lb, ln = _log_round_medians(base_rounds, "base"), _log_round_medians(new_rounds, "new")
     floor = (0.0 if paired else GATE_FLOOR) if floor is None else float(floor)
     if paired:
@@ -150,8 +148,6 @@ def process_verdict(base_processes: Sequence[Rounds], new_processes: Sequence[Ro
     the two sides' values.  ``more_processes`` says about how many more processes per side would
     decide.  At least two processes on each side, as many on both when paired (else a
     ValueError); the rounds as for :func:`slowdown_verdict`."""
-    if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     if min(len(base_processes), len(new_processes)) < 2:
         raise ValueError("the process test needs at least two processes on each side")
     if paired and len(base_processes) != len(new_processes):
@@ -170,6 +166,8 @@ def _decide(d: float, sides: Sequence[tuple[float, int]], counts: tuple[int, int
             processes: tuple[int, int] | None = None) -> Verdict:
     """The three outcomes from the estimate ``d`` (log new speed / base speed), the per-``unit``
     variance and count of each side (one, paired), and the floor."""
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     label = f"{threshold * 100:g}%"
     common = {"ratio": math.exp(d), "threshold": threshold, "alpha": alpha, "paired": paired, "rounds": counts}
     if processes is not None:
