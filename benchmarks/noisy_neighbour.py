@@ -322,7 +322,8 @@ def run_under(lvl: str | Level, seed: int, cmd: Sequence[str], duration_s: float
 
 def _workload(seconds: float, block_s: float) -> int:
     """Child of ``--calibrate``: alternate blocks of a 1-thread GEMM and a memory-bound streaming
-    add (whose blocks the competitor hits harder); one JSON line per block."""
+    add (whose blocks the competitor hits harder); one JSON line per block, with its wall and its
+    CPU seconds per call (what a stop costs the first and not the second: levit_bench/oncpu.py)."""
     import torch
 
     torch.set_num_threads(1)
@@ -337,12 +338,13 @@ def _workload(seconds: float, block_s: float) -> int:
     k = 0
     while time.perf_counter() < end:
         kind = "gemm" if k % 2 == 0 else "memory"
-        call, calls, t0 = kinds[kind], 0, time.perf_counter()
+        call, calls, t0, c0 = kinds[kind], 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < block_s or calls == 0:
             call()
             calls += 1
-        t1 = time.perf_counter()
-        print(json.dumps({"kind": kind, "t": t0, "per_call": (t1 - t0) / calls}), flush=True)
+        t1, c1 = time.perf_counter(), time.process_time()
+        print(json.dumps({"kind": kind, "t": t0, "per_call": (t1 - t0) / calls, "cpu_per_call": (c1 - c0) / calls}),
+              flush=True)
         k += 1
     return 0
 
@@ -373,17 +375,26 @@ def calibrate(seconds: float, seeds: int, block_s: float, base_seed: int) -> dic
         entry = {}
         for kind in ("gemm", "memory"):
             means, spreads, ac = [], [], {lag: [] for lag in lags}
+            cpu_means, cpu_spreads, shares = [], [], []
             for rows in runs:
                 t = np.array([r["t"] for r in rows if r["kind"] == kind])
                 x = np.log([r["per_call"] for r in rows if r["kind"] == kind])
                 means.append(float(np.mean(x)))
                 spreads.append(float(np.std(x, ddof=1)))
+                c = np.log([r["cpu_per_call"] for r in rows if r["kind"] == kind])
+                cpu_means.append(float(np.mean(c)))
+                cpu_spreads.append(float(np.std(c, ddof=1)))
+                shares.append(float(np.exp(np.mean(c - x))))
                 for lag in lags:
                     ac[lag].append(_lagged_corr(t, x - x.mean(), t, x - x.mean(), lag))
             entry[kind] = {"block_sd": float(np.mean(spreads)),
                            "between_run_sd": float(np.std(means, ddof=1)) if len(means) > 1 else float("nan"),
                            "autocorr": {lag: float(np.nanmean(v)) for lag, v in ac.items()},
-                           "slowdown_vs_quiet": None, "mean_log": float(np.mean(means))}
+                           "slowdown_vs_quiet": None, "mean_log": float(np.mean(means)),
+                           "cpu": {"block_sd": float(np.mean(cpu_spreads)), "on_cpu_share": float(np.mean(shares)),
+                                   "between_run_sd": float(np.std(cpu_means, ddof=1)) if len(cpu_means) > 1
+                                   else float("nan"), "run_means": cpu_means},
+                           "run_means": means}
         cross = []  # gemm block vs the memory block right after it: common-mode share
         for rows in runs:
             g = np.array([(r["t"], math.log(r["per_call"])) for r in rows if r["kind"] == "gemm"])
@@ -421,6 +432,10 @@ def print_calibration(r: dict) -> None:
             ac = " ".join(f"{v:+.2f}" for v in e["autocorr"].values())
             slow = f"{e['slowdown_vs_quiet']:.2f}×" if e["slowdown_vs_quiet"] else ""
             print(f"{name:8} {kind:8} {e['block_sd']:8.1%}  {e['between_run_sd']:14.1%}  {ac:34} {slow}")
+            if "cpu" in e:  # the same blocks' CPU seconds per call: what is left once a stop costs nothing
+                c = e["cpu"]
+                print(f"{'':8} {'  on CPU':8} {c['block_sd']:8.1%}  {c['between_run_sd']:14.1%}  "
+                      f"on-CPU share {c['on_cpu_share']:.2f}")
         print(f"{name:8} gemm↔memory, adjacent blocks: correlation {r[name]['gemm_memory_adjacent_corr']:+.2f}")
 
 

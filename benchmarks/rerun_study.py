@@ -161,6 +161,13 @@ def measure(out: Path, runs: int, inject: str, extra: list[str], level: str | No
 # analysing
 
 
+#: ``--adjust-by``: which of the adjustments the files carry (``Timing.adjustments``) the analysis
+#: keeps (the figures then use the first kept one, as a run would), so that one study's runs show
+#: each one's effect side by side
+ADJUST_BY = {"as-recorded": ("on_cpu", "canary"), "canary": ("canary",), "on_cpu": ("on_cpu",), "none": ()}
+_KEEP = ADJUST_BY["as-recorded"]
+
+
 def _ok(path: Path) -> dict[tuple, Entry]:
     entries = [e for e in load(path).results if e.ok]
     _readjust(entries)
@@ -168,16 +175,24 @@ def _ok(path: Path) -> dict[tuple, Entry]:
 
 
 def _readjust(entries: list[Entry]) -> None:
-    """Adjusted figures and intervals recomputed from the raw rounds and canary figures with this
-    version's method (as the raw interval is), so files measured before a change of method are
-    analysed as this version would record them."""
+    """Adjusted figures and intervals recomputed from the raw rounds, on-CPU shares and canary
+    figures with this version's method (as the raw interval is), so files measured before a change
+    of method are analysed as this version would record them; what ``--adjust-by`` leaves out is
+    dropped from the rounds first."""
     from levit_bench.canary import Reference
     from levit_bench.stats import group_canary
 
+    for e in entries:
+        for r in e.timing.rounds or []:
+            for name, field in (("on_cpu", "on_cpu"), ("canary", "canary_s")):
+                if name not in _KEEP:
+                    r.pop(field, None)
     groups: dict = {}
     for e in entries:
         if e.timing.canary and all(c is not None for c in e.timing.canary_seconds()):
             groups.setdefault(e.group, []).append(e)
+        else:
+            e.timing.adjust(None, None, 1.0, None)
     for group in groups.values():
         beta, run_s = group_canary([(e.timing.round_samples(), e.timing.canary_seconds()) for e in group])
         for e in group:
@@ -362,8 +377,12 @@ def main() -> int:
                    help="run every child under benchmarks/noisy_neighbour.py at this level")
     p.add_argument("--neighbour-seed", type=int, default=0, help="--neighbour: base seed (run k: derived from it)")
     p.add_argument("--analyse", nargs="+", default=None, help="analyse these results files instead of measuring")
+    p.add_argument("--adjust-by", choices=list(ADJUST_BY), default="as-recorded",
+                   help="the adjustments the analysis keeps of those the files carry (default: all, as a run uses them)")
     p.add_argument("extra", nargs="*", help="after --: more levit-bench options (e.g. --rounds 10)")
     args = p.parse_args()
+    global _KEEP
+    _KEEP = ADJUST_BY[args.adjust_by]
     if args.analyse:
         report = analyse([Path(f) for f in args.analyse], None, None)
     else:

@@ -149,7 +149,8 @@ def _machine_reference(settings: Settings, cache_root: Path, run_s: float) -> Re
 def _in_workers(plan: Plan, notify: Callable[[Event], None]) -> list[Entry]:
     """``--processes K``: the same plan, each step prepared in K worker processes (``executions.py``),
     every (step, process) an item of the same rounds; each entry pools its processes' rounds and, on
-    the CPU, carries canary-adjusted figures (the canary timed here, next to each worker's block).
+    the CPU, carries adjusted figures (the on-CPU share read in each worker, the canary timed here,
+    next to each worker's block).
     (No energy meter and no MAC count there: the counters and the models live in the workers.)"""
     from .executions import WorkerDied, execute_in_workers
 
@@ -252,7 +253,7 @@ class _Run:
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             timed = Timed(entry.label(), ready.runner.bind(ready.x), ready.runner.synchronize,
-                          self.device.type == "cuda")
+                          self.device.type == "cuda", threads=ready.identity.threads if self.device.type == "cpu" else None)
             with torch.inference_mode():
                 warm(timed, self.plan.timing, ready.first_call_s)
                 e2e = None if self.plan.end_to_end is None else e2e_items(

@@ -4,14 +4,16 @@ Two dashboards read a JSON file of their own format, so levit-bench results plug
 
 - github-action-benchmark, ``tool: customBiggerIsBetter``: a JSON list of ``{name, unit, value}``
   with optional ``range`` and ``extra`` strings (its ``BenchmarkResult``).  Each entry gives one
-  bench of raw images/s and, where the entry carries the canary, one of canary-adjusted images/s
-  (its name ends in ``(canary-adjusted)``), so a dashboard's series never switches figure.
+  bench of raw images/s and, where the entry has an adjusted figure, one of adjusted images/s (its
+  name ends in what adjusted it: ``(on-CPU-adjusted)``, or ``(canary-adjusted)`` in files from
+  before the on-CPU share), so a dashboard's series never switches figure.
   ``range`` is ``± half`` the 95% confidence interval; ``extra`` says which figure, the interval,
   the rounds and the commit.
 - Bencher Metric Format (BMF): ``{benchmark: {measure: {value, lower_value, upper_value}}}``: one
   benchmark per entry, the measure ``throughput`` (Bencher's built-in, operations per second: here
   images per second) with the 95% confidence interval as its bounds, and
-  ``throughput-adjusted`` where the entry carries the canary.
+  ``throughput-oncpu`` where the on-CPU share adjusts it (``throughput-adjusted``: by the canary,
+  in files from before the on-CPU share).
 
 ``$GITHUB_STEP_SUMMARY``, when set, names the file GitHub shows as a job's summary: the Markdown of
 ``compare`` and ``history`` is appended to it (GitHub's rule: each step appends).
@@ -29,25 +31,30 @@ from .results import Entry
 
 EXPORT_FORMATS = ("benchmark-action", "bencher")
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
-ADJUSTED_SUFFIX = " (canary-adjusted)"
+#: each adjusted figure's series: the suffix of its benchmark-action name and its Bencher measure
+#: (``Timing.adjusted_by``; a figure adjusted otherwise is another series)
+ADJUSTED_SERIES = {("on_cpu",): (" (on-CPU-adjusted)", "throughput-oncpu"),
+                   ("canary",): (" (canary-adjusted)", "throughput-adjusted")}
+RAW_SERIES = ("", "throughput")
 
 
-def figures(entry: Entry) -> list[tuple[str, float, float, float]]:
-    """(kind, value, low, high) images/s: the raw figure with its 95% interval (``ci95``), and the
-    canary-adjusted one with its confidence interval where the entry has one."""
+def figures(entry: Entry) -> list[tuple[tuple[str, str], float, float, float]]:
+    """(series, value, low, high) images/s: the raw figure with its 95% interval (``ci95``), and the
+    adjusted one with its confidence interval where the entry has one (``series``: its name suffix
+    and Bencher measure)."""
     out, t = [], entry.timing
     lo, hi = t.ci95 or t.interval()
-    out.append(("raw", float(t.images_per_second), float(lo), float(hi)))
+    out.append((RAW_SERIES, float(t.images_per_second), float(lo), float(hi)))
     conf = (t.intervals or {}).get("confidence") or {}
-    if t.adjusted_images_per_second and conf.get("of") == "adjusted_images_per_second":
+    if t.adjusted_images_per_second and conf.get("of") == "adjusted_images_per_second" and t.adjusted_by():
         alo, ahi = conf["images_per_second"]
-        out.append(("adjusted", float(t.adjusted_images_per_second), float(alo), float(ahi)))
+        out.append((ADJUSTED_SERIES[t.adjusted_by()], float(t.adjusted_images_per_second), float(alo), float(ahi)))
     return out
 
 
-def _extra(entry: Entry, kind: str, lo: float, hi: float, commit: str | None) -> str:
+def _extra(entry: Entry, series: tuple[str, str], lo: float, hi: float, commit: str | None) -> str:
     rounds = len(entry.timing.rounds or []) or 1
-    what = "canary-adjusted images/s" if kind == "adjusted" else "raw images/s"
+    what = f"{series[0].strip(' ()')} images/s" if series != RAW_SERIES else "raw images/s"
     return (f"{what}; 95% CI {lo:.4g}–{hi:.4g}; {rounds} round{'s' * (rounds != 1)}, {len(entry.timing.samples_s)} calls"
             + (f"; commit {commit}" if commit else ""))
 
@@ -56,20 +63,19 @@ def benchmark_action(named: Sequence[tuple[str, Entry]], commit: str | None = No
     """github-action-benchmark's ``customBiggerIsBetter`` list for the entries, each under its name."""
     out = []
     for name, e in named:
-        for kind, value, lo, hi in figures(e):
-            out.append({"name": name + (ADJUSTED_SUFFIX if kind == "adjusted" else ""),
-                        "unit": "images/s", "value": value, "range": f"± {(hi - lo) / 2:.4g}",
-                        "extra": _extra(e, kind, lo, hi, commit)})
+        for series, value, lo, hi in figures(e):
+            out.append({"name": name + series[0], "unit": "images/s", "value": value,
+                        "range": f"± {(hi - lo) / 2:.4g}", "extra": _extra(e, series, lo, hi, commit)})
     return out
 
 
 def bencher(named: Sequence[tuple[str, Entry]]) -> dict[str, dict[str, dict[str, float]]]:
     """The Bencher Metric Format for the entries: one benchmark each, ``throughput`` (raw images/s)
-    and ``throughput-adjusted`` (canary-adjusted, where there is one), each with its 95% bounds."""
+    and the adjusted one (``ADJUSTED_SERIES``, where there is one), each with its 95% bounds."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, e in named:
-        out[name] = {("throughput-adjusted" if kind == "adjusted" else "throughput"):
-                     {"value": value, "lower_value": lo, "upper_value": hi} for kind, value, lo, hi in figures(e)}
+        out[name] = {series[1]: {"value": value, "lower_value": lo, "upper_value": hi}
+                     for series, value, lo, hi in figures(e)}
     return out
 
 

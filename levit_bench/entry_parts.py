@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from . import oncpu
 from .canary import Reference
 from .stats import (NOISE_THRESHOLD, adjusted_rounds, between_round_spread, labelled_intervals,
                     median_time_interval, split_rounds, summarize_calls)
@@ -37,6 +38,29 @@ class ExportFacts:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExportFacts:
         return cls(**_known(cls, data, exclude={"notes"}))
+
+
+#: what a timing's rounds can be adjusted by (``Timing.adjustments``), the one used first: the on-CPU
+#: share where every round has it, else the canary.  Measured side by side on one ci-like study's runs
+#: (docs/measurement.md, 2026-12-04): agreement within ±10% 81% on-CPU, 63% canary, 80% both, 44% raw;
+#: the confidence interval held another run's estimate in 90%, 88%, 78% and 75%
+ADJUSTMENTS = ("on_cpu", "canary")
+#: how the labelled intervals name each
+ADJUSTED_WORDS = {("on_cpu",): "on-CPU-adjusted", ("canary",): "canary-adjusted",
+                  ("on_cpu", "canary"): "on-CPU- and canary-adjusted"}
+
+
+def chosen(available: Sequence[str]) -> tuple[str, ...]:
+    """The adjustment used of those ``available``: the first of :data:`ADJUSTMENTS` (none: raw)."""
+    return next(((a,) for a in ADJUSTMENTS if a in available), ())
+
+
+def common_adjustments(*timings: Timing, without: Sequence[str] = ()) -> tuple[str, ...]:
+    """The adjustment used for figures compared across files (two runs, or a series of files): the
+    first not ``without`` that every timing given can make (:meth:`Timing.adjustments`), so that all
+    are adjusted alike: a file from before the on-CPU share keeps a comparison on the canary."""
+    present = [t.adjustments() for t in timings]
+    return chosen([a for a in ADJUSTMENTS if a not in without and all(a in p for p in present)])
 
 
 @dataclass
@@ -106,9 +130,12 @@ class Timing:
         return notes
 
     def adjust(self, canary: Reference | None, cost_s: float | None, beta: float, run_s: float | None) -> None:
-        """The canary-adjusted speed (where every round has a canary figure) and the two labelled
-        intervals, of the adjusted speed where there is one, else of the raw one.  ``run_s``: the
-        median canary of every block of the entry's group (the run's machine factor)."""
+        """The adjusted speed (rounds scaled by their on-CPU share where every round has one, else by
+        the canary where every round has a canary figure: :meth:`adjusted_by`) and the two labelled
+        intervals, of the adjusted speed where there is one, else of the raw one.  The canary's
+        figures are kept either way (a file compared with one from before the on-CPU share is
+        adjusted by the canary): ``run_s``, the median canary of every block of the entry's group
+        (the run's machine factor), and ``beta``, its tracking slope (``stats.group_canary``)."""
         self.canary = self.adjusted_images_per_second = None
         images = self.images_per_call
         if canary is not None:
@@ -116,11 +143,12 @@ class Timing:
             self.canary = {"name": canary.name, "reference_s": canary.reference_s, "reference": canary.source,
                            "beta": beta, "run_s": run_s, "cost_s": cost_s,
                            "cost_share": cost_s / timed if cost_s is not None and timed else None}
-        adjusted = self.adjusted_round_samples() if canary is not None else None
+        adjusted = self.adjusted_round_samples()
         if adjusted is not None:
             self.adjusted_images_per_second = images / float(np.median(np.concatenate(adjusted)))
-        self.intervals = labelled_intervals(*((adjusted, images, "adjusted_images_per_second") if adjusted is not None
-                                              else (self.round_samples(), images, "images_per_second")))
+        self.intervals = labelled_intervals(*((adjusted, images, "adjusted_images_per_second",
+                                               ADJUSTED_WORDS[self.adjusted_by()])
+                                              if adjusted is not None else (self.round_samples(), images, "images_per_second")))
 
     def round_samples(self) -> list[np.ndarray]:
         """Per-call seconds grouped by round (a file of schema 1: one round)."""
@@ -130,14 +158,34 @@ class Timing:
         """Each round's canary seconds per call (None where a round, or the file, has none)."""
         return [r.get("canary_s") for r in self.rounds] if self.rounds else [None]
 
-    def adjusted_round_samples(self, reference_s: float | None = None) -> list[np.ndarray] | None:
-        """Per-call seconds by round scaled to the canary ``reference_s`` (default: the entry's own
-        reference; two runs compared should pass one reference for both); None without a canary."""
+    def adjustments(self) -> tuple[str, ...]:
+        """What this timing's rounds can be adjusted by: ``on_cpu`` where every round has its on-CPU
+        share, ``canary`` where every round has a canary figure."""
+        has_canary = all(isinstance(c, (int, float)) and 0 < c < float("inf") for c in self.canary_seconds())
+        return tuple(name for name, present in (("on_cpu", oncpu.shares(self.rounds) is not None),
+                                                ("canary", has_canary)) if present)
+
+    def adjusted_by(self) -> tuple[str, ...]:
+        """What ``adjusted_images_per_second`` is adjusted by (:func:`chosen`; empty where there is
+        none): the canary only with its reference."""
+        return chosen([a for a in self.adjustments() if a != "canary" or (self.canary or {}).get("reference_s")])
+
+    def adjusted_round_samples(self, reference_s: float | None = None,
+                               by: Sequence[str] | None = None) -> list[np.ndarray] | None:
+        """Per-call seconds by round, adjusted by ``by`` (default :meth:`adjusted_by`; of those the
+        rounds have): each round's on-CPU share (``oncpu.on_cpu_rounds``), then the canary scaled to
+        ``reference_s`` (default: the entry's own reference; two runs compared should pass one
+        reference for both, or 1); None when nothing applies."""
         if reference_s is None:
             reference_s = (self.canary or {}).get("reference_s")
-        if reference_s is None:
+        by = self.adjusted_by() if by is None else by
+        have = [a for a in self.adjustments() if a in by and (a != "canary" or reference_s is not None)]
+        if not have:
             return None
-        return adjusted_rounds(self.round_samples(), self.canary_seconds(), reference_s, self.canary_beta,
+        rounds = oncpu.scaled(self.round_samples(), self.rounds) if "on_cpu" in have else self.round_samples()
+        if "canary" not in have:
+            return rounds
+        return adjusted_rounds(rounds, self.canary_seconds(), reference_s, self.canary_beta,
                                (self.canary or {}).get("run_s"))
 
     @property
@@ -179,7 +227,7 @@ class Explain:
            timing: Timing | None) -> Explain:
         """What the model computes and, for a measured ``timing``, the GMAC/s reached and the share
         of the machine's peak that is: none where the speed is above the peak (``above_peak`` says
-        so).  The canary-adjusted GMAC/s and share go into ``timing.canary``, beside the adjusted speed."""
+        so).  The adjusted GMAC/s and share go into ``timing.canary``, beside the adjusted speed."""
         part = cls(macs, params)
         if not macs or timing is None or not timing.images_per_second:
             return part
@@ -189,11 +237,13 @@ class Explain:
         if timing.canary is not None and timing.adjusted_images_per_second:
             adjusted = macs * timing.adjusted_images_per_second / 1e9
             timing.canary["adjusted_gmacs_per_s"] = adjusted
-            # the peak in the same units: adjusted speeds are this run's scaled by run_s / reference_s
-            # (to the fastest canary the machine was seen to run), so the peak, measured on this machine
-            # as it ran, is scaled alike; against the raw peak a run at 97% read "adj 103%"
+            # the peak in the same units: canary-adjusted speeds are this run's scaled by run_s /
+            # reference_s (to the fastest canary the machine was seen to run), so the peak, measured on
+            # this machine as it ran, is scaled alike (against the raw peak a run at 97% read "adj
+            # 103%"); on-CPU-adjusted speeds and the peak (``peak.py``) are both per second on a CPU
             c = timing.canary
-            scale = c["run_s"] / c["reference_s"] if c.get("run_s") and c.get("reference_s") else 1.0
+            scale = (c["run_s"] / c["reference_s"] if c.get("run_s") and c.get("reference_s")
+                     and timing.adjusted_by() != ("on_cpu",) else 1.0)
             timing.canary["adjusted_efficiency"] = (adjusted / (part.peak_gmacs_per_s * scale)
                                                     if part.peak_gmacs_per_s else None)
         return part

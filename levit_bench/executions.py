@@ -94,7 +94,8 @@ def prepare_execution(selection: Selection, spawned: Sequence[Worker], side: Sid
                         worker=worker, number=o["item"])
             if slot.status is Status.OK:
                 label = identity.label() + (f" ({side.name})" if side.name else "")
-                slot.item = remote_item(worker, o, label, process, together=None)
+                slot.item = remote_item(worker, o, label, process, together=None,
+                                        threads=identity.threads if identity.device == "cpu" else None)
             slots[index[(identity.model, identity.precision, identity.backend, identity.batch_size)]] = slot
         for (m, precision, b, bs), i in index.items():  # the steps it did not reach
             if b == backend and i not in slots:
@@ -149,7 +150,7 @@ def canary_adjustment(items: Sequence[Timed], reference: Callable[[float], Refer
 
 def entry_of(slots: Sequence[Slot], side: str | None = None, canary: CanaryAdjustment | None = None) -> Entry:
     """One plan step's entry from its executions: not ready in one, it ends as that one did; else its
-    processes' rounds pooled (canary-adjusted with ``canary``).  A worker lost during the rounds
+    processes' rounds pooled (adjusted by their on-CPU shares, and by the canary with ``canary``).  A worker lost during the rounds
     fails the entry with the reason and the process, and the rounds timed before stay in the entry
     (its ``timing``)."""
     first = slots[0]

@@ -4,10 +4,13 @@ A fixed threshold on one number (pytest-benchmark's ``--benchmark-compare-fail``
 runners whose speed drifts 10-30% from job to job.  Here each entry gets one of three outcomes from
 ``verdict.slowdown_verdict`` on its log round medians (the round is the unit that repeats): **fail**
 (significantly slower, by more than the threshold), **pass** (a slowdown beyond the threshold is
-ruled out) or **inconclusive** (the noise cannot tell; about how many more rounds would).  When
-every round of both entries carries the machine-speed canary (``canary_s``), the figures tested are
-the canary-adjusted ones, so each run's own machine-wide speed factor cancels; otherwise the raw
-ones, and the row says which.  ``normalize_by`` divides every figure by a reference entry's measured
+ruled out) or **inconclusive** (the noise cannot tell; about how many more rounds would).  The
+figures tested are adjusted as every round of both entries allows (``common_adjustments``): by the
+on-CPU share (``on_cpu``: what a stopped or throttled process lost, ``oncpu.py``), else by the
+machine-speed canary (``canary_s``: a file from before the on-CPU share), so each run's own
+machine-wide speed factor cancels; raw where neither, and the row says which.  An entry whose on-CPU
+share fell beyond the other entries' (its code waits more, ``waiting_entries``) is tested on the
+canary instead, with a warning.  ``normalize_by`` divides every figure by a reference entry's measured
 in the same run (round by round), so a baseline recorded on another machine still gates; ``plan``
 divides each entry by the median of the other entries in common (``pair_noise``).  The unpaired
 test's floor is what the matched entries show of the spread between the two runs beyond their
@@ -20,16 +23,19 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import oncpu
+from .entry_parts import common_adjustments
 from .errors import UserError
 from .load_compare import LoadComparison, compare_load, unmatched_load
 from .pair_noise import MIN_ENTRIES as MIN_PLAN_ENTRIES, PLAN, PairNoise, common_without, pair_noise
 from .results import Entry, RunRecord, load
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
-from .stats import PROCESS_FLOOR, adjusted_rounds, can_pair
+from .stats import PROCESS_FLOOR, can_pair
 from .verdict import FAIL, GATE_FLOOR, INCONCLUSIVE, PASS, Verdict, log_ratio, process_verdict, slowdown_verdict
 from .allocator import heaps_differ
 from .sysinfo import machine_differences
@@ -51,8 +57,9 @@ class EntryComparison:
     base: Entry
     new: Entry
     verdict: Verdict
-    adjusted: bool  # canary-adjusted figures (both entries carry the canary), else raw
+    adjusted: bool  # adjusted figures (``by``), else raw
     gated: bool = True  # False for the normalization reference itself
+    by: tuple[str, ...] = ()  # what the tested figures were adjusted by (``Timing.adjustments``)
     base_relative: float | None = None  # base speed over the reference's median speed (normalized runs)
     new_relative: float | None = None
 
@@ -152,36 +159,36 @@ def reference_entry(record: RunRecord, reference: tuple[str, str], setting: Cond
     )
 
 
-def canary_of(entry: Entry) -> list[float] | None:
-    """The canary's seconds per call next to each of the entry's (non-empty) rounds, or None unless
-    every round carries one (files from before the canary, or a round that lacks it: raw figures)."""
-    rounds = [r for r in entry.timing.rounds or [] if r.get("calls")]
-    values = [r.get("canary_s") for r in rounds]
-    if not rounds or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
-                             for v in values):
-        return None
-    return [float(v) for v in values]
-
-
-def figures(entry: Entry, adjusted: bool) -> list[np.ndarray]:
-    """The entry's per-image seconds by round, divided round by round by the canary when ``adjusted``."""
+def figures(entry: Entry, by: Sequence[str] = ()) -> list[np.ndarray]:
+    """The entry's per-image seconds by round, adjusted by what ``by`` names (``Timing.adjustments``:
+    each round's on-CPU share, the canary unit-free); raw with ``by`` empty."""
     t = entry.timing
-    rounds = t.per_image_rounds()
-    return (adjusted_rounds(rounds, canary_of(entry), 1.0, t.canary_beta, (t.canary or {}).get("run_s"))
-            if adjusted else rounds)
+    adjusted = t.adjusted_round_samples(1.0, by) if by else None
+    return t.per_image_rounds() if adjusted is None else [r / t.images_per_call for r in adjusted]
 
 
-def relative_rounds(entry: Entry, reference: Entry | None, adjusted: bool = False) -> list[np.ndarray]:
-    """Per-image seconds by round (canary-adjusted when ``adjusted``), divided by the reference's:
-    round by round when both were timed in the same rounds (the machine's drift cancels), else by
-    the reference's median."""
-    rounds = figures(entry, adjusted)
+def relative_rounds(entry: Entry, reference: Entry | None, by: Sequence[str] = ()) -> list[np.ndarray]:
+    """Per-image seconds by round (adjusted by ``by``), divided by the reference's: round by round
+    when both were timed in the same rounds (the machine's drift cancels), else by the reference's
+    median."""
+    rounds = figures(entry, by)
     if reference is None:
         return rounds
-    ref = figures(reference, adjusted)
+    ref = figures(reference, by)
     if entry.group == reference.group and can_pair(rounds, ref):
         return [r / float(np.median(q)) for r, q in zip(rounds, ref)]
     return [r / float(np.median(np.concatenate(ref))) for r in rounds]
+
+
+def waiting_entries(b_ok: dict[EntryKey, Entry], n_ok: dict[EntryKey, Entry], keys: Sequence[EntryKey]) -> list[EntryKey]:
+    """Entries whose on-CPU share fell in the new run beyond the change all entries share
+    (``oncpu.waits_more``): their code waits more, which the on-CPU adjustment would hide."""
+    pairs = {k: (oncpu.shares(b_ok[k].timing.rounds), oncpu.shares(n_ok[k].timing.rounds)) for k in keys}
+    pairs = {k: (b, n) for k, (b, n) in pairs.items() if b is not None and n is not None}
+    if not pairs:
+        return []
+    common = float(np.median([math.log(oncpu.typical(n) / oncpu.typical(b)) for b, n in pairs.values()]))
+    return [k for k, (b, n) in pairs.items() if oncpu.waits_more(b, n, common)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,27 +215,28 @@ def _all_entries(record: RunRecord) -> dict[EntryKey, Entry]:
 def compare_entries(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_THRESHOLD_PCT,
                     alpha: float = DEFAULT_ALPHA, base_reference: Entry | None = None,
                     new_reference: Entry | None = None, floor: float | None = None,
-                    common: float = 0.0) -> EntryComparison:
+                    common: float = 0.0, waits: bool = False) -> EntryComparison:
     """The verdict on ``new`` against ``base`` (each relative to its run's reference entry, when
-    given), on canary-adjusted figures when all four entries carry the canary, else on raw ones;
-    ``floor``: the unpaired test's (default ``verdict.GATE_FLOOR``); ``common``: a log speed ratio
-    divided out of ``new`` first (``--normalize-by plan``: the other entries' median)."""
-    adjusted = _adjusted(base, new, base_reference, new_reference)
-    b = relative_rounds(base, base_reference, adjusted)
-    n = [r * math.exp(common) for r in relative_rounds(new, new_reference, adjusted)]
+    given), on the figures adjusted by what all four entries have (``common_adjustments``; raw
+    where nothing), without the on-CPU share when the entry ``waits`` more in the new run
+    (:func:`waiting_entries`: on the canary then); ``floor``: the unpaired test's (default ``verdict.GATE_FLOOR``);
+    ``common``: a log speed ratio divided out of ``new`` first (``--normalize-by plan``: the other
+    entries' median)."""
+    by = _by(waits, base, new, base_reference, new_reference)
+    b = relative_rounds(base, base_reference, by)
+    n = [r * math.exp(common) for r in relative_rounds(new, new_reference, by)]
     verdict = slowdown_verdict(b, n, threshold=threshold_pct / 100.0, alpha=alpha, floor=floor)
-    return EntryComparison(base=base, new=new, verdict=verdict, adjusted=adjusted)
+    return EntryComparison(base=base, new=new, verdict=verdict, adjusted=bool(by), by=by)
 
 
-def _log_ratio(base: Entry, new: Entry) -> tuple[float, float]:
+def _by(waits: bool, *entries: Entry | None) -> tuple[str, ...]:
+    return common_adjustments(*(e.timing for e in entries if e is not None), without=("on_cpu",) if waits else ())
+
+
+def _log_ratio(base: Entry, new: Entry, waits: bool = False) -> tuple[float, float]:
     """``verdict.log_ratio`` of two entries on the figures their comparison tests."""
-    adjusted = _adjusted(base, new)
-    return log_ratio(figures(base, adjusted), figures(new, adjusted))
-
-
-def _adjusted(*entries: Entry | None) -> bool:
-    """Canary-adjusted figures when every entry given carries the canary."""
-    return all(canary_of(e) is not None for e in entries if e is not None)
+    by = _by(waits, base, new)
+    return log_ratio(figures(base, by), figures(new, by))
 
 
 #: the paired test's floor for ``ab``: each side runs in a process of its own, so the per-process
@@ -321,7 +329,8 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
         )
     plan = normalize_by is not None and normalize_by.strip() == PLAN
     reference = parse_reference(normalize_by) if normalize_by and not plan else None
-    ratios = [_log_ratio(b_ok[k], n_ok[k]) for k in keys]
+    waiting = set(waiting_entries(b_ok, n_ok, keys))
+    ratios = [_log_ratio(b_ok[k], n_ok[k], k in waiting) for k in keys]
     noise = pair_noise([d for d, _ in ratios], [v for _, v in ratios])
     if plan:
         if noise.excess_sd is None:
@@ -329,12 +338,18 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
                             f"{MIN_PLAN_ENTRIES} are needed to take the others' median as each one's reference")
         floor = math.hypot(noise.floor(GATE_FLOOR), noise.common_se())
         rows = [compare_entries(b_ok[k], n_ok[k], threshold_pct=threshold, alpha=alpha, floor=floor,
-                                common=common_without([d for d, _ in ratios], i)) for i, k in enumerate(keys)]
+                                common=common_without([d for d, _ in ratios], i), waits=k in waiting)
+                for i, k in enumerate(keys)]
     else:
-        rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha) for k in keys]
+        rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha, k in waiting) for k in keys]
     warnings = [incomplete_warning(side, r) for side, r in (("base", base), ("new", new)) if not r.complete]
     heap = heaps_differ({"base": (base.system or {}).get("allocator"), "new": (new.system or {}).get("allocator")})
     warnings += [heap] if heap else []
+    if waiting:
+        warnings.append(f"{', '.join(b_ok[k].label() for k in keys if k in waiting)}: a smaller share of the new run's "
+                        f"wall time on a CPU than the other entries show (by over {oncpu.WAIT_TOLERANCE:.0%}, "
+                        f"one-sided p < {oncpu.WAIT_ALPHA:g}): the code waits more, which the on-CPU adjustment "
+                        "would hide, so these are tested on the canary (raw without one)")
     return CompareResult(_source(base), _source(new), rows, threshold, fail_above_pct is not None,
                          _unmatched(base, new) + unmatched_load(base, new), reference, alpha, differences, warnings,
                          load_rows, noise if keys else None, plan)
@@ -347,12 +362,13 @@ def incomplete_warning(side: str, record: RunRecord) -> str:
 
 
 def _compare_key(base: RunRecord, new: RunRecord, b: Entry, n: Entry, reference: tuple[str, str] | None,
-                 threshold_pct: float, alpha: float) -> EntryComparison:
+                 threshold_pct: float, alpha: float, waits: bool = False) -> EntryComparison:
     if reference is None:
-        return compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha)
+        return compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, waits=waits)
     b_ref = reference_entry(base, reference, b.conditions)
     n_ref = reference_entry(new, reference, n.conditions)
-    row = compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, base_reference=b_ref, new_reference=n_ref)
+    row = compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, base_reference=b_ref, new_reference=n_ref,
+                          waits=waits)
     row.base_relative = 1.0 / float(np.median(np.concatenate(relative_rounds(b, b_ref))))
     row.new_relative = 1.0 / float(np.median(np.concatenate(relative_rounds(n, n_ref))))
     if b is b_ref:

@@ -3,7 +3,9 @@
 The timed region holds only the runner's bound call and the clock reads: buffers for the samples
 (and CUDA events) are allocated before it starts; nothing is logged and no progress bar moves.
 CPU calls are timed with ``time.perf_counter``; CUDA calls with CUDA events, read after one final
-synchronisation.
+synchronisation.  A block of CPU calls also reads the process's CPU time around it
+(:func:`time_block`): a process that is stopped, throttled or waiting for a core loses wall seconds
+but no CPU seconds, which is how ``oncpu.py`` tells such a loss from slower code.
 
 Everything timed (a run's entries, the GEMM peak, profiling's paired blocks) goes through
 ``schedule.py``: :func:`warm_up` once, then per round a short :func:`rewarm` and :func:`time_calls`.
@@ -113,3 +115,19 @@ def time_calls(call: Call, n: int, *, cuda: bool = False, synchronize: Callable[
         samples[i] = clock() - a
     (synchronize or _nothing)()
     return samples
+
+
+@dataclass
+class Block:
+    """One block's per-call seconds and the CPU seconds the process spent over them (every thread;
+    None where they say nothing of the calls: CUDA, or a block timed elsewhere without them)."""
+
+    samples: list[float]
+    cpu_s: float | None = None
+
+
+def time_block(call: Call, n: int, *, cuda: bool = False, synchronize: Callable[[], None] | None = None) -> Block:
+    """:func:`time_calls`, with the process's CPU seconds over the block (CPU calls only)."""
+    cpu = time.process_time()
+    samples = time_calls(call, n, cuda=cuda, synchronize=synchronize)
+    return Block(samples, None if cuda else time.process_time() - cpu)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .entry_parts import common_adjustments
 from .errors import UserError
 from .results import Entry, RunRecord, load
 from .spec import EntryKey
@@ -114,7 +115,7 @@ class ChangePoint:
 @dataclass
 class Series:
     key: EntryKey
-    adjusted: bool  # canary-adjusted figures at every point, else raw
+    adjusted: bool  # adjusted figures at every point (the on-CPU share, else the canary, as all points have), else raw
     points: list[Point]
     change_points: list[ChangePoint] = field(default_factory=list)
     sigma: float | None = None  # the noise the detection used (SD of log images/s)
@@ -252,14 +253,24 @@ def by_machine(files: list[HistoryFile]) -> list[tuple[str, list[HistoryFile]]]:
 # the series and their change points
 
 
-def _point_sd(entry: Entry, adjusted: bool) -> float:
-    rounds = entry.timing.adjusted_round_samples() if adjusted else entry.timing.round_samples()
-    lo, hi = rerun_interval(rounds, adjusted)
-    return math.log(hi / lo) / 2.0 / (1.96 * math.sqrt(2.0))
+def _point(f: HistoryFile, e: Entry, by: tuple[str, ...], ref0: float) -> Point:
+    """A file's point of a series adjusted by ``by`` (raw with none): images/s, the canary part on
+    the first point's reference ``ref0``, and one run's SD from its rerun interval."""
+    t = e.timing
+    rounds = t.adjusted_round_samples(None, by) if by else None
+    if rounds is None:
+        rounds, ips = t.round_samples(), float(t.images_per_second)
+    else:
+        scale = float(t.canary["reference_s"]) / ref0 if "canary" in by else 1.0
+        ips = t.images_per_call / float(np.median(np.concatenate(rounds))) * scale
+    lo, hi = rerun_interval(rounds, bool(by))
+    return Point(f, e, ips, math.log(hi / lo) / 2.0 / (1.96 * math.sqrt(2.0)))
 
 
 def build_series(files: list[HistoryFile]) -> list[Series]:
-    """One series per entry key measured successfully in at least one file, in first-seen order."""
+    """One series per entry key measured successfully in at least one file, in first-seen order;
+    each adjusted as every one of its points can be (``common_adjustments``: a file from before the
+    on-CPU share keeps a series on the canary)."""
     found: dict[EntryKey, list[tuple[HistoryFile, Entry]]] = {}
     for f in files:
         seen = {e.key: e for e in f.record.results if e.ok and e.timing.samples_s}
@@ -267,12 +278,10 @@ def build_series(files: list[HistoryFile]) -> list[Series]:
             found.setdefault(key, []).append((f, e))
     out = []
     for key, pairs in found.items():
-        adjusted = all(e.timing.adjusted_images_per_second and (e.timing.canary or {}).get("reference_s")
-                       and e.timing.adjusted_round_samples() is not None for _, e in pairs)
-        ref0 = float(pairs[0][1].timing.canary["reference_s"]) if adjusted else 1.0
-        points = [Point(f, e, (float(e.timing.adjusted_images_per_second) * float(e.timing.canary["reference_s"]) / ref0)
-                        if adjusted else float(e.timing.images_per_second), _point_sd(e, adjusted)) for f, e in pairs]
-        out.append(Series(key, adjusted, points))
+        referenced = all((e.timing.canary or {}).get("reference_s") for _, e in pairs)
+        by = common_adjustments(*(e.timing for _, e in pairs), without=() if referenced else ("canary",))
+        ref0 = float(pairs[0][1].timing.canary["reference_s"]) if "canary" in by else 1.0
+        out.append(Series(key, bool(by), [_point(f, e, by, ref0) for f, e in pairs]))
     return out
 
 

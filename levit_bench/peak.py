@@ -29,6 +29,7 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import UserError, first_line
+from .oncpu import scaled
 from .runstate import torch_threads
 from .spec import DEVICES, DTYPES, FLOAT_PRECISIONS
 
@@ -40,7 +41,9 @@ MAX_CALL_S = 1.0
 MIN_SIZE = 256
 #: the smallest side ``--size`` takes: below it a call times Python and dispatch, not arithmetic
 MIN_EXPLICIT_SIZE = 16
-CACHE_FORMAT = 2  # 2: the best GEMM among the runtimes, with each one's figure (1: torch's)
+#: 3: on the CPU, rounds scaled by their on-CPU share; 2: the best GEMM among the runtimes, with each
+#: one's figure (1: torch's)
+CACHE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -221,12 +224,13 @@ def _items(device: str, precision: str, threads: int, n: int, sync, cuda: bool) 
     from .backends.gemm import BUILDERS, GEMM_RUNTIMES, unavailable
     from .schedule import Timed
 
-    items, skipped = [Timed("torch", _gemm_call(device, precision, n), sync, cuda)], {}
+    on_cpu = None if cuda else threads  # the rounds keep their on-CPU share (``oncpu.py``)
+    items, skipped = [Timed("torch", _gemm_call(device, precision, n), sync, cuda, threads=on_cpu)], {}
     for runtime in GEMM_RUNTIMES[1:]:
         reason = unavailable(runtime, device, precision)
         if reason is None:
             try:
-                items.append(Timed(runtime, BUILDERS[runtime](n, threads), sync, cuda))
+                items.append(Timed(runtime, BUILDERS[runtime](n, threads), sync, cuda, threads=on_cpu))
             except Exception as exc:  # noqa: BLE001 - a runtime that cannot build a MatMul is skipped, with why
                 reason = f"{runtime} could not run a {n}×{n} MatMul: {first_line(exc)}"
         if reason is not None:
@@ -240,7 +244,9 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
     a slow precision) of every installed runtime (``backends/gemm.py``) on ``device`` in
     ``precision`` with ``threads`` threads (torch's restored after), as a run times its entries: each
     warmed up, then one group of seeded interleaved rounds of ``min_time`` timed seconds per runtime.
-    The peak is the fastest runtime's median of round medians; every runtime's figure is kept."""
+    The peak is the fastest runtime's median of round medians, on the CPU of its rounds scaled by
+    their on-CPU share (``oncpu.py``: a peak timed while the process was stopped would read low, and
+    every efficiency against it high); every runtime's figure is kept."""
     import torch
 
     from .backends.gemm import GEMM_RUNTIMES
@@ -274,7 +280,8 @@ def measure_peak(device: str, precision: str, threads: int, *, min_time: float =
                 raise UserError(f"the peak GEMM failed on {device} {precision}: {item.error or 'no timed calls'}")
             figures[item.label] = {"skipped": f"its GEMM failed: {item.error or 'no timed calls'}"}
             continue
-        rounds = item.round_samples()  # the estimate its interval holds (a cached peak is checked for it)
+        rounds = scaled(item.round_samples(), item.rounds)  # the estimate its interval holds (a cached
+        # peak is checked for it)
         lo, hi = median_time_interval(rounds)
         figures[item.label] = {"gmacs_per_s": macs / round_median_time(rounds) / 1e9, "low": macs / hi / 1e9,
                               "high": macs / lo / 1e9}

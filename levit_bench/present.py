@@ -56,7 +56,7 @@ def fmt_efficiency(e: Entry | None) -> str:
 
 
 def fmt_intervals(e: Entry) -> str:
-    """The canary-adjusted speed (where there is one) and the two labelled intervals of the entry's
+    """The adjusted speed (on-CPU share and canary, where there is one) and the two labelled intervals of the entry's
     figure: ``adj 61.2 (95% CI 58.0–64.1; rerun 55.3–67.0)``; empty for files without them."""
     iv = (e.timing.intervals if e.timing else None) or {}
     if not iv:

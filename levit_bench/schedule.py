@@ -14,7 +14,8 @@ Before the first timed round, one untimed warm-up round visits every entry in th
 order (its re-warm and a block's worth of calls, nothing recorded): round 0 was the slow one
 (+5.5% on the rerun study's noisy VM, p = 0.01; +1.1% on a quiet one).  With a ``canary``
 (``canary.py``), the canary is timed just before each entry's re-warm and just after its block;
-the round record keeps their geometric mean (``canary_s``) and the entry what they cost.
+the round record keeps their geometric mean (``canary_s``) and the entry what they cost.  On the
+CPU, each round record also keeps the block's on-CPU share (``on_cpu``, ``oncpu.py``).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import numpy as np
 from .canary import Canary, block_index
 from .energy import EnergyCounter
 from .errors import first_line
-from .harness import Call, TimingOptions, Warmup, rewarm, time_calls, warm_up
+from .harness import Block, Call, TimingOptions, Warmup, rewarm, time_block, warm_up
 from .stats import median_time_interval, split_rounds
 
 
@@ -42,6 +43,8 @@ class RoundRecord:
     calls: int
     canary_s: float | None = None  # the canary's seconds per call next to this block (None: no canary)
     process: int | None = None  # the worker process that timed it (``--processes``, ``ab``); None: this one
+    #: the process's CPU seconds over the block per wall second per thread (``oncpu.py``); None: not read
+    on_cpu: float | None = None
 
     def to_dict(self) -> dict:
         d = {"round": self.round, "position": self.position, "start_s": round(self.start_s, 4), "calls": self.calls}
@@ -49,6 +52,8 @@ class RoundRecord:
             d["canary_s"] = self.canary_s
         if self.process is not None:
             d["process"] = self.process
+        if self.on_cpu is not None:
+            d["on_cpu"] = round(self.on_cpu, 5)
         return d
 
 
@@ -65,7 +70,7 @@ class Timed:
     synchronize: Callable[[], None]
     cuda: bool
     warm: Warmup | None = None
-    block: Callable[[int], list[float]] | None = None  # n -> per-call seconds of n timed calls
+    block: Callable[[int], list[float] | Block] | None = None  # n -> per-call seconds of n timed calls
     rewarm: Callable[[float, float], object] | None = None  # (seconds, per-call seconds) -> untimed calls
     calls_per_round: int = 1
     samples: list[float] = field(default_factory=list)
@@ -79,6 +84,7 @@ class Timed:
     #: items with the same key go together: adjacent in every round, in a random order among themselves
     #: (``ab``: an entry's base and new blocks); None: an item on its own
     together: object = None
+    threads: int | None = None  # the entry's threads on the CPU: its blocks' on-CPU share is recorded; None: not
 
     def round_samples(self) -> list[np.ndarray]:
         return split_rounds(self.samples, [r.calls for r in self.rounds])
@@ -179,8 +185,9 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
                 joules = _read_j(energy)
                 start = time.perf_counter() - begin
                 block = it.block(it.calls_per_round) if it.block is not None else \
-                    time_calls(it.call, it.calls_per_round, cuda=it.cuda, synchronize=it.synchronize)
+                    time_block(it.call, it.calls_per_round, cuda=it.cuda, synchronize=it.synchronize)
                 seconds = time.perf_counter() - begin - start
+                block, on_cpu = _on_cpu(block, it.threads)
             except Exception as exc:  # noqa: BLE001 - one runtime failing stops that entry, not the run
                 it.error = first_line(exc)
                 continue
@@ -191,7 +198,7 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
                 it.metered_s += seconds
                 it.metered_calls += len(block)
             it.samples += block
-            it.rounds.append(RoundRecord(done, position, start, len(block), canary_s, it.process))
+            it.rounds.append(RoundRecord(done, position, start, len(block), canary_s, it.process, on_cpu))
         done += 1
         if on_round is not None:
             on_round(done, planned)
@@ -217,6 +224,17 @@ def _warmup_round(items: Sequence[Timed], order: np.ndarray, timing: TimingOptio
                 it.synchronize()
         except Exception as exc:  # noqa: BLE001 - as in a timed round: that entry stops
             it.error = first_line(exc)
+
+
+def _on_cpu(block: list[float] | Block, threads: int | None) -> tuple[list[float], float | None]:
+    """A block's per-call seconds, and its on-CPU share where the item's ``threads`` and the block's
+    CPU seconds are known: CPU seconds per wall second of its calls per thread."""
+    if not isinstance(block, Block):
+        return block, None
+    wall = sum(block.samples)
+    if threads is None or block.cpu_s is None or wall <= 0 or threads < 1:
+        return block.samples, None
+    return block.samples, block.cpu_s / wall / threads
 
 
 def _canary(canary: Canary | None, item: Timed) -> float | None:

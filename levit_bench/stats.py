@@ -286,11 +286,11 @@ def rerun_interval(rounds: Rounds, adjusted: bool, floor: float = PROCESS_FLOOR,
     return _widened(rounds, math.hypot(math.sqrt(2) * floor, residual), confidence, math.sqrt(2))
 
 
-def labelled_intervals(rounds: Rounds, images_per_call: int, of: str) -> dict[str, dict]:
+def labelled_intervals(rounds: Rounds, images_per_call: int, of: str, how: str | None = None) -> dict[str, dict]:
     """Both intervals of an entry's images/s as a results file keeps them, each labelled: ``of``
-    names the figure they bound (``adjusted_images_per_second``: ``rounds`` are canary-adjusted)."""
+    names the figure they bound (``adjusted_images_per_second``: adjusted ``rounds``; ``how`` by what)."""
     adjusted = of.startswith("adjusted")
-    how = "canary-adjusted" if adjusted else "raw: no canary"
+    how = how or ("canary-adjusted" if adjusted else "raw: no canary")
     lo, hi = confidence_interval(rounds)
     rlo, rhi = rerun_interval(rounds, adjusted)
     return {

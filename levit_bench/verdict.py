@@ -105,8 +105,8 @@ def slowdown_verdict(base_rounds: Rounds, new_rounds: Rounds, *, threshold: floa
                      paired: bool = False, floor: float | None = None) -> Verdict:
     """Whether ``new`` is slower than ``base`` by more than ``threshold`` (0.05: 5% fewer images/s).
 
-    Rounds are per-round arrays of seconds per image (canary-adjusted when both sides have it); the
-    unit is the round's median, on a log scale.  Unpaired (two runs): Welch's t on the two sides'
+    Rounds are per-round arrays of seconds per image (adjusted as both sides can be,
+    ``gate.common_adjustments``); the unit is the round's median, on a log scale.  Unpaired (two runs): Welch's t on the two sides'
     log round medians, the variance widened by ``floor``² (default :data:`GATE_FLOOR`: what
     separates two processes and no round shows); paired (round i of both timed together): a
     one-sample t on the per-round log ratios (``floor`` default 0).  With ``q`` the one-sided

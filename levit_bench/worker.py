@@ -133,11 +133,12 @@ class _Server:
     def block(self, req: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        from .harness import time_calls
+        from .harness import time_block
 
         runner, call, _first, cuda = self.items[req["item"]]
         with torch.inference_mode():
-            return {"samples": time_calls(call, int(req["n"]), cuda=cuda, synchronize=runner.synchronize)}
+            block = time_block(call, int(req["n"]), cuda=cuda, synchronize=runner.synchronize)
+        return {"samples": block.samples, "cpu_s": block.cpu_s}
 
     def close(self, req: dict[str, Any]) -> dict[str, Any]:
         found = self.items.pop(req["item"], None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .harness import TimingOptions, Warmup
+from .harness import Block, TimingOptions, Warmup
 from .schedule import Timed
 from .worker import PROTOCOL, selection_to_dict
 
@@ -211,15 +211,17 @@ def _never() -> None:
 
 
 def remote_item(worker: Worker, outcome: dict[str, Any], label: str, process: int | None = None,
-                together: object = None) -> Timed:
+                together: object = None, threads: int | None = None) -> Timed:
     """A ``schedule.Timed`` item whose block and re-warm run in ``worker`` (``outcome``: one of
-    :meth:`Worker.prepare`'s, ready); warm it with :func:`warm_remote` before its rounds."""
+    :meth:`Worker.prepare`'s, ready); warm it with :func:`warm_remote` before its rounds.  ``threads``:
+    the entry's threads on the CPU (its blocks' on-CPU share is recorded), None on a GPU."""
     item = outcome["item"]
-    timed = Timed(label, _never, lambda: None, False, process=process, together=together)
+    timed = Timed(label, _never, lambda: None, False, process=process, together=together, threads=threads)
 
-    def block(n: int) -> list[float]:
+    def block(n: int) -> Block:
         per_call = timed.warm.per_call_s if timed.warm else 0.0
-        return worker.request({"op": "block", "item": item, "n": n}, worker.timeouts.limit(n * per_call))["samples"]
+        reply = worker.request({"op": "block", "item": item, "n": n}, worker.timeouts.limit(n * per_call))
+        return Block(reply["samples"], reply.get("cpu_s"))  # a worker of an older version sends no cpu_s
 
     def rewarm(seconds: float, per_call_s: float) -> int:
         return worker.request({"op": "rewarm", "item": item, "seconds": seconds, "per_call_s": per_call_s},

@@ -295,7 +295,7 @@ def test_markdown_output_has_the_decision_a_table_and_the_reasons(files, capsys)
     out = capsys.readouterr().out
     assert out.startswith("**gate --fail-above 5%: FAIL (efficientnet_b0/")
     assert "| model | backend |" in out and "|---|" in out and "| figures |" in out
-    assert out.count("| FAIL |") == 4 and out.count("| adjusted |") == len(SPEEDS) * len(BATCHES)
+    assert out.count("| FAIL |") == 4 and out.count("| canary |") == len(SPEEDS) * len(BATCHES)  # the figures tested
     assert "beyond the 5% that matters" in out
 
 

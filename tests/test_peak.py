@@ -245,7 +245,7 @@ def test_a_cached_peak_of_the_earlier_format_is_measured_again(tmp_path, monkeyp
     assert cached_peak("cpu", "fp32", 1, tmp_path, SIZE) is None
     fresh = get_peak("cpu", "fp32", 1, tmp_path, **FAST)
     assert len(calls) == 1 and "torch" in fresh.runtimes
-    assert json.loads(path.read_text())["format"] == peak.CACHE_FORMAT == 2
+    assert json.loads(path.read_text())["format"] == peak.CACHE_FORMAT == 3
     assert cached_peak("cpu", "fp32", 1, tmp_path, SIZE) == fresh
 
 

@@ -138,12 +138,13 @@ def test_worker_protocol_round_trip(export_cache):
         item = remote_item(w, outcomes[0], "x")
         warm_remote(item, w, outcomes[0]["item"], TINY, outcomes[0]["first_call_s"])
         assert item.error is None and item.warm.calls >= 1 and item.warm.per_call_s > 0
-        samples = item.block(3)
-        assert len(samples) == 3 and all(s > 0 for s in samples)
+        block = item.block(3)
+        assert len(block.samples) == 3 and all(s > 0 for s in block.samples)
+        assert block.cpu_s is not None and block.cpu_s > 0  # the worker's CPU seconds over its calls
         assert item.rewarm(0.0, item.warm.per_call_s) == 0
         with pytest.raises(RuntimeError, match="KeyError"):
             w.request({"op": "block", "item": 99, "n": 1}, 30)  # an unknown item fails that request only
-        assert len(item.block(1)) == 1
+        assert len(item.block(1).samples) == 1
     finally:
         w.stop()
     assert w.proc.returncode == 0

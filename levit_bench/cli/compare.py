@@ -35,20 +35,32 @@ def cells(r: gate.EntryComparison, normalized: bool) -> list[str]:
     if normalized:
         out += [f"{r.base_relative:.3f}", f"{r.new_relative:.3f}"]
     lo, hi = v.interval
-    return out + ["adjusted" if r.adjusted else "raw", f"{r.change_pct:+.1f}%", f"{_bound(lo)} … {_bound(hi)}",
+    return out + [_by_word(r.by), f"{r.change_pct:+.1f}%", f"{_bound(lo)} … {_bound(hi)}",
                   fmt_p(v.p), OUTCOME_WORD[r.outcome]]
 
 
+#: how a row and the figures line name an adjustment (``entry_parts.ADJUSTMENTS``)
+BY_WORDS = {"on_cpu": "on-CPU", "canary": "canary"}
+
+
+def _by_word(by: tuple[str, ...]) -> str:
+    return " + ".join(BY_WORDS[a] for a in by) if by else "raw"
+
+
 def figures_line(result: gate.CompareResult) -> str:
-    """Which figures were tested: canary-adjusted (both files carry the canary) or raw, per entry."""
-    adjusted = sum(r.adjusted for r in result.rows)
+    """Which figures were tested, per entry: adjusted by the on-CPU share, else the canary (as both
+    files allow), or raw."""
     if not result.rows:
         return "figures: load records only (p99 and peak rate: distribution-free intervals, no canary)"
-    if adjusted == len(result.rows):
-        return "figures: canary-adjusted for every entry (each run's machine-wide speed cancels)"
-    if not adjusted:
+    kinds: dict[tuple[str, ...], int] = {}
+    for r in result.rows:
+        kinds[r.by] = kinds.get(r.by, 0) + 1
+    if list(kinds) == [()]:
         return "figures: raw for every entry (a file without the machine-speed canary: a run's machine speed is not cancelled)"
-    return f"figures: canary-adjusted for {adjusted} entries, raw for {len(result.rows) - adjusted} (no canary on a side)"
+    if len(kinds) == 1:
+        return f"figures: adjusted by {_by_word(next(iter(kinds)))} for every entry (each run's machine-wide speed cancels)"
+    return "figures: " + ", ".join(f"{_by_word(by) if by else 'raw'} for {n} entries" for by, n in kinds.items()) + \
+        " (what both files carry)"
 
 
 def headline(result: gate.CompareResult, inconclusive: str = PASS) -> str:
@@ -175,7 +187,8 @@ def load_table(result: gate.CompareResult):
 def compare_parser() -> Parser:
     p = Parser(prog="levit-bench compare",
                description="Compare two results files entry by entry: pass, fail or inconclusive from a one-sided "
-               "test on the log round medians (canary-adjusted when both files carry the canary) and the size "
+               "test on the log round medians (adjusted by the on-CPU share, else the canary, as both files allow) "
+               "and the size "
                "threshold. Exit 1 on fail (and on inconclusive with --inconclusive fail); 2 for unreadable or "
                "incompatible files.")
     p.add_argument("base", help="baseline results file (JSON)")

@@ -32,7 +32,7 @@ def progress(con: Console) -> Progress:
 
 def cell(e: Entry | None) -> str:
     """Median images/s and spread (IQR as % of the median), or the status; below it the
-    canary-adjusted speed and the two labelled intervals (entries that have them)."""
+    adjusted speed and the two labelled intervals (entries that have them)."""
     if e is None:
         return ""
     if not e.ok:
@@ -42,7 +42,7 @@ def cell(e: Entry | None) -> str:
     return f"{e.timing.images_per_second:,.1f} [{style}]±{spread_pct(e):.0f}%[/]" + (f"\n[dim]{extra}[/]" if extra else "")
 
 
-def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR; below: canary-adjusted, "
+def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR; below: adjusted by the on-CPU share and the canary, "
                   "95% confidence interval of this run, where a rerun will land)",
                   emulated: str | None = None) -> Table:
     """One row per model × backend variant × device/precision/threads, one column per batch size;

@@ -58,7 +58,7 @@ def setting_groups(entries: Iterable[Sourced]) -> dict[tuple[str, str, int], lis
 
 def cell(e: Entry | None, baselines: Baselines) -> str:
     """images/s ± IQR %, the noise mark, and the speed-up over torch (not on the baseline itself);
-    then the canary-adjusted speed and the two labelled intervals (entries that have them)."""
+    then the adjusted speed and the two labelled intervals (entries that have them)."""
     if e is None:
         return ""
     if not e.ok:

@@ -1,0 +1,87 @@
+"""The on-CPU share of a timed block: the wall seconds a process lost while it could not run.
+
+A shared runner takes time from a benchmark in ways that no code of the benchmark changes: the
+process is stopped or throttled (a container's CPU quota, ``cpulimit``, the ci-like neighbour's
+SIGSTOP duty cycle) or waits for a core that another process holds.  While it does not run, wall
+time passes and CPU time does not.  So every CPU block also reads the process's CPU seconds
+(``harness.time_block``), and its round record keeps ``on_cpu``: CPU seconds per wall second of its
+calls per thread (about 1 for a one-thread entry that ran all the time; 0.65 when it was stopped a
+third of the time).  Adjusted figures scale each round's call times by ``min(1, on_cpu)``: the time
+the calls took while the process ran (a runtime whose extra threads add CPU seconds is capped at
+1, not slowed down).
+
+What it cannot see, the canary still must: a machine that runs the process all the time but more
+slowly (a hyperthread sibling, memory bandwidth, frequency) shows ``on_cpu`` 1 and slower calls.  And
+what it hides: code that waits (sleeps, blocks on a lock, idles its pool) loses wall time with no
+CPU time, just as a stopped process does.  The gate therefore tests on-CPU-adjusted figures only
+where both runs' entries kept their on-CPU share alike (:func:`waits_more`), else it says so and
+tests the canary-adjusted ones.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: an entry "waits more" when its rounds' on-CPU shares fell between two runs, beyond the change all
+#: entries share, with this one-sided significance (Welch's t on the log shares) ...
+WAIT_ALPHA = 0.01
+#: ... and by more than this (relative): under the ci-like neighbour one entry's median share moved
+#: by SD 4.4% between runs with no change of code, so a fixed 5% cut-off flagged 16 of 108
+#: (entry, run pair) cases; the test flags a wait that the noise can tell, on a quiet machine (block
+#: shares within 1%) a few per cent
+WAIT_TOLERANCE = 0.02
+
+
+def shares(rounds: Sequence[Any] | None) -> list[float] | None:
+    """Every round's on-CPU share (round dicts of a file, or ``schedule.RoundRecord``s); None unless
+    every round has a usable one (files from before it, GPU entries, blocks timed elsewhere)."""
+    if not rounds:
+        return None
+    values = [r.get("on_cpu") if isinstance(r, dict) else getattr(r, "on_cpu", None) for r in rounds]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in values):
+        return None
+    return [float(v) for v in values]
+
+
+def on_cpu_rounds(rounds: Sequence[np.ndarray], on_cpu: Sequence[float]) -> list[np.ndarray]:
+    """Each round's call times scaled by ``min(1, on_cpu)``: the seconds the calls took while the
+    process ran."""
+    if len(rounds) != len(on_cpu):
+        raise ValueError(f"{len(rounds)} rounds but {len(on_cpu)} on-CPU shares")
+    return [np.asarray(r, dtype=float) * min(1.0, float(s)) for r, s in zip(rounds, on_cpu)]
+
+
+def scaled(rounds: Sequence[np.ndarray], records: Sequence[Any] | None) -> list[np.ndarray]:
+    """``rounds`` scaled by their records' on-CPU shares where every record has one (:func:`shares`),
+    else as they are."""
+    cpu = shares(records)
+    return list(rounds) if cpu is None else on_cpu_rounds(rounds, cpu)
+
+
+def typical(on_cpu: Sequence[float]) -> float:
+    """An entry's on-CPU share over a run: the geometric mean of its rounds' (each capped at 1)."""
+    return float(np.exp(np.mean(_logs(on_cpu))))
+
+
+def _logs(on_cpu: Sequence[float]) -> np.ndarray:
+    return np.log(np.minimum(np.asarray(on_cpu, dtype=float), 1.0))
+
+
+def waits_more(base: Sequence[float], new: Sequence[float], common: float = 0.0, alpha: float = WAIT_ALPHA,
+               tolerance: float = WAIT_TOLERANCE) -> bool:
+    """Whether the new run's entry spent a smaller share of its wall time on a CPU than the base's
+    (significantly at ``alpha``, one-sided Welch t on the rounds' log shares, and by more than
+    ``tolerance``), once ``common`` (the log change of the share that every entry of the two runs
+    shares: the machine stopped the two runs' processes differently) is taken out.  Such an entry
+    waits more in its own code, which the on-CPU adjustment would hide."""
+    from scipy.stats import ttest_ind
+
+    b, n = _logs(base), _logs(new) - common
+    if float(n.mean() - b.mean()) >= math.log(1 - tolerance):
+        return False
+    if len(b) < 2 or len(n) < 2 or (np.ptp(b) == 0 and np.ptp(n) == 0):
+        return True  # no spread to test against: the fall itself decides
+    return bool(ttest_ind(n, b, equal_var=False, alternative="less").pvalue < alpha)

@@ -1,0 +1,178 @@
+"""The on-CPU share (``oncpu.py``): what a block records, what the adjustment removes (a stopped or
+throttled process) and what the gate refuses to hide (code that waits more)."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from levit_bench import gate, oncpu
+from levit_bench.entry_parts import Timing
+from levit_bench.harness import TimingOptions, time_block
+from levit_bench.history import build_series, HistoryFile
+from levit_bench.results import Entry, RunRecord
+from levit_bench.schedule import Schedule, Timed, run_rounds, warm
+from levit_bench.spec import Identity
+from levit_bench.verdict import FAIL, PASS
+
+from .test_gate import SYSTEM
+
+TINY = TimingOptions(min_time_s=0.05, min_calls=4, max_calls=40, warmup_s=0.0, warmup_calls=1, rewarm_s=0.0)
+
+
+def _busy(seconds: float = 0.002) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_a_busy_block_is_on_the_cpu_and_a_sleeping_one_is_not():
+    busy, sleeping = time_block(_busy, 5), time_block(lambda: time.sleep(0.004), 5)
+    assert busy.cpu_s == pytest.approx(sum(busy.samples), rel=0.3)
+    assert sleeping.cpu_s < 0.2 * sum(sleeping.samples)
+    assert time_block(_busy, 2, cuda=False).cpu_s is not None
+
+
+def test_rounds_record_the_share_for_cpu_items_only():
+    on, off = Timed("on", _busy, lambda: None, False, threads=1), Timed("off", _busy, lambda: None, False)
+    for it in (on, off):
+        warm(it, TINY)
+    run_rounds([on, off], TINY, Schedule(rounds=3, seed=0))
+    assert all(0.5 < r.on_cpu < 1.5 for r in on.rounds) and all("on_cpu" in r.to_dict() for r in on.rounds)
+    assert all(r.on_cpu is None and "on_cpu" not in r.to_dict() for r in off.rounds)
+
+
+def test_a_stopped_process_loses_wall_time_but_not_cpu_time():
+    """The mechanism itself, with a real SIGSTOP: a child busy for about a second, stopped for 0.4 s
+    of it, reports an on-CPU share well below 1 (the share, not a speed, is asserted)."""
+    code = ("import sys, time; sys.path.insert(0, %r)\n"
+            "from levit_bench.harness import time_block\n"
+            "def busy():\n    end = time.process_time() + 0.01\n    while time.process_time() < end: pass\n"
+            "print('ready', flush=True)\n"
+            "b = time_block(busy, 100)\n"
+            "print(b.cpu_s / sum(b.samples), flush=True)\n") % os.getcwd()
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        child.send_signal(signal.SIGSTOP)
+        time.sleep(0.4)
+        child.send_signal(signal.SIGCONT)
+        share = float(child.stdout.readline())
+    finally:
+        child.kill()
+        child.wait()
+    assert 0.2 < share < 0.85
+
+
+def _entry(rounds: list[np.ndarray], shares: list[float] | None, canary: list[float] | None = None,
+           model: str = "levit_128s", batch: int = 1) -> Entry:
+    dicts = [{"round": i, "position": 0, "start_s": float(i), "calls": len(r)} for i, r in enumerate(rounds)]
+    for d, s in zip(dicts, shares or []):
+        d["on_cpu"] = s
+    for d, c in zip(dicts, canary or []):
+        d["canary_s"] = c
+    e = Entry(Identity(model, "torch", "cpu", "fp32", 1, batch, 224))
+    e.add_timing(Timing.measure(np.concatenate(rounds), dicts, batch))
+    return e
+
+
+def test_the_adjustment_takes_out_what_a_stopped_process_lost():
+    rng = np.random.default_rng(0)
+    work = [0.01 * rng.lognormal(0, 0.01, 5) for _ in range(8)]
+    running = rng.uniform(0.5, 0.9, 8)  # the share of each block the process ran
+    e = _entry([w / s for w, s in zip(work, running)], list(running))
+    assert e.timing.adjustments() == ("on_cpu",) and e.timing.adjusted_by() == ("on_cpu",)
+    adjusted = e.timing.adjusted_round_samples()
+    assert np.concatenate(adjusted) == pytest.approx(np.concatenate(work))
+    assert e.timing.adjusted_images_per_second == pytest.approx(1 / np.median(np.concatenate(work)))
+    assert "on-CPU-adjusted" in e.timing.intervals["confidence"]["label"]
+    # a runtime whose extra threads add CPU seconds is not made slower than it ran
+    extra = _entry(work, [1.3] * 8)
+    assert np.concatenate(extra.timing.adjusted_round_samples()) == pytest.approx(np.concatenate(work))
+    assert oncpu.shares([{"on_cpu": 0.5}, {}]) is None and oncpu.shares(None) is None
+    with pytest.raises(ValueError, match="on-CPU shares"):
+        oncpu.on_cpu_rounds(work, [1.0])
+
+
+def _run(stopped: float, seed: int, slower: dict[str, float] | None = None, waits: dict[str, float] | None = None,
+         rounds: int = 8) -> RunRecord:
+    """Four entries on a machine that stops the process ``stopped`` of the time (SD 0.15 between
+    blocks); ``slower`` makes a model's code slower, ``waits`` makes it sleep that share of each call."""
+    rng = np.random.default_rng(seed)
+    entries = []
+    for model, t in (("levit_128s", 0.004), ("levit_256", 0.008), ("efficientnet_b0", 0.010), ("efficientnet_b3", 0.02)):
+        running = np.clip(rng.normal(1 - stopped, 0.05, rounds), 0.2, 1.0)
+        idle = (waits or {}).get(model, 0.0)
+        work = [t * (slower or {}).get(model, 1.0) * rng.lognormal(0, 0.01) * rng.lognormal(0, 0.01, 6)
+                for _ in range(rounds)]
+        wall = [w / (1 - idle) / s for w, s in zip(work, running)]
+        entries.append(_entry(wall, list(running * (1 - idle)), model=model))
+    return RunRecord(system=dict(SYSTEM), config={"argv": []}, results=entries, complete=True)
+
+
+def test_the_gate_passes_a_run_stopped_more_and_fails_a_real_slowdown():
+    base, stopped = _run(0.05, 0), _run(0.35, 1)
+    raw = gate.compare_runs(_without_shares(base), _without_shares(stopped), fail_above_pct=5.0)
+    assert raw.failed()  # raw figures: a process stopped a third of the time looks 30% slower
+    result = gate.compare_runs(base, stopped, fail_above_pct=5.0)
+    assert not result.failed() and all(r.by == ("on_cpu",) and r.outcome != FAIL for r in result.rows)
+    assert max(abs(r.change_pct) for r in result.rows) < 3.0 and any(r.outcome == PASS for r in result.rows)
+    slow = gate.compare_runs(base, _run(0.35, 2, slower={"levit_256": 1.25}), fail_above_pct=5.0)
+    assert {r.base.model: r.outcome for r in slow.rows}["levit_256"] == FAIL
+    assert sum(r.outcome == FAIL for r in slow.rows) == 1
+
+
+def test_code_that_waits_more_is_not_hidden_by_the_adjustment():
+    base, waiting = _run(0.2, 0), _run(0.2, 3, waits={"efficientnet_b0": 0.25})
+    result = gate.compare_runs(base, waiting, fail_above_pct=5.0)
+    rows = {r.base.model: r for r in result.rows}
+    assert rows["efficientnet_b0"].by == () and rows["efficientnet_b0"].outcome == FAIL  # no canary here: raw
+    assert rows["levit_128s"].by == ("on_cpu",)
+    assert any("waits more" in w and "efficientnet_b0" in w for w in result.warnings)
+    assert not oncpu.waits_more([0.7] * 5, [0.69] * 5) and oncpu.waits_more([0.9] * 5, [0.8] * 5)
+    assert not oncpu.waits_more([0.9] * 5, [0.6] * 5, common=math.log(0.6 / 0.9))  # the machine's, not its own
+    noisy = [0.62, 0.78, 0.70, 0.66, 0.74, 0.70]
+    assert not oncpu.waits_more(noisy, [x * 0.94 for x in noisy[::-1]])  # 6% within this noise: not told
+    assert oncpu.waits_more(noisy, [x * 0.75 for x in noisy[::-1]])
+
+
+def _without_shares(record: RunRecord) -> RunRecord:
+    """The same runs as a file from before the on-CPU share would hold them."""
+    out = copy.deepcopy(record)
+    for e in out.results:
+        for r in e.timing.rounds:
+            r.pop("on_cpu", None)
+        e.timing.adjust(None, None, 1.0, None)
+    return out
+
+
+def test_a_series_with_an_older_file_is_adjusted_only_as_every_file_can_be():
+    new = _run(0.3, 0)
+    old = _without_shares(new)
+    at = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    files = [HistoryFile(r, at + timedelta(days=i), i) for i, r in enumerate((old, new, new))]
+    assert all(not s.adjusted for s in build_series(files))  # the old file has neither: raw at every point
+    newer = build_series(files[1:])
+    assert all(s.adjusted for s in newer)
+    assert newer[0].points[0].ips == pytest.approx(new.results[0].timing.adjusted_images_per_second)
+
+
+def test_the_on_cpu_adjusted_efficiency_is_against_the_peak_as_measured():
+    """The peak is on-CPU-scaled as well (``peak.py``), so an on-CPU-adjusted speed is a share of it
+    unscaled; the canary's run factor scales only a canary-adjusted one."""
+    work = [np.full(4, 0.02)] * 6
+    e = _entry([w / 0.8 for w in work], [0.8] * 6)
+    e.timing.canary = {"name": "blend", "reference_s": 0.0010, "run_s": 0.0012}
+    e.add_explain(1_000_000_000, 1, 100.0)  # adjusted: 50 images/s, 50 of 100 GMAC/s
+    assert e.timing.adjusted_images_per_second == pytest.approx(50.0)
+    assert e.timing.canary["adjusted_efficiency"] == pytest.approx(0.5)
+    assert e.explain.efficiency == pytest.approx(0.4)  # raw: 40 images/s
