@@ -14,7 +14,7 @@ import psutil
 
 from . import oncpu
 from .canary import Reference
-from .stats import (NOISE_THRESHOLD, adjusted_rounds, between_round_spread, labelled_intervals,
+from .stats import (NOISE_THRESHOLD, RERUN_RESIDUAL_ADJUSTED, RERUN_RESIDUAL_RAW, adjusted_rounds, between_round_spread, labelled_intervals,
                     median_time_interval, split_rounds, summarize_calls)
 
 
@@ -48,6 +48,12 @@ ADJUSTMENTS = ("on_cpu", "canary")
 #: how the labelled intervals name each
 ADJUSTED_WORDS = {("on_cpu",): "on-CPU-adjusted", ("canary",): "canary-adjusted",
                   ("on_cpu", "canary"): "on-CPU- and canary-adjusted"}
+
+
+def rerun_residual(by: Sequence[str]) -> float:
+    """The rerun interval's residual for figures adjusted by ``by`` (``stats.rerun_interval``)."""
+    return (oncpu.RERUN_RESIDUAL if "on_cpu" in by else RERUN_RESIDUAL_ADJUSTED if "canary" in by
+            else RERUN_RESIDUAL_RAW)
 
 
 def chosen(available: Sequence[str]) -> tuple[str, ...]:
@@ -147,7 +153,7 @@ class Timing:
         if adjusted is not None:
             self.adjusted_images_per_second = images / float(np.median(np.concatenate(adjusted)))
         self.intervals = labelled_intervals(*((adjusted, images, "adjusted_images_per_second",
-                                               ADJUSTED_WORDS[self.adjusted_by()])
+                                               ADJUSTED_WORDS[self.adjusted_by()], rerun_residual(self.adjusted_by()))
                                               if adjusted is not None else (self.round_samples(), images, "images_per_second")))
 
     def round_samples(self) -> list[np.ndarray]:

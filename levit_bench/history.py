@@ -21,8 +21,8 @@ two segments' mean difference over its standard error), so the penalty is z*², 
 Φ (the estimate is itself uncertain).  On simulated series this holds false alarms below α with
 the noise as stated and with three times more (tests/test_history.py).  A step smaller than
 ``min_step`` (default: what separates two reruns beyond their own errors,
-``stats.RERUN_RESIDUAL_ADJUSTED`` 3.7% adjusted, ``RERUN_RESIDUAL_RAW`` 16% raw: on raw figures a
-shared runner drifts that much from job to job) is not reported; its segments are merged.
+``entry_parts.rerun_residual``: 3.7% canary-adjusted, 16% raw and on-CPU-adjusted: a shared runner
+drifts that much from job to job) is not reported; its segments are merged.
 
 "Newest" (``--fail-on-change``): a series' last change point is new when it is a slowdown, its
 after-segment holds the machine's newest file, and it begins within that machine's last
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .entry_parts import common_adjustments
+from .entry_parts import common_adjustments, rerun_residual
 from .errors import UserError
 from .results import Entry, RunRecord, load
 from .spec import EntryKey
@@ -117,6 +117,7 @@ class Series:
     key: EntryKey
     adjusted: bool  # adjusted figures at every point (the on-CPU share, else the canary, as all points have), else raw
     points: list[Point]
+    by: tuple[str, ...] = ()  # what adjusted them (``entry_parts.common_adjustments``)
     change_points: list[ChangePoint] = field(default_factory=list)
     sigma: float | None = None  # the noise the detection used (SD of log images/s)
     detectable_pct: float | None = None  # about the smallest step it can report (a split in halves)
@@ -263,7 +264,7 @@ def _point(f: HistoryFile, e: Entry, by: tuple[str, ...], ref0: float) -> Point:
     else:
         scale = float(t.canary["reference_s"]) / ref0 if "canary" in by else 1.0
         ips = t.images_per_call / float(np.median(np.concatenate(rounds))) * scale
-    lo, hi = rerun_interval(rounds, bool(by))
+    lo, hi = rerun_interval(rounds, bool(by), residual=rerun_residual(by))
     return Point(f, e, ips, math.log(hi / lo) / 2.0 / (1.96 * math.sqrt(2.0)))
 
 
@@ -281,7 +282,7 @@ def build_series(files: list[HistoryFile]) -> list[Series]:
         referenced = all((e.timing.canary or {}).get("reference_s") for _, e in pairs)
         by = common_adjustments(*(e.timing for _, e in pairs), without=() if referenced else ("canary",))
         ref0 = float(pairs[0][1].timing.canary["reference_s"]) if "canary" in by else 1.0
-        out.append(Series(key, bool(by), [_point(f, e, by, ref0) for f, e in pairs]))
+        out.append(Series(key, bool(by), [_point(f, e, by, ref0) for f, e in pairs], by=by))
     return out
 
 
@@ -308,8 +309,7 @@ def detect(series: Series, alpha: float, min_step_pct: float | None) -> None:
     sigma = max(stated, shown, 1e-6)
     series.sigma = sigma
     pen = penalty(n, alpha, estimated=shown > stated)
-    floor = (min_step_pct / 100.0 if min_step_pct is not None
-             else RERUN_RESIDUAL_ADJUSTED if series.adjusted else RERUN_RESIDUAL_RAW)
+    floor = min_step_pct / 100.0 if min_step_pct is not None else rerun_residual(series.by)
     half = n // 2
     series.detectable_pct = 100.0 * max(floor, math.expm1(math.sqrt(pen) * sigma
                                                          * math.sqrt(1.0 / half + 1.0 / (n - half))))

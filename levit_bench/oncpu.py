@@ -25,6 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from .stats import RERUN_RESIDUAL_RAW
+
+#: 95% half-width of what differs between two runs' on-CPU-adjusted figures beyond both runs' own
+#: errors (``stats.rerun_interval``'s residual): the share takes out what the process lost while it
+#: did not run, not the host's own drift between runs, which on the 2-core VM of 2026-12-04 was as
+#: large as ever with no neighbour (quiet study: SD 0.126 beyond the rounds; pooled over that day's
+#: three studies 0.073, a 95% half-width of 0.14), so it stays the raw figures' 16%
+RERUN_RESIDUAL = RERUN_RESIDUAL_RAW
 #: an entry "waits more" when its rounds' on-CPU shares fell between two runs, beyond the change all
 #: entries share, with this one-sided significance (Welch's t on the log shares) ...
 WAIT_ALPHA = 0.01

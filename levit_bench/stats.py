@@ -276,23 +276,24 @@ def confidence_interval(rounds: Rounds, floor: float = PROCESS_FLOOR, confidence
     return _widened(rounds, floor, confidence, 1.0)
 
 
-def rerun_interval(rounds: Rounds, adjusted: bool, floor: float = PROCESS_FLOOR,
-                   confidence: float = 0.95) -> tuple[float, float]:
+def rerun_interval(rounds: Rounds, adjusted: bool, floor: float = PROCESS_FLOOR, confidence: float = 0.95,
+                   residual: float | None = None) -> tuple[float, float]:
     """Where another run's median call time on this machine will land: the difference of two runs'
     estimates holds both runs' round-to-round errors (√2 × this run's half-width), both processes'
-    effects (√2 × ``floor``) and what differs between runs beyond them (``RERUN_RESIDUAL_ADJUSTED``
-    for canary-adjusted rounds, else ``RERUN_RESIDUAL_RAW``), added in quadrature.  Seconds."""
-    residual = RERUN_RESIDUAL_ADJUSTED if adjusted else RERUN_RESIDUAL_RAW
+    effects (√2 × ``floor``) and what differs between runs beyond them (``residual``; default
+    ``RERUN_RESIDUAL_ADJUSTED`` for canary-adjusted rounds, else ``RERUN_RESIDUAL_RAW``), in quadrature."""
+    residual = residual if residual is not None else RERUN_RESIDUAL_ADJUSTED if adjusted else RERUN_RESIDUAL_RAW
     return _widened(rounds, math.hypot(math.sqrt(2) * floor, residual), confidence, math.sqrt(2))
 
 
-def labelled_intervals(rounds: Rounds, images_per_call: int, of: str, how: str | None = None) -> dict[str, dict]:
-    """Both intervals of an entry's images/s as a results file keeps them, each labelled: ``of``
-    names the figure they bound (``adjusted_images_per_second``: adjusted ``rounds``; ``how`` by what)."""
+def labelled_intervals(rounds: Rounds, images_per_call: int, of: str, how: str | None = None,
+                       residual: float | None = None) -> dict[str, dict]:
+    """Both intervals of an entry's images/s, each labelled: ``of`` names the figure they bound
+    (``adjusted_images_per_second``: adjusted ``rounds``; ``how`` by what, ``residual`` its rerun one)."""
     adjusted = of.startswith("adjusted")
     how = how or ("canary-adjusted" if adjusted else "raw: no canary")
     lo, hi = confidence_interval(rounds)
-    rlo, rhi = rerun_interval(rounds, adjusted)
+    rlo, rhi = rerun_interval(rounds, adjusted, residual=residual)
     return {
         "confidence": {"images_per_second": [images_per_call / hi, images_per_call / lo], "level": 0.95, "of": of,
                        "label": f"95% confidence interval of this run's estimate ({how}; "

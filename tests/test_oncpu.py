@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from levit_bench import gate, oncpu
+from levit_bench.canary import Reference
 from levit_bench.entry_parts import Timing
 from levit_bench.harness import TimingOptions, time_block
 from levit_bench.history import build_series, HistoryFile
@@ -176,3 +177,18 @@ def test_the_on_cpu_adjusted_efficiency_is_against_the_peak_as_measured():
     assert e.timing.adjusted_images_per_second == pytest.approx(50.0)
     assert e.timing.canary["adjusted_efficiency"] == pytest.approx(0.5)
     assert e.explain.efficiency == pytest.approx(0.4)  # raw: 40 images/s
+
+
+def test_the_rerun_interval_of_on_cpu_adjusted_figures_keeps_the_host_drift():
+    """The share removes what the process lost while it did not run, not the host's drift between
+    runs: the rerun interval of on-CPU-adjusted figures is as wide as the raw one's, wider than a
+    canary-adjusted one's (``oncpu.RERUN_RESIDUAL``)."""
+    rounds = [np.full(4, 0.01) * f for f in (1.0, 1.02, 0.99, 1.01, 1.0, 0.98)]
+    on_cpu = _entry(rounds, [1.0] * 6).timing.intervals["rerun"]["images_per_second"]
+    raw = _entry(rounds, None).timing.intervals["rerun"]["images_per_second"]
+    assert on_cpu == pytest.approx(raw)
+    canary = _entry(rounds, None, canary=[1e-3] * 6)
+    canary.timing.adjust(Reference("blend", 1e-3, "test"), None, 1.0, 1e-3)
+    lo, hi = canary.timing.intervals["rerun"]["images_per_second"]
+    assert hi / lo < on_cpu[1] / on_cpu[0]
+    assert build_series([HistoryFile(_run(0.3, 0), datetime(2026, 12, 1, tzinfo=timezone.utc))])[0].by == ("on_cpu",)

@@ -39,7 +39,7 @@ def headline(h: hist.History) -> str:
 
 def rule_line(h: hist.History) -> str:
     floor = (f"{h.min_step_pct:g}%" if h.min_step_pct is not None else
-             f"{hist.RERUN_RESIDUAL_ADJUSTED:.1%} adjusted, {hist.RERUN_RESIDUAL_RAW:.0%} raw")
+             f"{hist.RERUN_RESIDUAL_ADJUSTED:.1%} canary-adjusted, {hist.RERUN_RESIDUAL_RAW:.0%} raw or on-CPU-adjusted")
     return (f"Change points: ruptures PELT on log images/s over each series' noise (the files' rerun intervals, or "
             f"the series' own scatter if larger), false-alarm rate {h.alpha:g} per entry; smallest step reported "
             f"{floor}; 'new' = a slowdown whose after-segment holds the newest file and begins in the last "
@@ -104,7 +104,8 @@ def history_parser() -> Parser:
                    help=f"false-alarm rate per entry of the change-point test (default {hist.DEFAULT_ALPHA:g})")
     p.add_argument("--min-step", type=percent("--min-step"), default=None, metavar="PCT",
                    help="smallest step reported (default: the rerun residual, "
-                   f"{hist.RERUN_RESIDUAL_ADJUSTED:.1%} adjusted, {hist.RERUN_RESIDUAL_RAW:.0%} raw)".replace("%", "%%"))
+                   f"{hist.RERUN_RESIDUAL_ADJUSTED:.1%} canary-adjusted, {hist.RERUN_RESIDUAL_RAW:.0%} raw or on-CPU-adjusted)"
+                   .replace("%", "%%"))
     ci_outputs.add_ci_outputs(p)
     return p
 
