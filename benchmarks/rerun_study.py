@@ -168,17 +168,25 @@ ADJUST_BY = {"as-recorded": ("on_cpu", "canary"), "canary": ("canary",), "on_cpu
 _KEEP = ADJUST_BY["as-recorded"]
 
 
-def _ok(path: Path) -> dict[tuple, Entry]:
+def _ok(path: Path, reference_s: float | None = None) -> dict[tuple, Entry]:
     entries = [e for e in load(path).results if e.ok]
-    _readjust(entries)
+    _readjust(entries, reference_s)
     return {e.key: e for e in entries}
 
 
-def _readjust(entries: list[Entry]) -> None:
+def _reference_s(path: Path) -> float | None:
+    """The canary reference a file's adjusted figures are on (its first entry's; None without)."""
+    return next((e.timing.canary["reference_s"] for e in load(path).results if e.ok and e.timing.canary), None)
+
+
+def _readjust(entries: list[Entry], reference_s: float | None = None) -> None:
     """Adjusted figures and intervals recomputed from the raw rounds, on-CPU shares and canary
     figures with this version's method (as the raw interval is), so files measured before a change
     of method are analysed as this version would record them; what ``--adjust-by`` leaves out is
-    dropped from the rounds first."""
+    dropped from the rounds first.  ``reference_s``: the canary reference every run's figures are
+    put on (as ``history`` does): a run that found the machine faster than the cached reference
+    replaces it (``canary.reference``), and its figures and those of the runs before it are then in
+    different units (seen: 1.30 ms, then 1.04 ms within one quiet study)."""
     from levit_bench.canary import Reference
     from levit_bench.stats import group_canary
 
@@ -197,7 +205,8 @@ def _readjust(entries: list[Entry]) -> None:
         beta, run_s = group_canary([(e.timing.round_samples(), e.timing.canary_seconds()) for e in group])
         for e in group:
             c = e.timing.canary
-            e.timing.adjust(Reference(c["name"], c["reference_s"], c["reference"]), c.get("cost_s"), beta, run_s)
+            e.timing.adjust(Reference(c["name"], reference_s or c["reference_s"], c["reference"]), c.get("cost_s"),
+                            beta, run_s)
 
 
 def _adjusted(e: Entry) -> float | None:
@@ -275,7 +284,7 @@ def _gate_outcomes(base: Path, new: Path, inject: tuple | None = None, normalize
 
 
 def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dict:
-    runs = [_ok(p) for p in clean]
+    runs = [_ok(p, _reference_s(clean[0])) for p in clean]
     keys = sorted(set.intersection(*(set(r) for r in runs)), key=str)
     report: dict = {"files": [str(p) for p in clean], "entries": len(keys)}
     raw = lambda e: e.timing.images_per_second  # noqa: E731

@@ -5,15 +5,15 @@ Two dashboards read a JSON file of their own format, so levit-bench results plug
 - github-action-benchmark, ``tool: customBiggerIsBetter``: a JSON list of ``{name, unit, value}``
   with optional ``range`` and ``extra`` strings (its ``BenchmarkResult``).  Each entry gives one
   bench of raw images/s and, where the entry has an adjusted figure, one of adjusted images/s (its
-  name ends in what adjusted it: ``(on-CPU-adjusted)``, or ``(canary-adjusted)`` in files from
-  before the on-CPU share), so a dashboard's series never switches figure.
+  name ends in what adjusted it: ``(on-CPU- and canary-adjusted)``, or ``(canary-adjusted)`` in
+  files from before the on-CPU share), so a dashboard's series never switches figure.
   ``range`` is ``± half`` the 95% confidence interval; ``extra`` says which figure, the interval,
   the rounds and the commit.
 - Bencher Metric Format (BMF): ``{benchmark: {measure: {value, lower_value, upper_value}}}``: one
   benchmark per entry, the measure ``throughput`` (Bencher's built-in, operations per second: here
   images per second) with the 95% confidence interval as its bounds, and
-  ``throughput-oncpu`` where the on-CPU share adjusts it (``throughput-adjusted``: by the canary,
-  in files from before the on-CPU share).
+  ``throughput-adjusted-oncpu`` where the on-CPU share and the canary adjust it
+  (``throughput-adjusted``: the canary alone, in files from before the on-CPU share).
 
 ``$GITHUB_STEP_SUMMARY``, when set, names the file GitHub shows as a job's summary: the Markdown of
 ``compare`` and ``history`` is appended to it (GitHub's rule: each step appends).
@@ -33,7 +33,8 @@ EXPORT_FORMATS = ("benchmark-action", "bencher")
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 #: each adjusted figure's series: the suffix of its benchmark-action name and its Bencher measure
 #: (``Timing.adjusted_by``; a figure adjusted otherwise is another series)
-ADJUSTED_SERIES = {("on_cpu",): (" (on-CPU-adjusted)", "throughput-oncpu"),
+ADJUSTED_SERIES = {("on_cpu", "canary"): (" (on-CPU- and canary-adjusted)", "throughput-adjusted-oncpu"),
+                   ("on_cpu",): (" (on-CPU-adjusted)", "throughput-oncpu"),
                    ("canary",): (" (canary-adjusted)", "throughput-adjusted")}
 RAW_SERIES = ("", "throughput")
 

@@ -40,10 +40,11 @@ class ExportFacts:
         return cls(**_known(cls, data, exclude={"notes"}))
 
 
-#: what a timing's rounds can be adjusted by (``Timing.adjustments``), the one used first: the on-CPU
-#: share where every round has it, else the canary.  Measured side by side on one ci-like study's runs
-#: (docs/measurement.md, 2026-12-04): agreement within ±10% 81% on-CPU, 63% canary, 80% both, 44% raw;
-#: the confidence interval held another run's estimate in 90%, 88%, 78% and 75%
+#: what a timing's rounds are adjusted by, in the order applied (``Timing.adjustments``): the on-CPU
+#: share where every round has it (what the process lost while it did not run), then the canary where
+#: every round has it (the machine's speed while it ran).  Measured side by side on the three rerun
+#: studies of 2026-12-04 (docs/measurement.md): within ±10% between runs 80/57/89% with both (ci-like,
+#: ci-like, quiet), 81/65/35% on-CPU alone, 63/56/87% canary alone, 44/28/31% raw
 ADJUSTMENTS = ("on_cpu", "canary")
 #: how the labelled intervals name each
 ADJUSTED_WORDS = {("on_cpu",): "on-CPU-adjusted", ("canary",): "canary-adjusted",
@@ -57,14 +58,14 @@ def rerun_residual(by: Sequence[str]) -> float:
 
 
 def chosen(available: Sequence[str]) -> tuple[str, ...]:
-    """The adjustment used of those ``available``: the first of :data:`ADJUSTMENTS` (none: raw)."""
-    return next(((a,) for a in ADJUSTMENTS if a in available), ())
+    """The adjustments used of those ``available``, in the order of :data:`ADJUSTMENTS` (none: raw)."""
+    return tuple(a for a in ADJUSTMENTS if a in available)
 
 
 def common_adjustments(*timings: Timing, without: Sequence[str] = ()) -> tuple[str, ...]:
-    """The adjustment used for figures compared across files (two runs, or a series of files): the
-    first not ``without`` that every timing given can make (:meth:`Timing.adjustments`), so that all
-    are adjusted alike: a file from before the on-CPU share keeps a comparison on the canary."""
+    """The adjustments used for figures compared across files (two runs, or a series of files): those
+    not ``without`` that every timing given can make (:meth:`Timing.adjustments`), so that all are
+    adjusted alike: a file from before the on-CPU share keeps a comparison on the canary."""
     present = [t.adjustments() for t in timings]
     return chosen([a for a in ADJUSTMENTS if a not in without and all(a in p for p in present)])
 
@@ -136,12 +137,11 @@ class Timing:
         return notes
 
     def adjust(self, canary: Reference | None, cost_s: float | None, beta: float, run_s: float | None) -> None:
-        """The adjusted speed (rounds scaled by their on-CPU share where every round has one, else by
+        """The adjusted speed (rounds scaled by their on-CPU share where every round has one, then by
         the canary where every round has a canary figure: :meth:`adjusted_by`) and the two labelled
-        intervals, of the adjusted speed where there is one, else of the raw one.  The canary's
-        figures are kept either way (a file compared with one from before the on-CPU share is
-        adjusted by the canary): ``run_s``, the median canary of every block of the entry's group
-        (the run's machine factor), and ``beta``, its tracking slope (``stats.group_canary``)."""
+        intervals, of the adjusted speed where there is one, else of the raw one.  ``run_s``: the
+        median canary of every block of the entry's group (the run's machine factor), and ``beta``,
+        its tracking slope on the raw rounds (``stats.group_canary``)."""
         self.canary = self.adjusted_images_per_second = None
         images = self.images_per_call
         if canary is not None:

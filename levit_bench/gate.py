@@ -6,11 +6,11 @@ runners whose speed drifts 10-30% from job to job.  Here each entry gets one of 
 (significantly slower, by more than the threshold), **pass** (a slowdown beyond the threshold is
 ruled out) or **inconclusive** (the noise cannot tell; about how many more rounds would).  The
 figures tested are adjusted as every round of both entries allows (``common_adjustments``): by the
-on-CPU share (``on_cpu``: what a stopped or throttled process lost, ``oncpu.py``), else by the
-machine-speed canary (``canary_s``: a file from before the on-CPU share), so each run's own
-machine-wide speed factor cancels; raw where neither, and the row says which.  An entry whose on-CPU
-share fell beyond the other entries' (its code waits more, ``waiting_entries``) is tested on the
-canary instead, with a warning.  ``normalize_by`` divides every figure by a reference entry's measured
+on-CPU share (``on_cpu``: what a stopped or throttled process lost, ``oncpu.py``) and by the
+machine-speed canary (``canary_s``: the machine's speed while the process ran; alone in files from
+before the on-CPU share), so each run's own machine-wide speed factor cancels; raw where neither,
+and the row says which.  An entry whose on-CPU share fell beyond the other entries' (its code waits
+more, ``waiting_entries``) is tested without the share, with a warning.  ``normalize_by`` divides every figure by a reference entry's measured
 in the same run (round by round), so a baseline recorded on another machine still gates; ``plan``
 divides each entry by the median of the other entries in common (``pair_noise``).  The unpaired
 test's floor is what the matched entries show of the spread between the two runs beyond their
@@ -219,7 +219,7 @@ def compare_entries(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_T
     """The verdict on ``new`` against ``base`` (each relative to its run's reference entry, when
     given), on the figures adjusted by what all four entries have (``common_adjustments``; raw
     where nothing), without the on-CPU share when the entry ``waits`` more in the new run
-    (:func:`waiting_entries`: on the canary then); ``floor``: the unpaired test's (default ``verdict.GATE_FLOOR``);
+    (:func:`waiting_entries`: the canary alone then); ``floor``: the unpaired test's (default ``verdict.GATE_FLOOR``);
     ``common``: a log speed ratio divided out of ``new`` first (``--normalize-by plan``: the other
     entries' median)."""
     by = _by(waits, base, new, base_reference, new_reference)
@@ -349,7 +349,7 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
         warnings.append(f"{', '.join(b_ok[k].label() for k in keys if k in waiting)}: a smaller share of the new run's "
                         f"wall time on a CPU than the other entries show (by over {oncpu.WAIT_TOLERANCE:.0%}, "
                         f"one-sided p < {oncpu.WAIT_ALPHA:g}): the code waits more, which the on-CPU adjustment "
-                        "would hide, so these are tested on the canary (raw without one)")
+                        "would hide, so these are tested without it (on the canary alone)")
     return CompareResult(_source(base), _source(new), rows, threshold, fail_above_pct is not None,
                          _unmatched(base, new) + unmatched_load(base, new), reference, alpha, differences, warnings,
                          load_rows, noise if keys else None, plan)

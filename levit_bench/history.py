@@ -115,7 +115,7 @@ class ChangePoint:
 @dataclass
 class Series:
     key: EntryKey
-    adjusted: bool  # adjusted figures at every point (the on-CPU share, else the canary, as all points have), else raw
+    adjusted: bool  # adjusted figures at every point (the on-CPU share and the canary, as all points have them), else raw
     points: list[Point]
     by: tuple[str, ...] = ()  # what adjusted them (``entry_parts.common_adjustments``)
     change_points: list[ChangePoint] = field(default_factory=list)

@@ -192,3 +192,8 @@ def test_the_rerun_interval_of_on_cpu_adjusted_figures_keeps_the_host_drift():
     lo, hi = canary.timing.intervals["rerun"]["images_per_second"]
     assert hi / lo < on_cpu[1] / on_cpu[0]
     assert build_series([HistoryFile(_run(0.3, 0), datetime(2026, 12, 1, tzinfo=timezone.utc))])[0].by == ("on_cpu",)
+    both = _entry(rounds, [0.8] * 6, canary=[1e-3] * 6)
+    both.timing.adjust(Reference("blend", 1e-3, "test"), None, 1.0, 1e-3)
+    assert both.timing.adjusted_by() == ("on_cpu", "canary")
+    assert "on-CPU- and canary-adjusted" in both.timing.intervals["rerun"]["label"]
+    assert np.concatenate(both.timing.adjusted_round_samples()) == pytest.approx(np.concatenate(rounds) * 0.8)

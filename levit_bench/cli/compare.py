@@ -48,7 +48,7 @@ def _by_word(by: tuple[str, ...]) -> str:
 
 
 def figures_line(result: gate.CompareResult) -> str:
-    """Which figures were tested, per entry: adjusted by the on-CPU share, else the canary (as both
+    """Which figures were tested, per entry: adjusted by the on-CPU share and the canary (as both
     files allow), or raw."""
     if not result.rows:
         return "figures: load records only (p99 and peak rate: distribution-free intervals, no canary)"
@@ -187,7 +187,7 @@ def load_table(result: gate.CompareResult):
 def compare_parser() -> Parser:
     p = Parser(prog="levit-bench compare",
                description="Compare two results files entry by entry: pass, fail or inconclusive from a one-sided "
-               "test on the log round medians (adjusted by the on-CPU share, else the canary, as both files allow) "
+               "test on the log round medians (adjusted by the on-CPU share and the canary, as both files allow) "
                "and the size "
                "threshold. Exit 1 on fail (and on inconclusive with --inconclusive fail); 2 for unreadable or "
                "incompatible files.")
