@@ -14,8 +14,8 @@ import psutil
 
 from . import oncpu
 from .canary import Reference
-from .stats import (NOISE_THRESHOLD, RERUN_RESIDUAL_ADJUSTED, RERUN_RESIDUAL_RAW, adjusted_rounds, between_round_spread, labelled_intervals,
-                    median_time_interval, split_rounds, summarize_calls)
+from .stats import (NOISE_THRESHOLD, RERUN_RESIDUAL_ADJUSTED, RERUN_RESIDUAL_RAW, adjusted_rounds,
+                    between_round_spread, labelled_intervals, median_time_interval, split_rounds, summarize_calls)
 
 
 @dataclass

@@ -10,8 +10,9 @@ on-CPU share (``on_cpu``: what a stopped or throttled process lost, ``oncpu.py``
 machine-speed canary (``canary_s``: the machine's speed while the process ran; alone in files from
 before the on-CPU share), so each run's own machine-wide speed factor cancels; raw where neither,
 and the row says which.  An entry whose on-CPU share fell beyond the other entries' (its code waits
-more, ``waiting_entries``) is tested without the share, with a warning.  ``normalize_by`` divides every figure by a reference entry's measured
-in the same run (round by round), so a baseline recorded on another machine still gates; ``plan``
+more, ``waiting_entries``) is tested without the share, with a warning.  ``normalize_by`` divides
+every figure by a reference entry's measured in the same run (round by round), so a baseline
+recorded on another machine still gates; ``plan``
 divides each entry by the median of the other entries in common (``pair_noise``).  The unpaired
 test's floor is what the matched entries show of the spread between the two runs beyond their
 rounds (``pair_noise.pair_noise``, never below ``verdict.GATE_FLOOR``) with ``plan``; otherwise the
@@ -219,9 +220,9 @@ def compare_entries(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_T
     """The verdict on ``new`` against ``base`` (each relative to its run's reference entry, when
     given), on the figures adjusted by what all four entries have (``common_adjustments``; raw
     where nothing), without the on-CPU share when the entry ``waits`` more in the new run
-    (:func:`waiting_entries`: the canary alone then); ``floor``: the unpaired test's (default ``verdict.GATE_FLOOR``);
-    ``common``: a log speed ratio divided out of ``new`` first (``--normalize-by plan``: the other
-    entries' median)."""
+    (:func:`waiting_entries`: the canary alone then); ``floor``: the unpaired test's (default
+    ``verdict.GATE_FLOOR``); ``common``: a log speed ratio divided out of ``new`` first
+    (``--normalize-by plan``: the other entries' median)."""
     by = _by(waits, base, new, base_reference, new_reference)
     b = relative_rounds(base, base_reference, by)
     n = [r * math.exp(common) for r in relative_rounds(new, new_reference, by)]

@@ -10,12 +10,11 @@ third of the time).  Adjusted figures scale each round's call times by ``min(1, 
 the calls took while the process ran (a runtime whose extra threads add CPU seconds is capped at
 1, not slowed down).
 
-What it cannot see, the canary still must: a machine that runs the process all the time but more
-slowly (a hyperthread sibling, memory bandwidth, frequency) shows ``on_cpu`` 1 and slower calls.  And
-what it hides: code that waits (sleeps, blocks on a lock, idles its pool) loses wall time with no
-CPU time, just as a stopped process does.  The gate therefore tests on-CPU-adjusted figures only
-where both runs' entries kept their on-CPU share alike (:func:`waits_more`), else it says so and
-tests the canary-adjusted ones.
+What it cannot see, the canary applied after it must: a machine that runs the process all the time
+but more slowly (a hyperthread sibling, memory bandwidth, frequency) shows ``on_cpu`` 1 and slower
+calls.  And what it hides: code that waits (sleeps, blocks on a lock, idles its pool) loses wall
+time with no CPU time, just as a stopped process does.  The gate therefore uses the share only where
+both runs' entries kept it alike (:func:`waits_more`); else it says so and tests the canary alone.
 """
 from __future__ import annotations
 
@@ -30,8 +29,10 @@ from .stats import RERUN_RESIDUAL_RAW
 #: 95% half-width of what differs between two runs' on-CPU-adjusted figures beyond both runs' own
 #: errors (``stats.rerun_interval``'s residual): the share takes out what the process lost while it
 #: did not run, not the host's own drift between runs, which on the 2-core VM of 2026-12-04 was as
-#: large as ever with no neighbour (quiet study: SD 0.126 beyond the rounds; pooled over that day's
-#: three studies 0.073, a 95% half-width of 0.14), so it stays the raw figures' 16%
+#: large as ever with no neighbour (quiet study, the share alone: SD 0.126 beyond the rounds; pooled
+#: over that day's three studies 0.073, a 95% half-width of 0.14).  The canary after it follows
+#: some of that drift, not all, so the residual stays the raw figures' 16% (with both, the rerun
+#: interval held another run in 96-100% of that day's cases)
 RERUN_RESIDUAL = RERUN_RESIDUAL_RAW
 #: an entry "waits more" when its rounds' on-CPU shares fell between two runs, beyond the change all
 #: entries share, with this one-sided significance (Welch's t on the log shares) ...
