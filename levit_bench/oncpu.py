@@ -4,9 +4,9 @@ A shared runner takes time from a benchmark in ways that no code of the benchmar
 process is stopped or throttled (a container's CPU quota, ``cpulimit``, the ci-like neighbour's
 SIGSTOP duty cycle) or waits for a core that another process holds.  While it does not run, wall
 time passes and CPU time does not.  So every CPU block also reads the process's CPU seconds
-(``harness.time_block``), and its round record keeps ``on_cpu``: CPU seconds per wall second of its
-calls per thread (about 1 for a one-thread entry that ran all the time; 0.65 when it was stopped a
-third of the time).  Adjusted figures scale each round's call times by ``min(1, on_cpu)``: the time
+(``harness.time_block``), and a one-thread entry's round record keeps ``on_cpu``: CPU seconds per
+wall second of its calls (about 1 when it ran all the time; 0.65 when it was stopped a third of the
+time; with more threads a thread idle at a barrier is off the CPU as well, so none is kept).  Adjusted figures scale each round's call times by ``min(1, on_cpu)``: the time
 the calls took while the process ran (a runtime whose extra threads add CPU seconds is capped at
 1, not slowed down).
 

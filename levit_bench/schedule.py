@@ -15,7 +15,7 @@ order (its re-warm and a block's worth of calls, nothing recorded): round 0 was 
 (+5.5% on the rerun study's noisy VM, p = 0.01; +1.1% on a quiet one).  With a ``canary``
 (``canary.py``), the canary is timed just before each entry's re-warm and just after its block;
 the round record keeps their geometric mean (``canary_s``) and the entry what they cost.  On the
-CPU, each round record also keeps the block's on-CPU share (``on_cpu``, ``oncpu.py``).
+CPU with one thread, each round record also keeps the block's on-CPU share (``on_cpu``, ``oncpu.py``).
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class Timed:
     #: items with the same key go together: adjacent in every round, in a random order among themselves
     #: (``ab``: an entry's base and new blocks); None: an item on its own
     together: object = None
-    threads: int | None = None  # the entry's threads on the CPU: its blocks' on-CPU share is recorded; None: not
+    threads: int | None = None  # the entry's threads on the CPU (one: its blocks' on-CPU share is recorded); None: GPU
 
     def round_samples(self) -> list[np.ndarray]:
         return split_rounds(self.samples, [r.calls for r in self.rounds])
@@ -227,14 +227,17 @@ def _warmup_round(items: Sequence[Timed], order: np.ndarray, timing: TimingOptio
 
 
 def _on_cpu(block: list[float] | Block, threads: int | None) -> tuple[list[float], float | None]:
-    """A block's per-call seconds, and its on-CPU share where the item's ``threads`` and the block's
-    CPU seconds are known: CPU seconds per wall second of its calls per thread."""
+    """A block's per-call seconds, and its on-CPU share where the item runs one thread and the
+    block's CPU seconds are known: CPU seconds per wall second of its calls.  With more threads a
+    thread waiting at a barrier is off the CPU too (ONNX Runtime at 2 threads on the 2-core VM: a
+    share of about 0.85 with nothing else running), so the share would count the runtime's own
+    idling as the machine's: it is not recorded."""
     if not isinstance(block, Block):
         return block, None
     wall = sum(block.samples)
-    if threads is None or block.cpu_s is None or wall <= 0 or threads < 1:
+    if threads != 1 or block.cpu_s is None or wall <= 0:
         return block.samples, None
-    return block.samples, block.cpu_s / wall / threads
+    return block.samples, block.cpu_s / wall
 
 
 def _canary(canary: Canary | None, item: Timed) -> float | None:

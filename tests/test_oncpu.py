@@ -42,13 +42,14 @@ def test_a_busy_block_is_on_the_cpu_and_a_sleeping_one_is_not():
     assert time_block(_busy, 2, cuda=False).cpu_s is not None
 
 
-def test_rounds_record_the_share_for_cpu_items_only():
-    on, off = Timed("on", _busy, lambda: None, False, threads=1), Timed("off", _busy, lambda: None, False)
-    for it in (on, off):
+def test_rounds_record_the_share_for_one_thread_cpu_items_only():
+    on = Timed("on", _busy, lambda: None, False, threads=1)
+    off, two = Timed("off", _busy, lambda: None, False), Timed("two", _busy, lambda: None, False, threads=2)
+    for it in (on, off, two):
         warm(it, TINY)
-    run_rounds([on, off], TINY, Schedule(rounds=3, seed=0))
+    run_rounds([on, off, two], TINY, Schedule(rounds=3, seed=0))
     assert all(0.5 < r.on_cpu < 1.5 for r in on.rounds) and all("on_cpu" in r.to_dict() for r in on.rounds)
-    assert all(r.on_cpu is None and "on_cpu" not in r.to_dict() for r in off.rounds)
+    assert all(r.on_cpu is None and "on_cpu" not in r.to_dict() for r in off.rounds + two.rounds)
 
 
 def test_a_stopped_process_loses_wall_time_but_not_cpu_time():
