@@ -42,7 +42,7 @@ def cell(e: Entry | None) -> str:
     return f"{e.timing.images_per_second:,.1f} [{style}]±{spread_pct(e):.0f}%[/]" + (f"\n[dim]{extra}[/]" if extra else "")
 
 
-def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR; below: adjusted by the on-CPU share and the canary, "
+def results_table(entries: Sequence[Entry], title: str = "images/s (median ± IQR; below: adjusted by the canary and, at one thread, the on-CPU share, "
                   "95% confidence interval of this run, where a rerun will land)",
                   emulated: str | None = None) -> Table:
     """One row per model × backend variant × device/precision/threads, one column per batch size;
