@@ -58,11 +58,15 @@ class EntryComparison:
     base: Entry
     new: Entry
     verdict: Verdict
-    adjusted: bool  # adjusted figures (``by``), else raw
+    by: tuple[str, ...] = ()  # what the tested figures were adjusted by (``Timing.adjustments``); () raw
     gated: bool = True  # False for the normalization reference itself
-    by: tuple[str, ...] = ()  # what the tested figures were adjusted by (``Timing.adjustments``)
     base_relative: float | None = None  # base speed over the reference's median speed (normalized runs)
     new_relative: float | None = None
+
+    @property
+    def adjusted(self) -> bool:
+        """Whether the tested figures were adjusted (by anything in ``by``)."""
+        return bool(self.by)
 
     @property
     def key(self) -> EntryKey:
@@ -227,7 +231,7 @@ def compare_entries(base: Entry, new: Entry, *, threshold_pct: float = DEFAULT_T
     b = relative_rounds(base, base_reference, by)
     n = [r * math.exp(common) for r in relative_rounds(new, new_reference, by)]
     verdict = slowdown_verdict(b, n, threshold=threshold_pct / 100.0, alpha=alpha, floor=floor)
-    return EntryComparison(base=base, new=new, verdict=verdict, adjusted=bool(by), by=by)
+    return EntryComparison(base=base, new=new, verdict=verdict, by=by)
 
 
 def _by(waits: bool, *entries: Entry | None) -> tuple[str, ...]:

@@ -115,9 +115,10 @@ class ChangePoint:
 @dataclass
 class Series:
     key: EntryKey
-    adjusted: bool  # adjusted figures at every point (the on-CPU share and the canary, as all points have them), else raw
     points: list[Point]
-    by: tuple[str, ...] = ()  # what adjusted them (``entry_parts.common_adjustments``)
+    #: what adjusted every point's figure (the on-CPU share and the canary, as all points have them:
+    #: ``entry_parts.common_adjustments``); () raw
+    by: tuple[str, ...] = ()
     change_points: list[ChangePoint] = field(default_factory=list)
     sigma: float | None = None  # the noise the detection used (SD of log images/s)
     detectable_pct: float | None = None  # about the smallest step it can report (a split in halves)
@@ -126,6 +127,10 @@ class Series:
     @property
     def label(self) -> str:
         return self.key.label()
+
+    @property
+    def adjusted(self) -> bool:
+        return bool(self.by)
 
     @property
     def figure(self) -> str:
@@ -282,7 +287,7 @@ def build_series(files: list[HistoryFile]) -> list[Series]:
         referenced = all((e.timing.canary or {}).get("reference_s") for _, e in pairs)
         by = common_adjustments(*(e.timing for _, e in pairs), without=() if referenced else ("canary",))
         ref0 = float(pairs[0][1].timing.canary["reference_s"]) if "canary" in by else 1.0
-        out.append(Series(key, bool(by), [_point(f, e, by, ref0) for f, e in pairs], by=by))
+        out.append(Series(key, [_point(f, e, by, ref0) for f, e in pairs], by))
     return out
 
 

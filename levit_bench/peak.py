@@ -41,7 +41,7 @@ MAX_CALL_S = 1.0
 MIN_SIZE = 256
 #: the smallest side ``--size`` takes: below it a call times Python and dispatch, not arithmetic
 MIN_EXPLICIT_SIZE = 16
-#: 3: on the CPU, rounds scaled by their on-CPU share; 2: the best GEMM among the runtimes, with each
+#: 3: on the CPU at one thread, rounds scaled by their on-CPU share; 2: the best GEMM among the runtimes, with each
 #: one's figure (1: torch's)
 CACHE_FORMAT = 3
 
@@ -224,7 +224,7 @@ def _items(device: str, precision: str, threads: int, n: int, sync, cuda: bool) 
     from .backends.gemm import BUILDERS, GEMM_RUNTIMES, unavailable
     from .schedule import Timed
 
-    on_cpu = None if cuda else threads  # the rounds keep their on-CPU share (``oncpu.py``)
+    on_cpu = None if cuda else threads  # at one thread the rounds keep their on-CPU share (``oncpu.py``)
     items, skipped = [Timed("torch", _gemm_call(device, precision, n), sync, cuda, threads=on_cpu)], {}
     for runtime in GEMM_RUNTIMES[1:]:
         reason = unavailable(runtime, device, precision)

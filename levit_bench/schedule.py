@@ -43,7 +43,8 @@ class RoundRecord:
     calls: int
     canary_s: float | None = None  # the canary's seconds per call next to this block (None: no canary)
     process: int | None = None  # the worker process that timed it (``--processes``, ``ab``); None: this one
-    #: the process's CPU seconds over the block per wall second per thread (``oncpu.py``); None: not read
+    #: the process's CPU seconds over the block per wall second (``oncpu.py``); None: not read (GPU, or
+    #: more than one thread)
     on_cpu: float | None = None
 
     def to_dict(self) -> dict:
@@ -229,9 +230,9 @@ def _warmup_round(items: Sequence[Timed], order: np.ndarray, timing: TimingOptio
 def _on_cpu(block: list[float] | Block, threads: int | None) -> tuple[list[float], float | None]:
     """A block's per-call seconds, and its on-CPU share where the item runs one thread and the
     block's CPU seconds are known: CPU seconds per wall second of its calls.  With more threads a
-    thread waiting at a barrier is off the CPU too (ONNX Runtime at 2 threads on the 2-core VM: a
-    share of about 0.85 with nothing else running), so the share would count the runtime's own
-    idling as the machine's: it is not recorded."""
+    thread waiting at a barrier is off the CPU too (the README's main command, 2 threads, nothing
+    else running: ONNX Runtime's batch-16 entry adjusted 16% above its raw speed, torch's within 1%),
+    so the share would count the runtime's own idling as the machine's: it is not recorded."""
     if not isinstance(block, Block):
         return block, None
     wall = sum(block.samples)

@@ -214,7 +214,7 @@ def remote_item(worker: Worker, outcome: dict[str, Any], label: str, process: in
                 together: object = None, threads: int | None = None) -> Timed:
     """A ``schedule.Timed`` item whose block and re-warm run in ``worker`` (``outcome``: one of
     :meth:`Worker.prepare`'s, ready); warm it with :func:`warm_remote` before its rounds.  ``threads``:
-    the entry's threads on the CPU (its blocks' on-CPU share is recorded), None on a GPU."""
+    the entry's threads on the CPU (at one, its blocks' on-CPU share is recorded), None on a GPU."""
     item = outcome["item"]
     timed = Timed(label, _never, lambda: None, False, process=process, together=together, threads=threads)
 

@@ -141,7 +141,7 @@ FILES = [hist.HistoryFile(None, datetime(2026, 12, i + 1, tzinfo=timezone.utc), 
 def simulated(seed: int, noise: float, stated: float, step: float = 0.0, at: int = 7) -> hist.Series:
     y = np.random.default_rng(seed).normal(0.0, noise, len(FILES))
     y[at:] += math.log1p(step)
-    s = hist.Series(KEY, True, [hist.Point(f, None, 100.0 * math.exp(v), stated) for f, v in zip(FILES, y)],
+    s = hist.Series(KEY, [hist.Point(f, None, 100.0 * math.exp(v), stated) for f, v in zip(FILES, y)],
                     by=("canary",))  # canary-adjusted: the smallest step reported is 3.7%
     hist.detect(s, hist.DEFAULT_ALPHA, None)
     return s
@@ -162,7 +162,7 @@ def test_a_step_well_above_the_noise_is_found_at_its_place():
 
 
 def test_too_few_files_say_so():
-    s = hist.Series(KEY, True, [hist.Point(f, None, 100.0, 0.02) for f in FILES[:3]], by=("canary",))
+    s = hist.Series(KEY, [hist.Point(f, None, 100.0, 0.02) for f in FILES[:3]], by=("canary",))
     hist.detect(s, hist.DEFAULT_ALPHA, None)
     assert not s.change_points and "2 files on each side" in s.note
 

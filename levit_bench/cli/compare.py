@@ -59,7 +59,7 @@ def figures_line(result: gate.CompareResult) -> str:
         return "figures: raw for every entry (a file without the machine-speed canary: a run's machine speed is not cancelled)"
     if len(kinds) == 1:
         return f"figures: adjusted by {_by_word(next(iter(kinds)))} for every entry (each run's machine-wide speed cancels)"
-    return "figures: " + ", ".join(f"{_by_word(by) if by else 'raw'} for {n} entries" for by, n in kinds.items()) + \
+    return "figures: " + ", ".join(f"{_by_word(by)} for {n} entries" for by, n in kinds.items()) + \
         " (what both files carry)"
 
 
