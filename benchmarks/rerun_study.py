@@ -7,6 +7,8 @@ each) and one more time with a 10% slowdown injected into one entry, then prints
   (its spread, max/min);
 * how often a run's intervals hold another run's estimate (every entry, ordered pair): the raw
   interval, the labelled 95% confidence interval and the 95% rerun interval (issue 21);
+* each run's common (machine-wide) factor, raw and adjusted, and its SD over the runs (what
+  ``pair_noise.RUN_FACTOR_SD`` pools over studies);
 * what the canary cost;
 * the gate (``compare --fail-above 5``, in-process): every ordered pair of clean runs (should exit 0,
   false flags at most 2% of entries), the same pairs with a 20% and a 10% slowdown injected into one
@@ -307,6 +309,7 @@ def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dic
             values = [speed_ratio(r[k], r[other], same_run=True).value for r in runs]
             spreads[f"{levit}/{effnet} {k.variant}"] = {"ratios": values, "spread": max(values) / min(values)}
     report["levit_over_efficientnet"] = spreads
+    report["run_factor"] = {name: _run_factors(runs, keys, f) for name, f in (("raw", raw), ("adjusted", figure))}
     costs = [e.timing.canary.get("cost_share") for r in runs for e in r.values()
              if e.timing.canary and e.timing.canary.get("cost_share")]
     report["canary_cost_share"] = {"median": float(np.median(costs)), "max": max(costs)} if costs else None
@@ -322,6 +325,19 @@ def analyse(clean: list[Path], injected: Path | None, inject: str | None) -> dic
             report["injected"] = inject
     return report
 
+
+
+def _run_factors(runs: list[dict], keys: list, figure) -> dict:
+    """Each run's machine-wide factor that ``figure`` keeps: the median over the entries of their log
+    figure relative to the entry's mean over the runs, centred; and their SD (``pair_noise.RUN_FACTOR_SD``
+    pools it over studies)."""
+    keys = [k for k in keys if all(figure(r[k]) for r in runs)]
+    if not keys or len(runs) < 2:
+        return {}
+    logs = np.log([[figure(r[k]) for k in keys] for r in runs])
+    factors = np.median(logs - logs.mean(axis=0), axis=1)
+    factors -= factors.mean()
+    return {"factors": [float(f) for f in factors], "sd": float(np.sqrt((factors**2).sum() / (len(runs) - 1)))}
 
 
 def _fmt(d: dict) -> str:
@@ -347,6 +363,10 @@ def print_report(r: dict) -> None:
         print(f"  {name:45} {' '.join(f'{x:.3f}' for x in v['ratios'])}  spread {v['spread']:.3f}×")
     worst = max((v["spread"] for v in r["levit_over_efficientnet"].values()), default=float("nan"))
     print(f"  largest spread: {worst:.3f}×")
+    if r.get("run_factor", {}).get("raw"):
+        print("each run's common factor (log; SD over runs): " + "; ".join(
+            f"{name} {' '.join(f'{x:+.3f}' for x in v['factors'])} (SD {v['sd']:.3f})"
+            for name, v in r["run_factor"].items() if v))
     if r.get("canary_cost_share"):
         print(f"canary cost: median {r['canary_cost_share']['median']:.1%} of an entry's timed seconds "
               f"(max {r['canary_cost_share']['max']:.1%})")

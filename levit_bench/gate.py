@@ -15,8 +15,10 @@ every figure by a reference entry's measured in the same run (round by round), s
 recorded on another machine still gates; ``plan``
 divides each entry by the median of the other entries in common (``pair_noise``).  The unpaired
 test's floor is what the matched entries show of the spread between the two runs beyond their
-rounds (``pair_noise.pair_noise``, never below ``verdict.GATE_FLOOR``) with ``plan``; otherwise the
-constant ``verdict.GATE_FLOOR``, and the summary says what the entries showed.
+rounds (``pair_noise.pair_noise``, never below ``verdict.GATE_FLOOR``) with ``plan``; with nothing
+dividing the run's factor out (no ``normalize_by``), ``verdict.GATE_FLOOR`` and what two runs'
+machine-wide factors leave after the adjustments (``pair_noise.run_factor_floor``): a shift all
+entries share within it is inconclusive, not a regression; the summary says what the entries showed.
 
 Everything here is a plain function returning dataclasses; ``cli/compare.py`` parses and prints.
 """
@@ -33,7 +35,8 @@ from . import oncpu
 from .entry_parts import common_adjustments
 from .errors import UserError
 from .load_compare import LoadComparison, compare_load, unmatched_load
-from .pair_noise import MIN_ENTRIES as MIN_PLAN_ENTRIES, PLAN, PairNoise, common_without, pair_noise
+from .pair_noise import (MIN_ENTRIES as MIN_PLAN_ENTRIES, PLAN, PairNoise, common_without, pair_noise,
+                         run_factor_floor)
 from .results import Entry, RunRecord, load
 from .spec import BASELINE_BACKEND, EntryKey, Conditions, Status
 from .stats import PROCESS_FLOOR, can_pair
@@ -346,7 +349,9 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
                                 common=common_without([d for d, _ in ratios], i), waits=k in waiting)
                 for i, k in enumerate(keys)]
     else:
-        rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha, k in waiting) for k in keys]
+        rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha, k in waiting,
+                             None if reference else run_factor_floor(_by(k in waiting, b_ok[k], n_ok[k]), GATE_FLOOR))
+                for k in keys]
     warnings = [incomplete_warning(side, r) for side, r in (("base", base), ("new", new)) if not r.complete]
     heap = heaps_differ({"base": (base.system or {}).get("allocator"), "new": (new.system or {}).get("allocator")})
     warnings += [heap] if heap else []
@@ -367,9 +372,9 @@ def incomplete_warning(side: str, record: RunRecord) -> str:
 
 
 def _compare_key(base: RunRecord, new: RunRecord, b: Entry, n: Entry, reference: tuple[str, str] | None,
-                 threshold_pct: float, alpha: float, waits: bool = False) -> EntryComparison:
+                 threshold_pct: float, alpha: float, waits: bool = False, floor: float | None = None) -> EntryComparison:
     if reference is None:
-        return compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, waits=waits)
+        return compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, waits=waits, floor=floor)
     b_ref = reference_entry(base, reference, b.conditions)
     n_ref = reference_entry(new, reference, n.conditions)
     row = compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, base_reference=b_ref, new_reference=n_ref,

@@ -13,8 +13,10 @@ divides it out (each entry against the median of the *others*, so an entry never
 away) and tests what is left with the measured spread as its floor.  That assumes most entries did
 not change: a change that moves half the plan moves the median and widens the spread (its entries
 come out inconclusive, not passed); a change to every entry (a runtime upgrade) is what
-``levit-bench ab`` is for.  Without ``plan`` the common part stays in every entry's ratio, the floor
-stays the constant one, and the summary says what the entries showed.
+``levit-bench ab`` is for.  Without ``plan`` the common part stays in every entry's ratio, so the
+floor holds it instead of the spread: what each run's machine-wide factor leaves after the figures'
+adjustments (:func:`run_factor_floor`, measured in the rerun studies), and the summary says what the
+entries showed.
 """
 from __future__ import annotations
 
@@ -31,6 +33,16 @@ MIN_ENTRIES = 6
 #: MAD -> standard deviation of a normal; the standard error of a median over a mean's
 MAD_TO_SD = 1.4826
 MEDIAN_SE = math.sqrt(math.pi / 2)
+#: SD (log speed) of one run's machine-wide factor that the figures' adjustments leave, keyed by the
+#: adjustment that matters most: per run, the median over its entries of their log speed relative to
+#: the entry's mean over the study's three runs, pooled over the rerun studies (docs/measurement.md,
+#: "The run's own factor").  On-CPU share (with or without the canary): the six studies of
+#: 2026-12-04, 0.005-0.064 per study (ci-like seeds 21, 22, 23 and three quiet ones, on two VMs).  The
+#: canary alone, the thirteen studies with it from 2026-12-02 on: 0.005-0.092, and 0.22 and 0.25 in
+#: two ci-like ones whose stops its median does not see (``oncpu.py``); multi-thread entries keep no
+#: on-CPU share and get this.  Raw: those and the 12-03 processes study, 0.001-0.29 per study.
+RUN_FACTOR_SD = {"on_cpu": 0.031, "canary": 0.104, "raw": 0.117}
+
 
 
 @dataclass(frozen=True)
@@ -75,3 +87,18 @@ def pair_noise(diffs: Sequence[float], round_vars: Sequence[float]) -> PairNoise
     total = MAD_TO_SD * float(np.median(np.abs(d - common)))
     excess = math.sqrt(max(0.0, total**2 - float(np.median(v))))
     return PairNoise(int(d.size), common, excess, total)
+
+
+def run_factor_sd(by: Sequence[str]) -> float:
+    """:data:`RUN_FACTOR_SD` for figures adjusted by ``by`` (``Timing.adjustments``; () raw)."""
+    return RUN_FACTOR_SD["on_cpu" if "on_cpu" in by else "canary" if "canary" in by else "raw"]
+
+
+def run_factor_floor(by: Sequence[str], minimum: float) -> float:
+    """The unpaired test's floor when nothing divides the run's factor out: what separates two
+    processes (``minimum``, ``verdict.GATE_FLOOR``) and the difference of two runs' factors (√2 ×
+    :func:`run_factor_sd`), in quadrature.  A shift every entry shares, within it, is what the
+    machine does from run to run: inconclusive, not a regression.  The entries' measured spread is
+    left out here: a change that moves many entries inflates it (half of an 8-entry plan 20% slower:
+    16%), and the run factor's part is the larger."""
+    return math.hypot(minimum, math.sqrt(2) * run_factor_sd(by))

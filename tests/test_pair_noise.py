@@ -10,7 +10,7 @@ import pytest
 
 from levit_bench import gate
 from levit_bench.cli import main
-from levit_bench.pair_noise import MIN_ENTRIES, common_without, pair_noise
+from levit_bench.pair_noise import MIN_ENTRIES, RUN_FACTOR_SD, common_without, pair_noise, run_factor_floor
 from levit_bench.verdict import GATE_FLOOR
 
 from .test_gate import make_record, save, timed_entry
@@ -66,12 +66,26 @@ def test_normalize_by_plan_flags_only_the_regressed_entry_of_a_slower_run():
     base = _run(0, 1.0, _offsets(10, 0.03))
     new = _run(1, 1.12, _offsets(11, 0.03), slower=("efficientnet_b0", "onnxruntime"))
     plain = gate.compare_runs(base, new, fail_above_pct=5.0)
-    assert len(plain.with_outcome("fail")) >= len(plain.rows) // 2  # the machine factor fails most entries
+    # a 12% slower machine is within what two runs' raw factors differ by: not a regression, not a pass
     assert plain.noise.common == pytest.approx(-math.log(1.12), abs=0.04)
+    assert not plain.with_outcome("pass") and len(plain.with_outcome("inconclusive")) >= len(plain.rows) - 1
     plan = gate.compare_runs(base, new, "plan", fail_above_pct=5.0)
     assert plan.plan and [r.base.model + "/" + r.base.backend for r in plan.with_outcome("fail")] == \
         ["efficientnet_b0/onnxruntime"]
     assert plan.failed() and all(r.gated for r in plan.rows)
+
+
+def test_without_plan_the_floor_holds_the_run_factor_the_adjustments_leave():
+    """A common shift within what two runs' machine factors differ by is inconclusive; beyond it,
+    every entry fails; the canary and the on-CPU share leave less of the factor than raw figures."""
+    base = _run(0, 1.0, _offsets(10, 0.03))
+    for machine, outcome in ((1.12, "inconclusive"), (1.6, "fail")):
+        rows = gate.compare_runs(base, _run(1, machine, _offsets(11, 0.03)), fail_above_pct=5.0).rows
+        assert [r.outcome for r in rows] == [outcome] * len(rows), machine
+    floors = [run_factor_floor(by, GATE_FLOOR) for by in (("on_cpu", "canary"), ("on_cpu",), ("canary",), ())]
+    assert floors[0] == floors[1] < floors[2] < floors[3] and floors[0] > GATE_FLOOR
+    assert floors[0] == pytest.approx(math.hypot(GATE_FLOOR, math.sqrt(2) * RUN_FACTOR_SD["on_cpu"]))
+    assert floors[3] == pytest.approx(math.hypot(GATE_FLOOR, math.sqrt(2) * RUN_FACTOR_SD["raw"]))
 
 
 def test_a_measured_spread_widens_the_test_so_clean_entries_with_process_offsets_do_not_fail():
@@ -88,12 +102,18 @@ def test_a_measured_spread_widens_the_test_so_clean_entries_with_process_offsets
 
 def test_compare_normalize_by_plan_on_the_command_line(tmp_path, capsys):
     base = save(_run(0, 1.0, _offsets(10, 0.03)), tmp_path / "base.json")
-    new = save(_run(1, 1.12, _offsets(11, 0.03)), tmp_path / "new.json")
-    assert main(["compare", base, new, "--fail-above", "5", "--markdown", "-"]) == 1
+    new = save(_run(1, 1.12, _offsets(11, 0.03), slower=("efficientnet_b0", "onnxruntime")), tmp_path / "new.json")
+    assert main(["compare", base, new, "--fail-above", "5", "--inconclusive", "fail", "--markdown", "-"]) == 1
     out = capsys.readouterr().out
     assert "the entries moved together by -1" in out and "--normalize-by plan tests each entry" in out
-    assert main(["compare", base, new, "--fail-above", "5", "--normalize-by", "plan", "--markdown", "-"]) == 0
-    assert "divided out: each entry is tested against the median of the others" in capsys.readouterr().out
+    assert "a shift all entries share within it is inconclusive" in out
+    assert main(["compare", base, new, "--fail-above", "5", "--normalize-by", "plan", "--markdown", "-"]) == 1
+    out = capsys.readouterr().out
+    assert "divided out: each entry is tested against the median of the others" in out
+    assert "efficientnet_b0" in out.split("fail", 1)[-1]
+    assert main(["compare", base, save(_run(1, 1.12, _offsets(11, 0.03)), tmp_path / "clean.json"),
+                 "--fail-above", "5", "--normalize-by", "plan"]) == 0
+    capsys.readouterr()
     few = make_record(_run(0, 1.0, _offsets(10, 0.03)).results[:MIN_ENTRIES - 1])
     assert main(["compare", save(few, tmp_path / "few.json"), save(few, tmp_path / "few2.json"),
                  "--normalize-by", "plan"]) == 2

@@ -58,7 +58,7 @@ def figures_line(result: gate.CompareResult) -> str:
     if list(kinds) == [()]:
         return "figures: raw for every entry (a file without the machine-speed canary: a run's machine speed is not cancelled)"
     if len(kinds) == 1:
-        return f"figures: adjusted by {_by_word(next(iter(kinds)))} for every entry (each run's machine-wide speed cancels)"
+        return f"figures: adjusted by {_by_word(next(iter(kinds)))} for every entry (most of each run's machine-wide speed cancels)"
     return "figures: " + ", ".join(f"{_by_word(by)} for {n} entries" for by, n in kinds.items()) + \
         " (what both files carry)"
 
@@ -77,9 +77,13 @@ def headline(result: gate.CompareResult, inconclusive: str = PASS) -> str:
     if outcome == INCONCLUSIVE:
         n = len(result.with_outcome(INCONCLUSIVE)) + sum(r.outcome == INCONCLUSIVE for r in result.load_rows)
         more = result.more_rounds()
-        would = (f"about {more} more rounds per side would decide" if more else
-                 "longer load levels (levit-bench load --duration) would bound more p99s" if not
-                 result.with_outcome(INCONCLUSIVE) else "more rounds would not decide all of them (see each entry's reason)")
+        stuck = sum(r.verdict.more_rounds is None for r in result.with_outcome(INCONCLUSIVE))
+        see = "see each entry's reason" + ("" if result.plan or result.normalize_by else
+                                          "; --normalize-by plan tests each entry against the others, "
+                                          "levit-bench ab times both in one job")
+        would = (f"about {more} more rounds per side would decide" + (f" all but {stuck} ({see})" if stuck else "")
+                 if more else "longer load levels (levit-bench load --duration) would bound more p99s" if not
+                 result.with_outcome(INCONCLUSIVE) else f"more rounds would not decide all of them ({see})")
         counted = (f"counted as {inconclusive}: --inconclusive {inconclusive}" if result.gate_asked else "no gate asked")
         return (f"{gate_text}: INCONCLUSIVE ({counted}): {n} entr{'y' if n == 1 else 'ies'}: a {thr} change cannot be "
                 f"told at this noise; {would}")
@@ -99,6 +103,11 @@ def summary_line(result: gate.CompareResult) -> str:
     return f"{text}; {figures_line(result)}"
 
 
+#: what the unnormalized test's floor holds (``pair_noise.run_factor_floor``)
+FLOOR_WORDS = ("; the test's floor holds what two runs' machine speeds differ by after the adjustments: a shift "
+               "all entries share within it is inconclusive (--normalize-by plan divides it out)")
+
+
 def noise_words(result: gate.CompareResult) -> str:
     """What the entries in common said of the noise between the two runs, and what the test made of it."""
     n = result.noise
@@ -111,14 +120,14 @@ def noise_words(result: gate.CompareResult) -> str:
         together += (" (each run's machine speed, or a change common to all: two runs cannot tell which; "
                      "--normalize-by plan tests each entry against the others, levit-bench ab times both in one job)")
     if n.excess_sd is None:
-        return together + f"; {n.entries} entries are too few to measure the spread between the runs"
+        return together + f"; {n.entries} entries are too few to measure the spread between the runs" + (
+            "" if result.normalize_by else FLOOR_WORDS)
     moved = f"; an entry moved {n.excess_sd:.1%} (SD) beyond its rounds' error between these runs"
     if result.plan:
         return together + moved + f", the test's floor (at least {gate.GATE_FLOOR:.1%})"
-    if n.excess_sd > gate.GATE_FLOOR:
-        return together + moved + (f", more than the test's {gate.GATE_FLOOR:.1%} floor: expect false flags "
-                                   "(--normalize-by plan takes the measured spread as its floor)")
-    return together + moved
+    if result.normalize_by:
+        return together + moved
+    return together + moved + FLOOR_WORDS
 
 
 def reasons(result: gate.CompareResult) -> list[str]:
