@@ -8,9 +8,10 @@ ruled out) or **inconclusive** (the noise cannot tell; about how many more round
 figures tested are adjusted as every round of both entries allows (``common_adjustments``): by the
 on-CPU share (``on_cpu``: what a stopped or throttled process lost, ``oncpu.py``) and by the
 machine-speed canary (``canary_s``: the machine's speed while the process ran; alone in files from
-before the on-CPU share), so each run's own machine-wide speed factor cancels; raw where neither,
-and the row says which.  An entry whose on-CPU share fell beyond the other entries' (its code waits
-more, ``waiting_entries``) is tested without the share, with a warning.  ``normalize_by`` divides
+before the on-CPU share), so most of what slowed each run's process cancels, and what they leave
+of a run's machine-wide factor is in the floor below; raw where neither, and the row says which.
+An entry whose on-CPU share fell beyond the other entries' (its code waits more,
+``waiting_entries``) is tested without the share, with a warning.  ``normalize_by`` divides
 every figure by a reference entry's measured in the same run (round by round), so a baseline
 recorded on another machine still gates; ``plan``
 divides each entry by the median of the other entries in common (``pair_noise``).  The unpaired
@@ -18,7 +19,10 @@ test's floor is what the matched entries show of the spread between the two runs
 rounds (``pair_noise.pair_noise``, never below ``verdict.GATE_FLOOR``) with ``plan``; with nothing
 dividing the run's factor out (no ``normalize_by``), ``verdict.GATE_FLOOR`` and what two runs'
 machine-wide factors leave after the adjustments (``pair_noise.run_factor_floor``): a shift all
-entries share within it is inconclusive, not a regression; the summary says what the entries showed.
+entries share within it is inconclusive, not a regression.  At a 5% threshold that floor keeps an
+unchanged entry from passing (its bound cannot clear 5%) and a fail needs about 9% on on-CPU-adjusted
+figures, 26% on the canary alone: two runs alone cannot tell less.  The summary says what the
+entries showed.
 
 Everything here is a plain function returning dataclasses; ``cli/compare.py`` parses and prints.
 """
@@ -112,7 +116,7 @@ class CompareResult:
     #: issue 22: p99 and peak rate of the load records in both files (``load_compare.LoadComparison``)
     load_rows: list[LoadComparison] = field(default_factory=list)
     #: what the matched entries say of the noise between the two runs (their common ratio, the spread
-    #: beyond their rounds: the test's floor); ``plan``: each entry was tested against the others
+    #: beyond their rounds: the test's floor with ``plan``); ``plan``: each entry was tested against the others
     noise: PairNoise | None = None
     plan: bool = False
 
@@ -349,9 +353,7 @@ def compare_runs(base: RunRecord, new: RunRecord, normalize_by: str | None = Non
                                 common=common_without([d for d, _ in ratios], i), waits=k in waiting)
                 for i, k in enumerate(keys)]
     else:
-        rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha, k in waiting,
-                             None if reference else run_factor_floor(_by(k in waiting, b_ok[k], n_ok[k]), GATE_FLOOR))
-                for k in keys]
+        rows = [_compare_key(base, new, b_ok[k], n_ok[k], reference, threshold, alpha, k in waiting) for k in keys]
     warnings = [incomplete_warning(side, r) for side, r in (("base", base), ("new", new)) if not r.complete]
     heap = heaps_differ({"base": (base.system or {}).get("allocator"), "new": (new.system or {}).get("allocator")})
     warnings += [heap] if heap else []
@@ -372,9 +374,12 @@ def incomplete_warning(side: str, record: RunRecord) -> str:
 
 
 def _compare_key(base: RunRecord, new: RunRecord, b: Entry, n: Entry, reference: tuple[str, str] | None,
-                 threshold_pct: float, alpha: float, waits: bool = False, floor: float | None = None) -> EntryComparison:
+                 threshold_pct: float, alpha: float, waits: bool = False) -> EntryComparison:
+    """One entry's row without ``plan``: against the reference's figures of the same run, or, with no
+    reference, with what two runs' machine factors leave in the floor (``run_factor_floor``)."""
     if reference is None:
-        return compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, waits=waits, floor=floor)
+        return compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, waits=waits,
+                               floor=run_factor_floor(_by(waits, b, n), GATE_FLOOR))
     b_ref = reference_entry(base, reference, b.conditions)
     n_ref = reference_entry(new, reference, n.conditions)
     row = compare_entries(b, n, threshold_pct=threshold_pct, alpha=alpha, base_reference=b_ref, new_reference=n_ref,

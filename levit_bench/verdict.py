@@ -197,9 +197,8 @@ def _decide(d: float, sides: Sequence[tuple[float, int]], counts: tuple[int, int
     if more is not None:
         why = f"about {more} more {unit if more == 1 else units} per side would"
     elif _floor_blocks(margin, floor, alpha):
-        why = (f"more rounds would not: the {floor:.1%} (SD) that separates two runs beyond their rounds (their "
-               "processes, the machine's speed) alone is too much at this estimate (time both sides in one job: "
-               "levit-bench ab; or test each entry against the others: --normalize-by plan)")
+        why = (f"more rounds would not: the {floor:.1%} (SD) that separates the two sides beyond their rounds "
+               "alone is too much at this estimate")
     else:
         why = f"more than {MAX_MORE_ROUNDS} more {units} per side would be needed"
     extra = {"more_rounds": more} if unit == "round" else {"more_rounds": None, "more_processes": more}

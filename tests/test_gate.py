@@ -153,7 +153,7 @@ def test_a_large_slowdown_fails_on_a_slower_machine_with_the_canary(files, capsy
     for r in result.rows:
         assert r.adjusted
         if r.base.model == "efficientnet_b0":
-            assert r.outcome == FAIL and r.verdict.p < 0.02 and r.verdict.interval[1] < 1.0
+            assert r.outcome == FAIL and r.verdict.p < 0.02 and r.verdict.interval[1] < 0.95
             assert r.change_pct == pytest.approx(-37.5, abs=3.0)
         else:
             assert r.outcome != FAIL, r.base.label()  # the 15% slower machine cancels
@@ -161,6 +161,7 @@ def test_a_large_slowdown_fails_on_a_slower_machine_with_the_canary(files, capsy
     assert main(["compare", files["base"], files["slow"], "--fail-above", "5"]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "efficientnet_b0" in out and "adjusted" in out
+    assert not gate.compare_files(files["base"], files["slow"], fail_above_pct=45.0).with_outcome(FAIL)
     assert main(["compare", files["base"], files["slow"], "--fail-above", "45"]) == 0  # below the threshold
     assert main(["compare", files["base"], files["slow"]]) == 0  # no gate asked for
     assert "no gate asked" in capsys.readouterr().out
@@ -185,13 +186,13 @@ def test_a_rerun_on_a_slower_machine_fails_nothing_with_the_canary_and_raw_figur
 
 def test_a_quiet_rerun_passes_against_the_other_entries(files, capsys):
     """Two runs alone cannot rule out a 5% slowdown that every entry shares (each run's machine
-    factor, after the canary: 5.8% SD on the VMs studied): unnormalized the quiet rerun is
+    factor, after the canary alone: 10.4% SD on the VMs studied): unnormalized the quiet rerun is
     inconclusive, never failed; each entry against the others' median passes."""
     quiet = dict(block_sd=0.003, own_sd=0.001, call_sd=0.002)
     base, new = simulated_run(3, **quiet), simulated_run(4, machine=1.3, **quiet)
     result = gate.compare_runs(base, new, fail_above_pct=5.0)
     assert set(outcomes(result).values()) == {INCONCLUSIVE} and all(abs(r.change_pct) < 1 for r in result.rows)
-    assert all("separates two runs" in r.verdict.reason for r in result.rows)
+    assert all("separates the two sides" in r.verdict.reason for r in result.rows)
     plan = gate.compare_runs(base, new, "plan", fail_above_pct=5.0)
     assert set(outcomes(plan).values()) == {PASS} and plan.outcome == PASS
     b, n = save(base, files["dir"] / "q1.json"), save(new, files["dir"] / "q2.json")

@@ -146,7 +146,7 @@ def test_the_process_floor_can_make_more_rounds_useless():
     base = [np.full(5, 0.01) * (1 + 0.001 * i) for i in range(10)]
     new = [r * 1.04 for r in base]
     v = slowdown_verdict(base, new, threshold=0.05)
-    assert v.outcome == INCONCLUSIVE and v.more_rounds is None and "separates two runs" in v.reason
+    assert v.outcome == INCONCLUSIVE and v.more_rounds is None and "separates the two sides" in v.reason
     assert slowdown_verdict(base, new, threshold=0.05, paired=True).outcome == PASS
 
 

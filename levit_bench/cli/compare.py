@@ -58,7 +58,8 @@ def figures_line(result: gate.CompareResult) -> str:
     if list(kinds) == [()]:
         return "figures: raw for every entry (a file without the machine-speed canary: a run's machine speed is not cancelled)"
     if len(kinds) == 1:
-        return f"figures: adjusted by {_by_word(next(iter(kinds)))} for every entry (most of each run's machine-wide speed cancels)"
+        return (f"figures: adjusted by {_by_word(next(iter(kinds)))} for every entry (what the adjustments leave of "
+                "each run's speed is in the floor)")
     return "figures: " + ", ".join(f"{_by_word(by)} for {n} entries" for by, n in kinds.items()) + \
         " (what both files carry)"
 
@@ -78,9 +79,7 @@ def headline(result: gate.CompareResult, inconclusive: str = PASS) -> str:
         n = len(result.with_outcome(INCONCLUSIVE)) + sum(r.outcome == INCONCLUSIVE for r in result.load_rows)
         more = result.more_rounds()
         stuck = sum(r.verdict.more_rounds is None for r in result.with_outcome(INCONCLUSIVE))
-        see = "see each entry's reason" + ("" if result.plan or result.normalize_by else
-                                          "; --normalize-by plan tests each entry against the others, "
-                                          "levit-bench ab times both in one job")
+        see = "see each entry's reason" + (f"; {advice(result)}" if advice(result) else "")
         would = (f"about {more} more rounds per side would decide" + (f" all but {stuck} ({see})" if stuck else "")
                  if more else "longer load levels (levit-bench load --duration) would bound more p99s" if not
                  result.with_outcome(INCONCLUSIVE) else f"more rounds would not decide all of them ({see})")
@@ -105,7 +104,17 @@ def summary_line(result: gate.CompareResult) -> str:
 
 #: what the unnormalized test's floor holds (``pair_noise.run_factor_floor``)
 FLOOR_WORDS = ("; the test's floor holds what two runs' machine speeds differ by after the adjustments: a shift "
-               "all entries share within it is inconclusive (--normalize-by plan divides it out)")
+               "all entries share within it is inconclusive")
+
+
+def advice(result: gate.CompareResult) -> str:
+    """What tells more than two unnormalized runs can: the other entries as reference (where there
+    are enough of them), or both sides in one job."""
+    if result.plan or result.normalize_by:
+        return ""
+    plan = result.noise is not None and result.noise.entries >= gate.MIN_PLAN_ENTRIES
+    return ("--normalize-by plan tests each entry against the others, " if plan else "") + \
+        "levit-bench ab times both sides in one job"
 
 
 def noise_words(result: gate.CompareResult) -> str:
@@ -117,17 +126,16 @@ def noise_words(result: gate.CompareResult) -> str:
     if result.plan:
         together += ", divided out: each entry is tested against the median of the others"
     elif abs(n.common) > -math.log(1 - result.threshold_pct / 100) / 2:
-        together += (" (each run's machine speed, or a change common to all: two runs cannot tell which; "
-                     "--normalize-by plan tests each entry against the others, levit-bench ab times both in one job)")
+        together += " (each run's machine speed, or a change common to all: two runs cannot tell which)"
     if n.excess_sd is None:
         return together + f"; {n.entries} entries are too few to measure the spread between the runs" + (
-            "" if result.normalize_by else FLOOR_WORDS)
+            "" if result.normalize_by else f"{FLOOR_WORDS} ({advice(result)})")
     moved = f"; an entry moved {n.excess_sd:.1%} (SD) beyond its rounds' error between these runs"
     if result.plan:
         return together + moved + f", the test's floor (at least {gate.GATE_FLOOR:.1%})"
     if result.normalize_by:
         return together + moved
-    return together + moved + FLOOR_WORDS
+    return together + moved + f"{FLOOR_WORDS} ({advice(result)})"
 
 
 def reasons(result: gate.CompareResult) -> list[str]:
