@@ -53,8 +53,8 @@ ADJUSTED_WORDS = {("on_cpu",): "on-CPU-adjusted", ("canary",): "canary-adjusted"
 
 def rerun_residual(by: Sequence[str]) -> float:
     """The rerun interval's residual for figures adjusted by ``by`` (``stats.rerun_interval``)."""
-    return (oncpu.RERUN_RESIDUAL if "on_cpu" in by else RERUN_RESIDUAL_ADJUSTED if "canary" in by
-            else RERUN_RESIDUAL_RAW)
+    residuals = {"on_cpu": oncpu.RERUN_RESIDUAL, "canary": RERUN_RESIDUAL_ADJUSTED, "raw": RERUN_RESIDUAL_RAW}
+    return residuals[oncpu.leading(by)]
 
 
 def chosen(available: Sequence[str]) -> tuple[str, ...]:

@@ -44,6 +44,13 @@ WAIT_ALPHA = 0.01
 WAIT_TOLERANCE = 0.02
 
 
+def leading(by: Sequence[str]) -> str:
+    """Which adjustment decides what figures adjusted by ``by`` keep of their run's machine factor
+    (the key of each per-adjustment constant): the share where it is in ``by``, else the canary,
+    else ``"raw"``."""
+    return "on_cpu" if "on_cpu" in by else "canary" if "canary" in by else "raw"
+
+
 def shares(rounds: Sequence[Any] | None) -> list[float] | None:
     """Every round's on-CPU share (round dicts of a file, or ``schedule.RoundRecord``s); None unless
     every round has a usable one (files from before it, GPU entries, blocks timed elsewhere)."""

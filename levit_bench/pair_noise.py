@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .oncpu import leading
+
 #: ``compare --normalize-by plan``: every entry against the median of the others
 PLAN = "plan"
 #: fewer matched entries than this measure no spread: the constant floor stays
@@ -36,13 +38,13 @@ MEDIAN_SE = math.sqrt(math.pi / 2)
 #: SD (log speed) of one run's machine-wide factor that the figures' adjustments leave, keyed by the
 #: adjustment that matters most: per run, the median over its entries of their log speed relative to
 #: the entry's mean over the study's three runs, pooled over the rerun studies (docs/measurement.md,
-#: "The run's own factor").  On-CPU share (measured with the canary after it; the share alone gets the
-#: same): the six studies of 2026-12-04, 0.005-0.064 per study (ci-like seeds 21, 22, 23 and three
-#: quiet ones, on two VMs).  The canary alone, the thirteen studies with it from 2026-12-02 on: 0.005-0.092, and 0.22 and 0.25 in
-#: two ci-like ones whose stops its median does not see (``oncpu.py``); multi-thread entries keep no
-#: on-CPU share and get this.  Raw: those and the 12-03 processes study, 0.001-0.29 per study.
+#: "The run's own factor"; keys: ``oncpu.leading``).  On-CPU share (measured with the canary after
+#: it; the share alone gets the same): the six studies of 2026-12-04, 0.005-0.064 per study (ci-like
+#: seeds 21, 22, 23 and three quiet ones, on two VMs).  The canary alone, the thirteen studies with
+#: it from 2026-12-02 on: 0.005-0.092, and 0.22 and 0.25 in two ci-like ones whose stops its median
+#: does not see (``oncpu.py``); multi-thread entries keep no on-CPU share and get this.  Raw: those
+#: and the 12-03 processes study, 0.001-0.29 per study.
 RUN_FACTOR_SD = {"on_cpu": 0.031, "canary": 0.104, "raw": 0.117}
-
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def pair_noise(diffs: Sequence[float], round_vars: Sequence[float]) -> PairNoise
 
 def run_factor_sd(by: Sequence[str]) -> float:
     """:data:`RUN_FACTOR_SD` for figures adjusted by ``by`` (``Timing.adjustments``; () raw)."""
-    return RUN_FACTOR_SD["on_cpu" if "on_cpu" in by else "canary" if "canary" in by else "raw"]
+    return RUN_FACTOR_SD[leading(by)]
 
 
 def run_factor_floor(by: Sequence[str], minimum: float) -> float:

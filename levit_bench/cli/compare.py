@@ -79,7 +79,8 @@ def headline(result: gate.CompareResult, inconclusive: str = PASS) -> str:
         n = len(result.with_outcome(INCONCLUSIVE)) + sum(r.outcome == INCONCLUSIVE for r in result.load_rows)
         more = result.more_rounds()
         stuck = sum(r.verdict.more_rounds is None for r in result.with_outcome(INCONCLUSIVE))
-        see = "see each entry's reason" + (f"; {advice(result)}" if advice(result) else "")
+        hint = advice(result)
+        see = "see each entry's reason" + (f"; {hint}" if hint else "")
         would = (f"about {more} more rounds per side would decide" + (f" all but {stuck} ({see})" if stuck else "")
                  if more else "longer load levels (levit-bench load --duration) would bound more p99s" if not
                  result.with_outcome(INCONCLUSIVE) else f"more rounds would not decide all of them ({see})")
