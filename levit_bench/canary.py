@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from .atomic import atomic_write_text
 
@@ -46,9 +47,10 @@ TARGET_S = 0.006
 #: depthwise convolution, agreed best with itself across processes (benchmarks/canary_processes.py;
 #: docs/measurement.md)
 DEFAULT_CANARY = "blend"
-#: bump when a canary's workload changes: cached references of other formats are measured again
-#: (2: buffers renewed before every measurement)
-CACHE_FORMAT = 2
+#: bump when a canary's workload, or what a run's canary figure means, changes: cached references of
+#: other formats are measured again (2: buffers renewed before every measurement; 3: at one thread
+#: the run's figure is the canary's seconds while the process ran, ``oncpu.canary_seconds``)
+CACHE_FORMAT = 3
 
 
 class Workload:
@@ -139,6 +141,15 @@ CANARIES: dict[str, Callable[[], Workload]] = {
 }
 
 
+class Window(NamedTuple):
+    """One canary measurement: seconds per call, and the process's CPU seconds per wall second over
+    it (about 1 when it ran throughout; lower while it was stopped or waited for a core; with more
+    than one thread it may pass 1 and means nothing: ``schedule`` keeps it at one thread only)."""
+
+    seconds: float
+    on_cpu: float
+
+
 @dataclass
 class Canary:
     """A built canary: its call and how many calls one measurement makes; ``cost_s`` adds up the
@@ -160,16 +171,24 @@ class Canary:
 
     def measure(self) -> float:
         """Seconds per call over one measurement (``calls`` calls back to back): the machine's speed now."""
+        return self.window().seconds
+
+    def window(self) -> Window:
+        """One measurement: its seconds per call and its on-CPU share.  A 6 ms window under a
+        neighbour that stops the process for a share of every 50 ms is either hit by a stop or not;
+        once the stopped share passes about half, the run's median window is a stopped one, so the
+        wall seconds alone followed the stops in one run and not in another (docs/measurement.md)."""
         clock = time.perf_counter
         start = clock()
         if self.renew and isinstance(self.call, Workload):
             self.call.renew()
-        t0 = clock()
+        cpu, t0 = time.process_time(), clock()
         for _ in range(self.calls):
             self.call()
-        end = clock()
+        end, cpu = clock(), time.process_time() - cpu
         self.cost_s += end - start
-        return max(end - t0, 1e-12) / self.calls
+        wall = max(end - t0, 1e-12)
+        return Window(wall / self.calls, cpu / wall)
 
 
 def build(name: str = DEFAULT_CANARY, target_s: float = TARGET_S, renew: bool = True) -> Canary:

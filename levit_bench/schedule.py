@@ -15,7 +15,8 @@ order (its re-warm and a block's worth of calls, nothing recorded): round 0 was 
 (+5.5% on the rerun study's noisy VM, p = 0.01; +1.1% on a quiet one).  With a ``canary``
 (``canary.py``), the canary is timed just before each entry's re-warm and just after its block;
 the round record keeps their geometric mean (``canary_s``) and the entry what they cost.  On the
-CPU with one thread, each round record also keeps the block's on-CPU share (``on_cpu``, ``oncpu.py``).
+CPU with one thread, each round record also keeps the block's on-CPU share (``on_cpu``, ``oncpu.py``)
+and the canary's own (``canary_on_cpu``: its windows' seconds while running over their wall seconds).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .canary import Canary, block_index
+from .canary import Canary, Window, block_index
 from .energy import EnergyCounter
 from .errors import first_line
 from .harness import Block, Call, TimingOptions, Warmup, rewarm, time_block, warm_up
@@ -46,6 +47,9 @@ class RoundRecord:
     #: the process's CPU seconds over the block per wall second (``oncpu.py``); None: not read (GPU, or
     #: more than one thread)
     on_cpu: float | None = None
+    #: the canary's windows next to this block, their seconds while the process ran over their wall
+    #: seconds (``oncpu.canary_seconds``); None: not read (as ``on_cpu``), or no canary
+    canary_on_cpu: float | None = None
 
     def to_dict(self) -> dict:
         d = {"round": self.round, "position": self.position, "start_s": round(self.start_s, 4), "calls": self.calls}
@@ -55,6 +59,8 @@ class RoundRecord:
             d["process"] = self.process
         if self.on_cpu is not None:
             d["on_cpu"] = round(self.on_cpu, 5)
+        if self.canary_on_cpu is not None:
+            d["canary_on_cpu"] = round(self.canary_on_cpu, 5)
         return d
 
 
@@ -193,13 +199,14 @@ def run_rounds(items: Sequence[Timed], timing: TimingOptions, schedule: Schedule
                 it.error = first_line(exc)
                 continue
             after = _read_j(energy)
-            canary_s = None if before is None else block_index(before, _canary(canary, it))
+            canary_s, canary_on_cpu = _block_canary(before, _canary(canary, it), it.threads)
             if joules is not None and after is not None:  # a counter that failed costs the figure, not the entry
                 it.energy_j.append(after - joules)
                 it.metered_s += seconds
                 it.metered_calls += len(block)
             it.samples += block
-            it.rounds.append(RoundRecord(done, position, start, len(block), canary_s, it.process, on_cpu))
+            it.rounds.append(RoundRecord(done, position, start, len(block), canary_s, it.process, on_cpu,
+                                         canary_on_cpu))
         done += 1
         if on_round is not None:
             on_round(done, planned)
@@ -241,14 +248,27 @@ def _on_cpu(block: list[float] | Block, threads: int | None) -> tuple[list[float
     return block.samples, block.cpu_s / wall
 
 
-def _canary(canary: Canary | None, item: Timed) -> float | None:
-    """One canary measurement (seconds per call), its cost added to ``item``'s; None without a canary."""
+def _canary(canary: Canary | None, item: Timed) -> Window | None:
+    """One canary measurement, its cost added to ``item``'s; None without a canary."""
     if canary is None:
         return None
     spent = canary.cost_s
-    value = canary.measure()
+    value = canary.window()
     item.canary_cost_s += canary.cost_s - spent
     return value
+
+
+def _block_canary(before: Window | None, after: Window | None, threads: int | None) -> tuple[float | None, float | None]:
+    """A block's canary index (:func:`canary.block_index` of the wall seconds) and, at one thread, the
+    share of it the process ran: the index of the two windows' seconds while running
+    (``seconds × min(1, on_cpu)``) over the wall index."""
+    if before is None or after is None:
+        return None, None
+    wall = block_index(before.seconds, after.seconds)
+    if threads != 1:
+        return wall, None
+    running = block_index(*(w.seconds * min(1.0, w.on_cpu) for w in (before, after)))
+    return wall, running / wall
 
 
 def _read_j(energy: EnergyCounter | None) -> float | None:
