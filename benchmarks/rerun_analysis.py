@@ -27,12 +27,10 @@ GATE_MODES = {"": None, "_plan": "plan"}
 
 #: ``--adjust-by``: which of the adjustments the files carry (``Timing.adjustments``) the analysis
 #: keeps (the figures then use the first kept one, as a run would), so that one study's runs show
-#: each one's effect side by side; ``running-canary``: both, with each round's canary taken while the
-#: process ran (``canary_s × min(1, canary_on_cpu)``, files from 2026-12-04 evening on) and the
-#: group's slope fitted on on-CPU-scaled rounds against it: the variant tried and not adopted
-#: (docs/measurement.md)
-ADJUST_BY = {"as-recorded": ("on_cpu", "canary"), "running-canary": ("on_cpu", "canary", "canary_on_cpu"),
-             "canary": ("canary",), "on_cpu": ("on_cpu",), "none": ()}
+#: each one's effect side by side; ``wall-canary`` keeps both but the canary's own on-CPU share, as
+#: the files were adjusted before the canary was taken while running (``oncpu.canary_seconds``)
+ADJUST_BY = {"as-recorded": ("on_cpu", "canary", "canary_on_cpu"), "wall-canary": ("on_cpu", "canary"),
+             "canary": ("canary", "canary_on_cpu"), "on_cpu": ("on_cpu",), "none": ()}
 _KEEP = ADJUST_BY["as-recorded"]
 
 
@@ -62,17 +60,14 @@ def _readjust(entries: list[Entry], reference_s: float | None = None) -> None:
     replaces it (``canary.reference``), and its figures and those of the runs before it are then in
     different units (seen: 1.30 ms, then 1.04 ms within one quiet study)."""
     from levit_bench.canary import Reference
-    from levit_bench.oncpu import scaled
+    from levit_bench.oncpu import canary_inputs
     from levit_bench.stats import group_canary
 
-    running = "canary_on_cpu" in _KEEP
     for e in entries:
         for r in e.timing.rounds or []:
-            for name, field in (("on_cpu", "on_cpu"), ("canary", "canary_s")):
+            for name, field in (("on_cpu", "on_cpu"), ("canary", "canary_s"), ("canary_on_cpu", "canary_on_cpu")):
                 if name not in _KEEP:
                     r.pop(field, None)
-            if running and r.get("canary_s") and r.get("canary_on_cpu"):
-                r["canary_s"] *= min(1.0, r["canary_on_cpu"])
     groups: dict = {}
     for e in entries:
         if e.timing.canary and all(c is not None for c in e.timing.canary_seconds()):
@@ -80,8 +75,7 @@ def _readjust(entries: list[Entry], reference_s: float | None = None) -> None:
         else:
             e.timing.adjust(None, None, 1.0, None)
     for group in groups.values():
-        beta, run_s = group_canary([(scaled(e.timing.round_samples(), e.timing.rounds) if running
-                                     else e.timing.round_samples(), e.timing.canary_seconds()) for e in group])
+        beta, run_s = group_canary([canary_inputs(e.timing.round_samples(), e.timing.rounds) for e in group])
         for e in group:
             c = e.timing.canary
             e.timing.adjust(Reference(c["name"], reference_s or c["reference_s"], c["reference"]), c.get("cost_s"),

@@ -28,6 +28,7 @@ from .endtoend import EndToEnd, Items, items as e2e_items, record as e2e_record
 from .energy import energy_record, open_counter
 from .errors import UserError, first_line
 from .harness import TimingOptions
+from .oncpu import canary_inputs
 from .opcount import OpCount, count_ops
 from .peak import cached_peak, get_peak, machine_fingerprint
 from .errors import is_out_of_memory
@@ -302,7 +303,7 @@ class _Run:
                                   None if isinstance(self.energy, str) else self.energy, self.canary)
         except KeyboardInterrupt:
             interrupted, done = True, max(len(p.timed.rounds) for p in group)
-        beta, run_s = group_canary([(p.timed.round_samples(), [r.canary_s for r in p.timed.rounds]) for p in group])
+        beta, run_s = group_canary([canary_inputs(p.timed.round_samples(), p.timed.rounds) for p in group])
         self._reference(run_s)
         try:
             for p in group:

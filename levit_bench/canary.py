@@ -47,9 +47,10 @@ TARGET_S = 0.006
 #: depthwise convolution, agreed best with itself across processes (benchmarks/canary_processes.py;
 #: docs/measurement.md)
 DEFAULT_CANARY = "blend"
-#: bump when a canary's workload changes: cached references of other formats are measured again
-#: (2: buffers renewed before every measurement)
-CACHE_FORMAT = 2
+#: bump when a canary's workload, or what a run's canary figure means, changes: cached references of
+#: other formats are measured again (2: buffers renewed before every measurement; 3: at one thread
+#: the run's figure is the canary's seconds while the process ran, ``oncpu.canary_seconds``)
+CACHE_FORMAT = 3
 
 
 class Workload:
@@ -174,11 +175,9 @@ class Canary:
 
     def window(self) -> Window:
         """One measurement: its seconds per call and its on-CPU share.  A 6 ms window under a
-        neighbour that stops the process for a share of every 50 ms is either hit by a stop or not
-        (under the ci-like neighbour the stopped windows are the slow tail: log SD of the blocks'
-        canary 0.38-0.39 in wall seconds, 0.20-0.25 while running).  The adjustments use the wall
-        seconds: taken while running, the canary tracked the entries worse in three ci-like
-        studies (docs/measurement.md); the share is kept as a raw fact."""
+        neighbour that stops the process for a share of every 50 ms is either hit by a stop or not;
+        once the stopped share passes about half, the run's median window is a stopped one, so the
+        wall seconds alone followed the stops in one run and not in another (docs/measurement.md)."""
         clock = time.perf_counter
         start = clock()
         if self.renew and isinstance(self.call, Workload):

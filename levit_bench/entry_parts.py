@@ -65,8 +65,11 @@ def chosen(available: Sequence[str]) -> tuple[str, ...]:
 def common_adjustments(*timings: Timing, without: Sequence[str] = ()) -> tuple[str, ...]:
     """The adjustments used for figures compared across files (two runs, or a series of files): those
     not ``without`` that every timing given can make (:meth:`Timing.adjustments`), so that all are
-    adjusted alike: a file from before the on-CPU share keeps a comparison on the canary."""
+    adjusted alike: a file from before the on-CPU share keeps a comparison on the canary, and a
+    canary in wall seconds is not compared with one in seconds while running (``oncpu.canary_while_running``)."""
     present = [t.adjustments() for t in timings]
+    if len({oncpu.canary_while_running(t.rounds) for t in timings}) > 1:
+        without = (*without, "canary")
     return chosen([a for a in ADJUSTMENTS if a not in without and all(a in p for p in present)])
 
 
@@ -161,8 +164,9 @@ class Timing:
         return split_rounds(self.samples_s, [r["calls"] for r in self.rounds] if self.rounds else None)
 
     def canary_seconds(self) -> list[float | None]:
-        """Each round's canary seconds per call (None where a round, or the file, has none)."""
-        return [r.get("canary_s") for r in self.rounds] if self.rounds else [None]
+        """Each round's canary seconds per call, while the process ran where the rounds say so
+        (``oncpu.canary_seconds``; None where a round, or the file, has none)."""
+        return oncpu.canary_seconds(self.rounds)
 
     def adjustments(self) -> tuple[str, ...]:
         """What this timing's rounds can be adjusted by: ``on_cpu`` where every round has its on-CPU

@@ -24,6 +24,7 @@ import numpy as np
 from .canary import Canary, Reference
 from .harness import TimingOptions
 from .entry_parts import ExportFacts, Timing
+from .oncpu import canary_inputs
 from .results import Entry
 from .schedule import Schedule, Timed, pool, rounds_for, run_rounds
 from .selection import Selection
@@ -144,7 +145,7 @@ class CanaryAdjustment:
 def canary_adjustment(items: Sequence[Timed], reference: Callable[[float], Reference]) -> CanaryAdjustment | None:
     """The run's adjustment from every item's rounds (each process its own item): the canary's
     tracking slope, the median canary of every block and the reference it maps to; None without one."""
-    beta, run_s = group_canary([(it.round_samples(), [r.canary_s for r in it.rounds]) for it in items if it.rounds])
+    beta, run_s = group_canary([canary_inputs(it.round_samples(), it.rounds) for it in items if it.rounds])
     return None if run_s is None else CanaryAdjustment(reference(run_s), beta, run_s)
 
 

@@ -7,8 +7,8 @@ runners whose speed drifts 10-30% from job to job.  Here each entry gets one of 
 ruled out) or **inconclusive** (the noise cannot tell; about how many more rounds would).  The
 figures tested are adjusted as every round of both entries allows (``common_adjustments``): by the
 on-CPU share (``on_cpu``: what a stopped or throttled process lost, ``oncpu.py``) and by the
-machine-speed canary (``canary_s``: the machine's speed while the process ran; alone in files from
-before the on-CPU share), so most of what slowed each run's process cancels, and what they leave
+machine-speed canary (``oncpu.canary_seconds``: the machine's speed while the process ran; alone in
+files from before the on-CPU share), so most of what slowed each run's process cancels, and what they leave
 of a run's machine-wide factor is in the floor below; raw where neither, and the row says which.
 An entry whose on-CPU share fell beyond the other entries' (its code waits more,
 ``waiting_entries``) is tested without the share, with a warning.  ``normalize_by`` divides

@@ -56,8 +56,8 @@ def shares(rounds: Sequence[Any] | None) -> list[float] | None:
     every round has a usable one (files from before it, GPU entries, blocks timed elsewhere)."""
     if not rounds:
         return None
-    values = [r.get("on_cpu") if isinstance(r, dict) else getattr(r, "on_cpu", None) for r in rounds]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in values):
+    values = [_field(r, "on_cpu") for r in rounds]
+    if not all(_usable(v) for v in values):
         return None
     return [float(v) for v in values]
 
@@ -75,6 +75,47 @@ def scaled(rounds: Sequence[np.ndarray], records: Sequence[Any] | None) -> list[
     else as they are."""
     cpu = shares(records)
     return list(rounds) if cpu is None else on_cpu_rounds(rounds, cpu)
+
+
+def canary_seconds(records: Sequence[Any] | None) -> list[float | None]:
+    """Each round's canary seconds per call as the adjustments use them: while the process ran
+    (``canary_s × canary_on_cpu``) where every round has both, else ``canary_s`` as timed (files
+    from before the canary's share, and runs of more than one thread); None where a round has no
+    canary (``[None]`` without rounds).
+
+    With the share, the two adjustments take out different things: the blocks' share what the
+    process lost while stopped, the canary how fast the machine ran it meanwhile.  Applied to the
+    wall canary, the stops were counted twice where the canary's median window was a stopped one:
+    under the ci-like neighbour (seed 24, a run stopped 42% of the time) its wall canary was 36%
+    slower than in another run, and the run's entries came out 13% faster than the others'."""
+    if not records:
+        return [None]
+    walls = [_field(r, "canary_s") for r in records]
+    running = [_field(r, "canary_on_cpu") for r in records]
+    if not all(_usable(v) for v in walls + running):
+        return [float(v) if _usable(v) else None for v in walls]
+    return [float(w) * min(1.0, float(c)) for w, c in zip(walls, running)]
+
+
+def canary_while_running(records: Sequence[Any] | None) -> bool:
+    """Whether :func:`canary_seconds` of these rounds are seconds while running (not wall seconds):
+    the adjusted figures of two files compare only where both are (``entry_parts.common_adjustments``)."""
+    return bool(records) and all(_usable(_field(r, "canary_on_cpu")) for r in records)
+
+
+def canary_inputs(rounds: Sequence[np.ndarray], records: Sequence[Any] | None) -> tuple[list[np.ndarray], list[float | None]]:
+    """One entry as ``stats.group_canary`` takes it, both sides in the same units: its rounds scaled by
+    their shares where its canary is while running (:func:`canary_while_running`), else as timed, and
+    :func:`canary_seconds`."""
+    return (scaled(rounds, records) if canary_while_running(records) else list(rounds)), canary_seconds(records)
+
+
+def _field(record: Any, name: str) -> Any:
+    return record.get(name) if isinstance(record, dict) else getattr(record, name, None)
+
+
+def _usable(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def typical(on_cpu: Sequence[float]) -> float:

@@ -48,8 +48,7 @@ class RoundRecord:
     #: more than one thread)
     on_cpu: float | None = None
     #: the canary's windows next to this block, their seconds while the process ran over their wall
-    #: seconds (a raw fact: the adjustments use the wall ``canary_s``; docs/measurement.md); None: not
-    #: read (as ``on_cpu``), or no canary
+    #: seconds (``oncpu.canary_seconds``); None: not read (as ``on_cpu``), or no canary
     canary_on_cpu: float | None = None
 
     def to_dict(self) -> dict:

@@ -79,12 +79,14 @@ def test_a_stopped_process_loses_wall_time_but_not_cpu_time():
 
 
 def _entry(rounds: list[np.ndarray], shares: list[float] | None, canary: list[float] | None = None,
-           model: str = "levit_128s", batch: int = 1) -> Entry:
+           model: str = "levit_128s", batch: int = 1, canary_on_cpu: list[float] | None = None) -> Entry:
     dicts = [{"round": i, "position": 0, "start_s": float(i), "calls": len(r)} for i, r in enumerate(rounds)]
     for d, s in zip(dicts, shares or []):
         d["on_cpu"] = s
     for d, c in zip(dicts, canary or []):
         d["canary_s"] = c
+    for d, c in zip(dicts, canary_on_cpu or []):
+        d["canary_on_cpu"] = c
     e = Entry(Identity(model, "torch", "cpu", "fp32", 1, batch, 224))
     e.add_timing(Timing.measure(np.concatenate(rounds), dicts, batch))
     return e
@@ -218,7 +220,7 @@ def test_the_rerun_interval_of_on_cpu_adjusted_figures_keeps_the_host_drift():
 
 
 # ---------------------------------------------------------------------------------------------
-# the canary's own share: recorded beside the wall canary (a raw fact no adjustment uses)
+# the canary's own share: a stopped canary window is not counted twice
 
 
 def test_the_canary_records_its_own_share_at_one_thread_only():
@@ -238,3 +240,55 @@ def test_the_canary_records_its_own_share_at_one_thread_only():
         assert all(low < r.canary_on_cpu <= high and r.canary_s > 0 for r in one.rounds)
         assert all("canary_on_cpu" in r.to_dict() for r in one.rounds)
         assert all(r.canary_on_cpu is None and "canary_on_cpu" not in r.to_dict() for r in two.rounds)
+
+
+def _stopped_run(stopped: float, seed: int, canary_share: bool = True, slower: float = 1.0,
+                 host: float = 1.0) -> RunRecord:
+    """Four entries on a machine that stops the process ``stopped`` of the time, blocks and canary
+    windows alike, and runs it ``host`` times slower while running (the canary at 1 ms a call times
+    that); ``slower``: the entries' code is that much slower; ``canary_share`` False: the file as it
+    was before the canary's share."""
+    rng = np.random.default_rng(seed)
+    entries = []
+    for model, t in (("levit_128s", 0.004), ("levit_256", 0.008), ("efficientnet_b0", 0.010), ("efficientnet_b3", 0.02)):
+        running = np.clip(rng.normal(1 - stopped, 0.05, 8), 0.2, 1.0)
+        canary_running = np.clip(rng.normal(1 - stopped, 0.05, 8), 0.2, 1.0)
+        work = [t * slower * host * rng.lognormal(0, 0.01, 6) for _ in range(8)]
+        e = _entry([w / s for w, s in zip(work, running)], list(running), list(host * 1e-3 / canary_running), model=model,
+                   canary_on_cpu=list(canary_running) if canary_share else None)
+        entries.append(e)
+    return RunRecord(system=dict(SYSTEM), config={"argv": []}, results=entries, complete=True)
+
+
+def test_a_canary_stopped_like_the_blocks_does_not_count_the_stops_twice():
+    """Blocks and canary windows stopped alike: the blocks' share takes the stops out and the canary,
+    taken while running, only the machine's speed.  The wall canary (files before its share) carries
+    the stops too, so on top of the share it counted them twice: a run stopped 45% of the time came
+    out about 1 / 0.55 faster than one stopped 5%."""
+    base, stopped = _stopped_run(0.05, 0), _stopped_run(0.45, 1, host=1.15)
+    result = gate.compare_runs(base, stopped, fail_above_pct=5.0)
+    assert all(r.by == ("on_cpu", "canary") for r in result.rows)
+    assert max(abs(r.change_pct) for r in result.rows) < 3.0 and not result.failed()
+    no_canary = [copy.deepcopy(r) for r in (base, stopped)]
+    for record in no_canary:
+        for e in record.results:
+            for r in e.timing.rounds:
+                r.pop("canary_s"), r.pop("canary_on_cpu")
+    on_cpu_only = gate.compare_runs(*no_canary, fail_above_pct=5.0)  # the host's 15% stays without the canary
+    assert all(r.by == ("on_cpu",) and -16 < r.change_pct < -10 for r in on_cpu_only.rows)
+    wall = gate.compare_runs(_stopped_run(0.05, 0, False), _stopped_run(0.45, 1, False, host=1.15), fail_above_pct=5.0)
+    assert all(r.by == ("on_cpu", "canary") and r.change_pct > 40 for r in wall.rows)
+    slow = gate.compare_runs(base, _stopped_run(0.45, 2, slower=1.4, host=1.15), fail_above_pct=5.0)
+    assert all(-35 < r.change_pct < -20 for r in slow.rows)
+    entry = stopped.results[0].timing
+    assert oncpu.canary_while_running(entry.rounds)
+    assert entry.canary_seconds() == pytest.approx([1.15e-3] * 8)
+    assert oncpu.canary_seconds([{"canary_s": 2e-3}, {"canary_s": 3e-3, "canary_on_cpu": 0.5}]) == [2e-3, 3e-3]
+    assert oncpu.canary_seconds(None) == [None] and not oncpu.canary_while_running(None)
+
+
+def test_a_wall_canary_and_one_while_running_are_not_compared():
+    """One file with the canary's share and one without: their canary figures are in other units, so
+    the comparison keeps the share and leaves the canary out."""
+    result = gate.compare_runs(_stopped_run(0.05, 0, False), _stopped_run(0.05, 1), fail_above_pct=5.0)
+    assert all(r.by == ("on_cpu",) for r in result.rows)
