@@ -20,7 +20,7 @@ rounds (``pair_noise.pair_noise``, never below ``verdict.GATE_FLOOR``) with ``pl
 dividing the run's factor out (no ``normalize_by``), ``verdict.GATE_FLOOR`` and what two runs'
 machine-wide factors leave after the adjustments (``pair_noise.run_factor_floor``): a shift all
 entries share within it is inconclusive, not a regression.  At a 5% threshold that floor keeps an
-unchanged entry from passing (its bound cannot clear 5%) and a fail needs about 9% on on-CPU-adjusted
+unchanged entry from passing (its bound cannot clear 5%) and a fail needs about 12% on on-CPU-adjusted
 figures, 26% on the canary alone: two runs alone cannot tell less.  The summary says what the
 entries showed.
 
