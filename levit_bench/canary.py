@@ -175,9 +175,9 @@ class Canary:
 
     def window(self) -> Window:
         """One measurement: its seconds per call and its on-CPU share.  A 6 ms window under a
-        neighbour that stops the process for a share of every 50 ms is either hit by a stop or not;
-        once the stopped share passes about half, the run's median window is a stopped one, so the
-        wall seconds alone followed the stops in one run and not in another (docs/measurement.md)."""
+        neighbour that stops the process for a share of every 50 ms is either hit by a stop or not: the
+        stopped windows are the wall seconds' slow tail (log SD 0.38-0.39 in a run, 0.20-0.25 while
+        running), and how far they moved a run's median differed from run to run (docs/measurement.md)."""
         clock = time.perf_counter
         start = clock()
         if self.renew and isinstance(self.call, Workload):

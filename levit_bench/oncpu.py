@@ -86,8 +86,9 @@ def canary_seconds(records: Sequence[Any] | None) -> list[float | None]:
     With the share, the two adjustments take out different things: the blocks' share what the
     process lost while stopped, the canary how fast the machine ran it meanwhile.  Applied to the
     wall canary, the stops were counted twice where the canary's median window was a stopped one:
-    under the ci-like neighbour (seed 24, a run stopped 42% of the time) its wall canary was 36%
-    slower than in another run, and the run's entries came out 13% faster than the others'."""
+    under the ci-like neighbour (seed 24, a run stopped 42% of the time) its median wall canary was
+    36% slower than another run's, and that run's entries came out 14% faster than the three runs'
+    mean (docs/measurement.md)."""
     if not records:
         return [None]
     walls = [_field(r, "canary_s") for r in records]
